@@ -18,6 +18,16 @@ bool ParseLogLevel(std::string_view text, LogLevel* out);
 void LogLine(LogLevel level, std::string_view component, std::string_view message);
 
 namespace log_internal {
+// Spellings for TM_LOG(LEVEL, ...): INFO or Info.
+inline constexpr LogLevel kDEBUG = LogLevel::kDebug;
+inline constexpr LogLevel kINFO = LogLevel::kInfo;
+inline constexpr LogLevel kWARN = LogLevel::kWarn;
+inline constexpr LogLevel kERROR = LogLevel::kError;
+inline constexpr LogLevel kDebug = LogLevel::kDebug;
+inline constexpr LogLevel kInfo = LogLevel::kInfo;
+inline constexpr LogLevel kWarn = LogLevel::kWarn;
+inline constexpr LogLevel kError = LogLevel::kError;
+
 class LineBuilder {
  public:
   LineBuilder(LogLevel level, std::string_view component) : level_(level), component_(component) {}
@@ -40,7 +50,7 @@ class LineBuilder {
 }  // namespace tokenmem
 
 // TM_LOG(INFO, "pool") << "created " << name;
-#define TM_LOG(level, component)                                                  \
-  if (::tokenmem::LogLevel::k##level < ::tokenmem::GetLogLevel()) {              \
-  } else                                                                          \
-    ::tokenmem::log_internal::LineBuilder(::tokenmem::LogLevel::k##level, component)
+#define TM_LOG(level, component)                                                   \
+  if (::tokenmem::log_internal::k##level < ::tokenmem::GetLogLevel()) {           \
+  } else                                                                           \
+    ::tokenmem::log_internal::LineBuilder(::tokenmem::log_internal::k##level, component)
