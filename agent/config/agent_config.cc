@@ -1,0 +1,282 @@
+#include "config/agent_config.h"
+
+#include <sys/un.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <set>
+#include <system_error>
+
+#include "config/config_values.h"
+#include "tokenmem/common/log.h"
+#include "tokenmem/common/units.h"
+
+namespace tokenmem::config {
+namespace {
+
+using pool::TierKind;
+
+Status Bad(std::string_view path, const std::string& message) {
+  return InvalidArgument(std::string(path) + ": " + message);
+}
+
+std::string Quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+Status CheckNodeName(const std::string& name) {
+  if (name.size() > 253) return Bad("node_name", "longer than 253 characters");
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u == 0x7f || c == '/') {
+      return Bad("node_name", "'" + name + "' may not hold spaces, control characters or '/'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckControl(const ControlConfig& c) {
+  if (c.socket_path.empty()) return Bad("control.socket", "is empty");
+  if (c.socket_path.native().size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Bad("control.socket", Quote(c.socket_path) + " is longer than a Unix socket address (" +
+                                     std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                                     " bytes)");
+  }
+  if (c.socket_mode > 0777) {
+    return Bad("control.socket_mode",
+               FormatOctalMode(c.socket_mode) + " is not a file mode in 0000..0777");
+  }
+  if (c.max_message_bytes < kMinMessageBytes || c.max_message_bytes > kMaxMessageBytes) {
+    return Bad("control.max_message_size",
+               FormatByteSize(c.max_message_bytes) + " is outside 4KiB..2GiB-1 (gRPC's limit)");
+  }
+  if (c.tcp_listen.empty()) return Status::Ok();
+  auto hp = ParseHostPort(c.tcp_listen);
+  if (!hp.ok()) return Bad("control.tcp_listen", hp.status().message());
+  // TCP reaches beyond this node, so it is never open without an admin token.
+  if (c.admin_token_file.empty()) {
+    return Bad("control.admin_token_file", "must be set when control.tcp_listen is set");
+  }
+  std::error_code ec;
+  auto st = std::filesystem::status(c.admin_token_file, ec);
+  if (st.type() == std::filesystem::file_type::not_found) {
+    return Bad("control.admin_token_file", Quote(c.admin_token_file) + " does not exist");
+  }
+  if (ec) return Bad("control.admin_token_file", Quote(c.admin_token_file) + ": " + ec.message());
+  if (!std::filesystem::is_regular_file(st)) {
+    return Bad("control.admin_token_file", Quote(c.admin_token_file) + " is not a regular file");
+  }
+  auto size = std::filesystem::file_size(c.admin_token_file, ec);
+  if (ec) return Bad("control.admin_token_file", Quote(c.admin_token_file) + ": " + ec.message());
+  if (size == 0) return Bad("control.admin_token_file", Quote(c.admin_token_file) + " is empty");
+  return Status::Ok();
+}
+
+Status CheckNumaNodes(std::string_view path, const std::vector<int>& nodes,
+                      std::set<int>* seen_in_other) {
+  std::set<int> seen;
+  for (int n : nodes) {
+    if (n < 0 || n > kMaxNumaNode) {
+      return Bad(path,
+                 "node " + std::to_string(n) + " is outside 0.." + std::to_string(kMaxNumaNode));
+    }
+    if (!seen.insert(n).second) return Bad(path, "node " + std::to_string(n) + " is listed twice");
+    if (seen_in_other->count(n)) {
+      return Bad(path, "node " + std::to_string(n) + " is listed in both memory tiers");
+    }
+  }
+  seen_in_other->insert(seen.begin(), seen.end());
+  return Status::Ok();
+}
+
+Status CheckTiers(const AgentConfig& c) {
+  for (auto [name, tier] : {std::pair{"dram", &c.dram}, std::pair{"cxl", &c.cxl}}) {
+    if (tier->capacity_bytes % pool::kBlockAlignment != 0) {
+      return Bad(std::string("tiers.") + name + ".capacity",
+                 FormatByteSize(tier->capacity_bytes) + " is not a multiple of 4KiB");
+    }
+  }
+  std::set<int> memory_nodes;
+  TM_RETURN_IF_ERROR(CheckNumaNodes("tiers.dram.numa_nodes", c.dram.numa_nodes, &memory_nodes));
+  TM_RETURN_IF_ERROR(CheckNumaNodes("tiers.cxl.numa_nodes", c.cxl.numa_nodes, &memory_nodes));
+
+  const NvmeTierConfig& n = c.nvme;
+  if (n.segment_bytes < kMinSegmentBytes || n.segment_bytes % pool::kBlockAlignment != 0) {
+    return Bad("tiers.nvme.segment_size",
+               FormatByteSize(n.segment_bytes) + " must be at least 1MiB and a multiple of 4KiB");
+  }
+  if (n.capacity_bytes % n.segment_bytes != 0) {
+    return Bad("tiers.nvme.capacity", FormatByteSize(n.capacity_bytes) +
+                                          " is not a whole number of segments of " +
+                                          FormatByteSize(n.segment_bytes));
+  }
+  if (n.queue_depth < 1 || n.queue_depth > kMaxQueueDepth) {
+    return Bad("tiers.nvme.queue_depth",
+               std::to_string(n.queue_depth) + " is outside 1.." + std::to_string(kMaxQueueDepth));
+  }
+  if (n.capacity_bytes != 0 && n.directory.empty()) return Bad("tiers.nvme.directory", "is empty");
+  return Status::Ok();
+}
+
+Status CheckMovement(const MovementConfig& m) {
+  // Written so that NaN fails too.
+  if (!(m.low_watermark > 0 && m.low_watermark < 1)) {
+    return Bad("movement.low_watermark", FormatDouble(m.low_watermark) + " is not in (0, 1)");
+  }
+  if (!(m.high_watermark > 0 && m.high_watermark < 1)) {
+    return Bad("movement.high_watermark", FormatDouble(m.high_watermark) + " is not in (0, 1)");
+  }
+  if (!(m.low_watermark < m.high_watermark)) {
+    return Bad("movement.low_watermark", FormatDouble(m.low_watermark) +
+                                             " must be below movement.high_watermark (" +
+                                             FormatDouble(m.high_watermark) + ")");
+  }
+  if (m.interval_ms == 0) return Bad("movement.interval_ms", "must be at least 1");
+  if (m.ttl_sweep_ms == 0) return Bad("movement.ttl_sweep_ms", "must be at least 1");
+  return Status::Ok();
+}
+
+Status CheckPools(const AgentConfig& c) {
+  pool::TierCapacities sum;
+  for (size_t i = 0; i < c.pools.size(); ++i) {
+    const pool::PoolSpec& p = c.pools[i];
+    const std::string where = "pools[" + std::to_string(i) + "]";
+    Status s = pool::ValidatePoolSpec(p);
+    if (!s.ok()) return Bad(where, s.message());
+    for (size_t j = 0; j < i; ++j) {
+      if (c.pools[j].name == p.name) {
+        return Bad(where + ".name",
+                   "'" + p.name + "' is already the name of pools[" + std::to_string(j) + "]");
+      }
+    }
+    if (p.capacity.nvme != 0 && p.block_size > c.nvme.segment_bytes) {
+      return Bad(where + ".block_size", FormatByteSize(p.block_size) +
+                                            " is larger than tiers.nvme.segment_size (" +
+                                            FormatByteSize(c.nvme.segment_bytes) + ")");
+    }
+    for (TierKind t : {TierKind::kDram, TierKind::kCxl, TierKind::kNvme}) {
+      uint64_t& total = sum.of(t);
+      total = p.capacity.of(t) > UINT64_MAX - total ? UINT64_MAX : total + p.capacity.of(t);
+    }
+  }
+  pool::TierCapacities have{c.dram.capacity_bytes, c.cxl.capacity_bytes, c.nvme.capacity_bytes};
+  for (TierKind t : {TierKind::kDram, TierKind::kCxl, TierKind::kNvme}) {
+    if (sum.of(t) > have.of(t)) {
+      std::string tier(pool::TierName(t));
+      return Bad("tiers." + tier + ".capacity", "pools reserve " + FormatByteSize(sum.of(t)) +
+                                                    " of " + tier + " in total, more than the " +
+                                                    tier + " tier's capacity of " +
+                                                    FormatByteSize(have.of(t)));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckFilesystem(const AgentConfig& c) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  auto st = fs::status(c.sysfs_root, ec);
+  if (st.type() == fs::file_type::not_found) {
+    return Bad("sysfs_root", Quote(c.sysfs_root) + " does not exist");
+  }
+  if (ec) return Bad("sysfs_root", Quote(c.sysfs_root) + ": " + ec.message());
+  if (!fs::is_directory(st)) return Bad("sysfs_root", Quote(c.sysfs_root) + " is not a directory");
+
+  if (c.nvme.capacity_bytes == 0) return Status::Ok();  // tier off: the directory is never used
+  const fs::path& dir = c.nvme.directory;
+  st = fs::status(dir, ec);
+  if (st.type() != fs::file_type::not_found) {
+    if (ec) return Bad("tiers.nvme.directory", Quote(dir) + ": " + ec.message());
+    if (!fs::is_directory(st))
+      return Bad("tiers.nvme.directory", Quote(dir) + " is not a directory");
+    return Status::Ok();
+  }
+  if (!c.nvme.create_directory) {
+    return Bad("tiers.nvme.directory",
+               Quote(dir) + " does not exist (create it, or set create_directory: true)");
+  }
+  fs::path p = fs::absolute(dir, ec);
+  if (ec) return Bad("tiers.nvme.directory", Quote(dir) + ": " + ec.message());
+  while (p.has_relative_path()) {
+    p = p.parent_path();
+    st = fs::status(p, ec);
+    if (st.type() == fs::file_type::not_found) continue;
+    if (ec) return Bad("tiers.nvme.directory", "cannot check " + Quote(p) + ": " + ec.message());
+    if (!fs::is_directory(st)) {
+      return Bad("tiers.nvme.directory",
+                 "cannot create " + Quote(dir) + ": " + Quote(p) + " is not a directory");
+    }
+    return Status::Ok();
+  }
+  return Status::Ok();  // reached "/", which exists
+}
+
+}  // namespace
+
+bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
+  return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
+         a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
+         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds;
+}
+
+bool operator==(const AgentConfig& a, const AgentConfig& b) {
+  return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
+         a.control == b.control && a.dram == b.dram && a.cxl == b.cxl && a.nvme == b.nvme &&
+         a.movement == b.movement &&
+         std::equal(a.pools.begin(), a.pools.end(), b.pools.begin(), b.pools.end(), SamePoolSpec);
+}
+
+AgentConfig DefaultConfig() {
+  AgentConfig c;
+  c.dram.capacity_bytes = 1ull << 30;
+  c.nvme.directory = "/var/lib/tokenmem/nvme";
+  c.nvme.capacity_bytes = 4ull << 30;
+  c.nvme.create_directory = true;
+  pool::PoolSpec p;
+  p.name = "default";
+  p.block_size = 256ull << 10;
+  p.capacity.dram = 512ull << 20;
+  p.capacity.nvme = 2ull << 30;
+  p.eviction = pool::EvictionPolicy::kLru;
+  p.ttl_seconds = 0;
+  c.pools.push_back(p);
+  return c;
+}
+
+Result<HostPort> ParseHostPort(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument("'" + std::string(text) + "' is not host:port (" + why + ")");
+  };
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return bad("no port");
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find_first_of("[]:") != std::string_view::npos) {
+    return bad("an IPv6 address goes in brackets, as in [::1]:7070");
+  }
+  if (host.empty()) return bad("empty host; use 0.0.0.0 or [::] for every address");
+  if (host.find_first_of(" \t/") != std::string_view::npos) return bad("bad host");
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value < 1 ||
+      value > 65535) {
+    return bad("the port must be a number in 1..65535");
+  }
+  return HostPort{std::string(host), static_cast<uint16_t>(value)};
+}
+
+Status Validate(const AgentConfig& c) {
+  LogLevel level;
+  if (!ParseLogLevel(c.log_level, &level)) {
+    return Bad("log_level", "'" + c.log_level + "' is not one of: debug, info, warn, error");
+  }
+  TM_RETURN_IF_ERROR(CheckNodeName(c.node_name));
+  TM_RETURN_IF_ERROR(CheckControl(c.control));
+  TM_RETURN_IF_ERROR(CheckTiers(c));
+  TM_RETURN_IF_ERROR(CheckMovement(c.movement));
+  TM_RETURN_IF_ERROR(CheckPools(c));
+  return CheckFilesystem(c);
+}
+
+}  // namespace tokenmem::config

@@ -1,0 +1,117 @@
+// AgentConfig: everything tokenmem-agent is told at start, its embedded
+// default and its checks.
+//
+// The structs are plain values: copy them freely; nothing here is shared
+// between threads. DefaultConfig() is the configuration the agent runs with
+// when no file and no flags are given (the standalone case). Field defaults of
+// the structs themselves are the "nothing configured" values (tiers off, no
+// pools); DefaultConfig() fills in the standalone tiers and pool.
+// docs/configuration.md lists every key, its YAML path and its default.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pool/pool_spec.h"
+#include "tokenmem/common/status.h"
+
+namespace tokenmem::config {
+
+inline constexpr uint64_t kMinSegmentBytes = 1ull << 20;
+inline constexpr uint32_t kMaxQueueDepth = 4096;
+inline constexpr int kMaxNumaNode = 1023;  // the kernel's largest MAX_NUMNODES, minus one
+inline constexpr uint64_t kMinMessageBytes = 4096;
+inline constexpr uint64_t kMaxMessageBytes = (2ull << 30) - 1;  // gRPC sizes are an int
+
+struct ControlConfig {
+  std::filesystem::path socket_path = "/run/tokenmem/agent.sock";
+  uint32_t socket_mode = 0660;  // YAML/flag given as an octal string "0660"
+  std::string tcp_listen;       // "host:port"; empty = off (default)
+  std::filesystem::path
+      admin_token_file;  // required when tcp_listen is set; must exist and be non-empty
+  uint64_t max_message_bytes = 256ull << 20;
+
+  bool operator==(const ControlConfig&) const = default;
+};
+
+struct MemoryTierConfig {
+  uint64_t capacity_bytes = 0;  // 0 = tier off; else a multiple of 4KiB
+  std::vector<int> numa_nodes;  // empty = every node of that kind
+
+  bool operator==(const MemoryTierConfig&) const = default;
+};
+
+struct NvmeTierConfig {
+  std::filesystem::path directory = "/var/lib/tokenmem/nvme";
+  uint64_t capacity_bytes = 0;  // 0 = tier off; else a multiple of segment_bytes
+  uint64_t segment_bytes = 256ull << 20;
+  uint32_t queue_depth = 32;
+  bool create_directory =
+      false;  // true: create the directory (and parents) at start; false: it must exist
+
+  bool operator==(const NvmeTierConfig&) const = default;
+};
+
+struct MovementConfig {
+  double low_watermark =
+      0.10;  // free fraction of a memory tier below which background demotion starts
+  double high_watermark = 0.20;  // ...and the free fraction it restores
+  uint32_t interval_ms = 10;     // how often the mover checks
+  uint32_t ttl_sweep_ms = 1000;  // how often expired blocks are swept
+
+  bool operator==(const MovementConfig&) const = default;
+};
+
+struct AgentConfig {
+  std::string node_name;           // default: the host name (filled by ApplyEnvironmentDefaults)
+  std::string log_level = "info";  // debug|info|warn|error
+  std::filesystem::path sysfs_root = "/sys";
+  ControlConfig control;
+  MemoryTierConfig dram;
+  MemoryTierConfig cxl;
+  NvmeTierConfig nvme;
+  MovementConfig movement;
+  std::vector<pool::PoolSpec> pools;  // pools created at start (if absent)
+};
+
+// Field-by-field equality (PoolSpec has no operator== of its own).
+bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b);
+bool operator==(const AgentConfig& a, const AgentConfig& b);
+
+// The embedded default: DRAM 1GiB, no CXL, NVMe 4GiB under /var/lib/tokenmem/nvme with
+// create_directory=true, control socket /run/tokenmem/agent.sock (its parent directory is created
+// by the agent), one pool "default" (block_size 256KiB, dram 512MiB, nvme 2GiB, lru, no TTL).
+AgentConfig DefaultConfig();
+
+// "host:port" split; the host keeps no brackets ("[::1]:7070" gives "::1").
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+// kInvalidArgument unless the text is host:port with a non-empty host (IPv6 addresses in
+// brackets) and a decimal port in 1..65535.
+Result<HostPort> ParseHostPort(std::string_view text);
+
+// Checks every field; the first problem found is returned as kInvalidArgument whose message
+// starts with the YAML path of the field ("tiers.nvme.capacity: ..."). OK when the agent can
+// start with this configuration as far as the configuration alone can tell.
+//
+// Value checks: log_level known; node_name (empty allowed: the host name fills it) without
+// spaces, control characters or '/'; control.socket non-empty and short enough for a Unix
+// socket address; socket_mode <= 0777; max_message_size 4KiB..2GiB-1; tcp_listen (when set) is
+// host:port with port 1..65535, and then admin_token_file is set, is a regular file and is
+// non-empty; memory tier capacities multiples of 4KiB; NUMA nodes 0..1023, none listed twice or
+// in both memory tiers; nvme segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple
+// of segment_size, queue_depth 1..4096; watermarks 0 < low < high < 1; interval_ms and
+// ttl_sweep_ms >= 1; pools valid (pool::ValidatePoolSpec), unique names, blocks that use NVMe no
+// larger than a segment, and the sum of pool capacities per tier <= that tier's capacity (the
+// message names the tier, the sum and the capacity).
+// Filesystem checks (run last): sysfs_root is a directory; when the NVMe tier is on,
+// nvme.directory is a directory, or with create_directory its nearest existing ancestor is.
+// Reads the filesystem only; changes nothing.
+Status Validate(const AgentConfig& config);
+
+}  // namespace tokenmem::config

@@ -1,0 +1,304 @@
+#include "config/agent_config.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "config/config_test_util.h"
+
+namespace tokenmem::config {
+namespace {
+
+using testing::IsInvalid;
+using testing::TempDir;
+
+class ValidateTest : public ::testing::Test {
+ protected:
+  // DefaultConfig() with its NVMe directory inside the temporary directory.
+  AgentConfig Base() const {
+    AgentConfig c = DefaultConfig();
+    c.nvme.directory = dir_.path();
+    return c;
+  }
+  Status ValidateWith(const std::function<void(AgentConfig&)>& edit) const {
+    AgentConfig c = Base();
+    edit(c);
+    return Validate(c);
+  }
+  pool::PoolSpec Pool(std::string name, uint64_t dram, uint64_t nvme) const {
+    pool::PoolSpec p;
+    p.name = std::move(name);
+    p.capacity.dram = dram;
+    p.capacity.nvme = nvme;
+    return p;
+  }
+
+  TempDir dir_;
+};
+
+TEST(DefaultConfigTest, HoldsTheDocumentedValues) {
+  AgentConfig c = DefaultConfig();
+  EXPECT_EQ(c.node_name, "");
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.sysfs_root, "/sys");
+  EXPECT_EQ(c.control.socket_path, "/run/tokenmem/agent.sock");
+  EXPECT_EQ(c.control.socket_mode, 0660u);
+  EXPECT_EQ(c.control.tcp_listen, "");
+  EXPECT_EQ(c.control.max_message_bytes, 256ull << 20);
+  EXPECT_EQ(c.dram.capacity_bytes, 1ull << 30);
+  EXPECT_EQ(c.cxl.capacity_bytes, 0u);
+  EXPECT_EQ(c.nvme.directory, "/var/lib/tokenmem/nvme");
+  EXPECT_EQ(c.nvme.capacity_bytes, 4ull << 30);
+  EXPECT_EQ(c.nvme.segment_bytes, 256ull << 20);
+  EXPECT_EQ(c.nvme.queue_depth, 32u);
+  EXPECT_TRUE(c.nvme.create_directory);
+  EXPECT_EQ(c.movement.low_watermark, 0.10);
+  EXPECT_EQ(c.movement.high_watermark, 0.20);
+  EXPECT_EQ(c.movement.interval_ms, 10u);
+  EXPECT_EQ(c.movement.ttl_sweep_ms, 1000u);
+  ASSERT_EQ(c.pools.size(), 1u);
+  EXPECT_EQ(c.pools[0].name, "default");
+  EXPECT_EQ(c.pools[0].block_size, 256u << 10);
+  EXPECT_EQ(c.pools[0].capacity.dram, 512ull << 20);
+  EXPECT_EQ(c.pools[0].capacity.cxl, 0u);
+  EXPECT_EQ(c.pools[0].capacity.nvme, 2ull << 30);
+  EXPECT_EQ(c.pools[0].eviction, pool::EvictionPolicy::kLru);
+  EXPECT_EQ(c.pools[0].ttl_seconds, 0u);
+}
+
+TEST(DefaultConfigTest, EqualityComparesEveryPart) {
+  AgentConfig a = DefaultConfig();
+  EXPECT_TRUE(a == DefaultConfig());
+  AgentConfig b = a;
+  b.pools[0].ttl_seconds = 5;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.pools.push_back(b.pools[0]);
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.cxl.numa_nodes = {2};
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.movement.high_watermark = 0.3;
+  EXPECT_FALSE(a == b);
+}
+
+TEST_F(ValidateTest, DefaultsValidate) {
+  EXPECT_TRUE(Validate(Base()).ok()) << Validate(Base()).ToString();
+}
+
+TEST_F(ValidateTest, CreateDirectoryAcceptsAMissingDirectoryUnderAnExistingOne) {
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.nvme.directory = dir_.path() / "a" / "b";
+    c.nvme.create_directory = true;
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(ValidateTest, MissingNvmeDirectoryWithoutCreateDirectory) {
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.nvme.directory = dir_.path() / "missing";
+    c.nvme.create_directory = false;
+  });
+  EXPECT_TRUE(IsInvalid(s, "tiers.nvme.directory: "));
+  EXPECT_TRUE(IsInvalid(s, "does not exist"));
+}
+
+TEST_F(ValidateTest, NvmeDirectoryUnderAFileCannotBeCreated) {
+  auto file = dir_.Write("plain", "x");
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.nvme.directory = file / "sub";
+    c.nvme.create_directory = true;
+  });
+  EXPECT_TRUE(IsInvalid(s, "tiers.nvme.directory: cannot create"));
+  s = ValidateWith([&](AgentConfig& c) { c.nvme.directory = file; });
+  EXPECT_TRUE(IsInvalid(s, "is not a directory"));
+}
+
+TEST_F(ValidateTest, NvmeDirectoryIsNotCheckedWhenTheTierIsOff) {
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.nvme.directory = dir_.path() / "missing";
+    c.nvme.create_directory = false;
+    c.nvme.capacity_bytes = 0;
+    c.pools[0].capacity.nvme = 0;
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(ValidateTest, SysfsRootMustExist) {
+  Status s = ValidateWith([&](AgentConfig& c) { c.sysfs_root = dir_.path() / "nosys"; });
+  EXPECT_TRUE(IsInvalid(s, "sysfs_root: "));
+}
+
+TEST_F(ValidateTest, Watermarks) {
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.movement.low_watermark = 0.3;
+                          c.movement.high_watermark = 0.2;
+                        }),
+                        "movement.low_watermark: 0.3 must be below movement.high_watermark"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.movement.low_watermark = 0.2;
+                          c.movement.high_watermark = 0.2;
+                        }),
+                        "movement.low_watermark"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.movement.low_watermark = 0; }),
+                        "movement.low_watermark"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.movement.high_watermark = 1.0; }),
+                        "movement.high_watermark"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.movement.interval_ms = 0; }),
+                        "movement.interval_ms"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.movement.ttl_sweep_ms = 0; }),
+                        "movement.ttl_sweep_ms"));
+}
+
+TEST_F(ValidateTest, PoolSumMayNotExceedTheTier) {
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.pools.push_back(Pool("second", 768ull << 20, 0));  // 512MiB + 768MiB > 1GiB
+  });
+  EXPECT_TRUE(IsInvalid(s, "tiers.dram.capacity: "));
+  EXPECT_TRUE(IsInvalid(s, "1280MiB of dram"));
+  EXPECT_TRUE(IsInvalid(s, "capacity of 1GiB"));
+
+  s = ValidateWith([&](AgentConfig& c) { c.pools[0].capacity.cxl = 1ull << 30; });
+  EXPECT_TRUE(IsInvalid(s, "tiers.cxl.capacity: pools reserve 1GiB of cxl"));
+
+  // Exactly full is fine.
+  s = ValidateWith(
+      [&](AgentConfig& c) { c.pools.push_back(Pool("second", 512ull << 20, 2ull << 30)); });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(ValidateTest, PoolCapacitiesThatWouldOverflowAreRejected) {
+  Status s = ValidateWith([&](AgentConfig& c) {
+    c.pools = {Pool("a", 1ull << 63, 0), Pool("b", 1ull << 63, 0)};
+  });
+  EXPECT_TRUE(IsInvalid(s, "tiers.dram.capacity"));
+}
+
+TEST_F(ValidateTest, DuplicatePoolNames) {
+  Status s = ValidateWith([&](AgentConfig& c) { c.pools.push_back(Pool("default", 4 << 20, 0)); });
+  EXPECT_TRUE(IsInvalid(s, "pools[1].name: 'default' is already the name of pools[0]"));
+}
+
+TEST_F(ValidateTest, BadPoolName) {
+  Status s = ValidateWith([&](AgentConfig& c) { c.pools[0].name = "Bad_Name"; });
+  EXPECT_TRUE(IsInvalid(s, "pools[0]: "));
+  EXPECT_TRUE(IsInvalid(s, "Bad_Name"));
+}
+
+TEST_F(ValidateTest, PoolSpecErrorsAreReported) {
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.pools[0].block_size = 1000; }),
+                        "pools[0]: pool 'default': block_size"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.pools[0].capacity = {}; }),
+                        "pools[0]: pool 'default': no capacity"));
+}
+
+TEST_F(ValidateTest, NvmeBlocksMustFitASegment) {
+  Status s = ValidateWith([](AgentConfig& c) {
+    c.nvme.segment_bytes = 1ull << 20;
+    c.pools[0].block_size = 2ull << 20;
+  });
+  EXPECT_TRUE(IsInvalid(s, "pools[0].block_size: 2MiB is larger than tiers.nvme.segment_size"));
+}
+
+TEST_F(ValidateTest, TcpListenNeedsAnAdminTokenFile) {
+  Status s = ValidateWith([](AgentConfig& c) { c.control.tcp_listen = "0.0.0.0:7070"; });
+  EXPECT_TRUE(IsInvalid(s, "control.admin_token_file: must be set"));
+
+  s = ValidateWith([&](AgentConfig& c) {
+    c.control.tcp_listen = "0.0.0.0:7070";
+    c.control.admin_token_file = dir_.path() / "absent";
+  });
+  EXPECT_TRUE(IsInvalid(s, "control.admin_token_file: "));
+  EXPECT_TRUE(IsInvalid(s, "does not exist"));
+
+  auto empty = dir_.Write("empty-token", "");
+  s = ValidateWith([&](AgentConfig& c) {
+    c.control.tcp_listen = "0.0.0.0:7070";
+    c.control.admin_token_file = empty;
+  });
+  EXPECT_TRUE(IsInvalid(s, "is empty"));
+
+  auto token = dir_.Write("token", "s3cret\n");
+  s = ValidateWith([&](AgentConfig& c) {
+    c.control.tcp_listen = "[::1]:7070";
+    c.control.admin_token_file = token;
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(ValidateTest, TcpListenMustBeHostPort) {
+  auto token = dir_.Write("token", "s3cret\n");
+  for (const char* bad : {"7070", "host:", ":7070", "host:0", "host:65536", "host:7x", "::1:7070",
+                          "[::1]", "a b:80"}) {
+    Status s = ValidateWith([&](AgentConfig& c) {
+      c.control.tcp_listen = bad;
+      c.control.admin_token_file = token;
+    });
+    EXPECT_TRUE(IsInvalid(s, "control.tcp_listen: ")) << bad;
+  }
+}
+
+TEST(ParseHostPortTest, SplitsHostAndPort) {
+  auto hp = ParseHostPort("example.org:65535");
+  ASSERT_TRUE(hp.ok()) << hp.status().ToString();
+  EXPECT_EQ(hp->host, "example.org");
+  EXPECT_EQ(hp->port, 65535);
+  hp = ParseHostPort("[fe80::1]:1");
+  ASSERT_TRUE(hp.ok()) << hp.status().ToString();
+  EXPECT_EQ(hp->host, "fe80::1");
+  EXPECT_EQ(hp->port, 1);
+  EXPECT_FALSE(ParseHostPort("example.org:-1").ok());
+}
+
+TEST_F(ValidateTest, ValueChecks) {
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.log_level = "verbose"; }),
+                        "log_level: 'verbose'"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.node_name = "my node"; }), "node_name: "));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.nvme.queue_depth = 0; }),
+                        "tiers.nvme.queue_depth: 0"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.nvme.queue_depth = 4097; }),
+                        "tiers.nvme.queue_depth: 4097"));
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.nvme.queue_depth = 4096; }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.socket_mode = 01777; }),
+                        "control.socket_mode: 1777"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.socket_path = ""; }),
+                        "control.socket: is empty"));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.control.socket_path = "/" + std::string(200, 'x'); }),
+      "control.socket: "));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.max_message_bytes = 100; }),
+                        "control.max_message_size: "));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.nvme.segment_bytes = 512 << 10; }),
+                        "tiers.nvme.segment_size: 512KiB"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.nvme.segment_bytes = (1 << 20) + 512; }),
+                "tiers.nvme.segment_size: "));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.nvme.capacity_bytes = (4ull << 30) + (1 << 20); }),
+      "tiers.nvme.capacity: 4097MiB is not a whole number of segments of 256MiB"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.dram.capacity_bytes += 100; }),
+                        "tiers.dram.capacity: "));
+}
+
+TEST_F(ValidateTest, NumaNodes) {
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) {
+                c.dram.numa_nodes = {0, 1};
+                c.cxl.numa_nodes = {2};
+              }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.dram.numa_nodes = {0, 0};
+                        }),
+                        "tiers.dram.numa_nodes: node 0 is listed twice"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.dram.numa_nodes = {0, 1};
+                          c.cxl.numa_nodes = {1};
+                        }),
+                        "tiers.cxl.numa_nodes: node 1 is listed in both"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.cxl.numa_nodes = {-1}; }),
+                        "tiers.cxl.numa_nodes: node -1"));
+}
+
+}  // namespace
+}  // namespace tokenmem::config

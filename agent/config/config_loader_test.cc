@@ -1,0 +1,267 @@
+#include "config/config_loader.h"
+
+#include <gtest/gtest.h>
+
+#include "config/config_test_util.h"
+
+namespace tokenmem::config {
+namespace {
+
+using testing::IsInvalid;
+using testing::TempDir;
+
+Result<AgentConfig> Load(std::string_view text) {
+  return LoadConfigYaml(text, DefaultConfig(), "test.yaml");
+}
+
+Status LoadError(std::string_view text) { return Load(text).status(); }
+
+TEST(LoadConfigYamlTest, EmptyDocumentKeepsTheBase) {
+  for (const char* text : {"", "# only a comment\n", "---\n"}) {
+    auto c = Load(text);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_TRUE(*c == DefaultConfig()) << text;
+  }
+}
+
+TEST(LoadConfigYamlTest, OverlaysOnlyTheKeysGiven) {
+  auto c = Load(
+      "node_name: node-7\n"
+      "tiers:\n"
+      "  dram: {capacity: 2GiB}\n"
+      "  nvme:\n"
+      "    queue_depth: 64\n"
+      "movement: {low_watermark: 0.05}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  AgentConfig want = DefaultConfig();
+  want.node_name = "node-7";
+  want.dram.capacity_bytes = 2ull << 30;
+  want.nvme.queue_depth = 64;
+  want.movement.low_watermark = 0.05;
+  EXPECT_TRUE(*c == want) << ToYaml(*c);
+}
+
+TEST(LoadConfigYamlTest, ReadsEveryKey) {
+  auto c = Load(R"(
+node_name: n1
+log_level: debug
+sysfs_root: /tmp/sys
+control:
+  socket: /tmp/agent.sock
+  socket_mode: 0600
+  tcp_listen: "[::]:7070"
+  admin_token_file: /etc/token
+  max_message_size: 64MiB
+tiers:
+  dram: {capacity: 3GiB, numa_nodes: [0, 1]}
+  cxl: {capacity: 1.5GiB, numa_nodes: [2]}
+  nvme: {directory: /data/nvme, capacity: 10GiB, segment_size: 1GiB, queue_depth: 128, create_directory: no}
+movement: {low_watermark: 0.25, high_watermark: 0.5, interval_ms: 20, ttl_sweep_ms: 500}
+pools:
+  - name: a
+    block_size: 2MiB
+    capacity: {dram: 1GiB, cxl: 1GiB, nvme: 4GiB}
+    eviction: none
+    ttl_seconds: 3600
+  - name: b
+    capacity: {dram: 64MiB}
+)");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->node_name, "n1");
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->sysfs_root, "/tmp/sys");
+  EXPECT_EQ(c->control.socket_path, "/tmp/agent.sock");
+  EXPECT_EQ(c->control.socket_mode, 0600u);  // unquoted still reads as octal
+  EXPECT_EQ(c->control.tcp_listen, "[::]:7070");
+  EXPECT_EQ(c->control.admin_token_file, "/etc/token");
+  EXPECT_EQ(c->control.max_message_bytes, 64ull << 20);
+  EXPECT_EQ(c->dram.capacity_bytes, 3ull << 30);
+  EXPECT_EQ(c->dram.numa_nodes, (std::vector<int>{0, 1}));
+  EXPECT_EQ(c->cxl.capacity_bytes, 3ull << 29);
+  EXPECT_EQ(c->cxl.numa_nodes, (std::vector<int>{2}));
+  EXPECT_EQ(c->nvme.directory, "/data/nvme");
+  EXPECT_EQ(c->nvme.capacity_bytes, 10ull << 30);
+  EXPECT_EQ(c->nvme.segment_bytes, 1ull << 30);
+  EXPECT_EQ(c->nvme.queue_depth, 128u);
+  EXPECT_FALSE(c->nvme.create_directory);
+  EXPECT_EQ(c->movement.low_watermark, 0.25);
+  EXPECT_EQ(c->movement.high_watermark, 0.5);
+  EXPECT_EQ(c->movement.interval_ms, 20u);
+  EXPECT_EQ(c->movement.ttl_sweep_ms, 500u);
+  ASSERT_EQ(c->pools.size(), 2u);  // replaced the default pool
+  EXPECT_EQ(c->pools[0].name, "a");
+  EXPECT_EQ(c->pools[0].block_size, 2u << 20);
+  EXPECT_EQ(c->pools[0].capacity.cxl, 1ull << 30);
+  EXPECT_EQ(c->pools[0].capacity.nvme, 4ull << 30);
+  EXPECT_EQ(c->pools[0].eviction, pool::EvictionPolicy::kNone);
+  EXPECT_EQ(c->pools[0].ttl_seconds, 3600u);
+  EXPECT_EQ(c->pools[1].name, "b");
+  EXPECT_EQ(c->pools[1].block_size, 256u << 10);  // PoolSpec's default
+  EXPECT_EQ(c->pools[1].capacity.dram, 64u << 20);
+  EXPECT_EQ(c->pools[1].capacity.nvme, 0u);
+  EXPECT_EQ(c->pools[1].eviction, pool::EvictionPolicy::kLru);
+}
+
+TEST(LoadConfigYamlTest, EmptyPoolListRemovesTheDefaultPool) {
+  auto c = Load("pools: []\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->pools.empty());
+}
+
+TEST(LoadConfigYamlTest, UnknownKeysNameTheirPathAndLine) {
+  Status s = LoadError("tiers:\n  dram:\n    capcity: 1GiB\n");
+  EXPECT_TRUE(
+      IsInvalid(s, "test.yaml:3: tiers.dram.capcity: unknown key (known: capacity, numa_nodes)"));
+  EXPECT_TRUE(IsInvalid(LoadError("nodename: x\n"), "test.yaml:1: nodename: unknown key"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    evict: lru\n"),
+                        "test.yaml:3: pools[0].evict: unknown key"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    capacity: {ssd: 1GiB}\n"),
+                        "pools[0].capacity.ssd: unknown key (known: dram, cxl, nvme)"));
+}
+
+TEST(LoadConfigYamlTest, WrongTypesNameTheirPathAndLine) {
+  EXPECT_TRUE(
+      IsInvalid(LoadError("tiers: 5\n"), "test.yaml:1: tiers: expected a mapping, got a scalar"));
+  EXPECT_TRUE(IsInvalid(LoadError("log_level: info\ntiers:\n  dram:\n    capacity: [1]\n"),
+                        "test.yaml:4: tiers.dram.capacity: expected a byte size, got a list"));
+  EXPECT_TRUE(IsInvalid(LoadError("tiers:\n  nvme: {capacity: }\n"),
+                        "tiers.nvme.capacity: expected a byte size, got nothing"));
+  EXPECT_TRUE(IsInvalid(LoadError("node_name: {a: 1}\n"), "node_name: expected a string"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools: {name: a}\n"), "pools: expected a list of pools"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools: [a]\n"), "pools[0]: expected a mapping"));
+  EXPECT_TRUE(IsInvalid(LoadError("- a\n- b\n"), "(top level): expected a mapping, got a list"));
+  EXPECT_TRUE(IsInvalid(LoadError("tiers:\n  nvme: {create_directory: maybe}\n"),
+                        "tiers.nvme.create_directory: 'maybe' is not true or false"));
+  EXPECT_TRUE(IsInvalid(LoadError("tiers:\n  nvme: {queue_depth: -1}\n"),
+                        "tiers.nvme.queue_depth: '-1' is not a whole number"));
+  EXPECT_TRUE(
+      IsInvalid(LoadError("movement: {interval_ms: 99999999999}\n"), "movement.interval_ms: "));
+  EXPECT_TRUE(IsInvalid(LoadError("movement: {high_watermark: lots}\n"),
+                        "movement.high_watermark: 'lots' is not a number"));
+  EXPECT_TRUE(IsInvalid(LoadError("tiers:\n  cxl: {numa_nodes: [0, x]}\n"),
+                        "tiers.cxl.numa_nodes[1]: 'x' is not a whole number"));
+  EXPECT_TRUE(IsInvalid(LoadError("control: {socket_mode: \"0698\"}\n"),
+                        "control.socket_mode: '0698' is not an octal file mode"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - {name: a, eviction: fifo}\n"),
+                        "test.yaml:2: pools[0].eviction: eviction policy 'fifo'"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - {name: a, capacity: }\n"), "pools[0].capacity: "));
+}
+
+TEST(LoadConfigYamlTest, BadSizesNameTheirPathAndLine) {
+  Status s = LoadError("tiers:\n  nvme:\n    capacity: 12XB\n");
+  EXPECT_TRUE(IsInvalid(s, "test.yaml:3: tiers.nvme.capacity: '12XB' is not a byte size"));
+  EXPECT_TRUE(IsInvalid(LoadError("control:\n  max_message_size: -5\n"),
+                        "test.yaml:2: control.max_message_size: '-5'"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    block_size: 1.5\n"),
+                        "pools[0].block_size: '1.5' is not a whole number of bytes"));
+}
+
+TEST(LoadConfigYamlTest, PlainIntegersAreBytes) {
+  auto c = Load("tiers: {dram: {capacity: 1048576}}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->dram.capacity_bytes, 1u << 20);
+}
+
+TEST(LoadConfigYamlTest, StructuralErrors) {
+  EXPECT_TRUE(IsInvalid(LoadError("log_level: info\nlog_level: debug\n"),
+                        "test.yaml:2: log_level: key given twice"));
+  EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - block_size: 4KiB\n"),
+                        "test.yaml:2: pools[0]: missing key 'name'"));
+  EXPECT_TRUE(IsInvalid(LoadError("a: 1\n---\nb: 2\n"), "test.yaml: holds 2 YAML documents"));
+  EXPECT_TRUE(IsInvalid(LoadError("? [a, b]\n: c\n"), "keys must be plain names"));
+}
+
+TEST(LoadConfigYamlTest, SyntaxErrorsBecomeStatuses) {
+  Status s = LoadError("tiers:\n  dram: {capacity: 1GiB\n");
+  EXPECT_TRUE(IsInvalid(s, "test.yaml:"));
+  EXPECT_TRUE(IsInvalid(s, "YAML syntax error"));
+  // None of these may throw, whatever they are.
+  for (const char* text :
+       {"[", "{{", "*undefined_alias\n", "a: b: c\n", "\t- x\n", "!!binary 7\n", "pools: &x [*x]\n",
+        "\"unterminated\n", "key: 'x\n", "%YAML 9.9\n---\n"}) {
+    EXPECT_NO_THROW({
+      auto r = Load(text);
+      (void)r;
+    }) << text;
+  }
+}
+
+TEST(LoadConfigYamlTest, ExampleFileLoadsAndValidates) {
+  std::filesystem::path example =
+      std::filesystem::path(TOKENMEM_SOURCE_DIR) / "agent" / "config" / "example.yaml";
+  auto c = LoadConfigFile(example, AgentConfig{});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // The example documents the defaults: keep them in step.
+  EXPECT_TRUE(*c == DefaultConfig()) << ToYaml(*c);
+
+  TempDir dir;
+  c->nvme.directory = dir.path();
+  Status s = Validate(*c);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST(LoadConfigFileTest, MissingFileIsAnIoErrorNamingThePath) {
+  TempDir dir;
+  auto c = LoadConfigFile(dir.path() / "absent.yaml", DefaultConfig());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kIoError);
+  EXPECT_NE(c.status().message().find("absent.yaml"), std::string::npos);
+}
+
+TEST(LoadConfigFileTest, ErrorsNameTheFile) {
+  TempDir dir;
+  auto path = dir.Write("agent.yaml", "log_level: info\nbogus: 1\n");
+  auto c = LoadConfigFile(path, DefaultConfig());
+  EXPECT_TRUE(IsInvalid(c.status(), path.string() + ":2: bogus: unknown key"));
+}
+
+AgentConfig Unusual() {
+  AgentConfig c;
+  c.node_name = "yes";  // would read as a boolean if written bare
+  c.log_level = "warn";
+  c.sysfs_root = "/tmp/fake sys/\"quoted\"\\back";
+  c.control.socket_path = "/tmp/a: b # not a comment";
+  c.control.socket_mode = 0640;
+  c.control.tcp_listen = "[::1]:7070";
+  c.control.admin_token_file = "0660";
+  c.control.max_message_bytes = 1000;
+  c.dram = {3ull << 30, {0, 1}};
+  c.cxl = {12345ull * 4096, {3}};
+  c.nvme = {"relative/dir\ttab", 7ull << 30, 1ull << 30, 7, false};
+  c.movement = {0.1 + 0.2, 1.0 / 3.0, 1, 4294967295u};
+  pool::PoolSpec p;
+  p.name = "null";
+  p.block_size = 12288;
+  p.capacity = {1, 0, 18446744073709551615ull};
+  p.eviction = pool::EvictionPolicy::kNone;
+  p.ttl_seconds = 86400;
+  c.pools = {p, pool::PoolSpec{}};
+  return c;
+}
+
+TEST(ToYamlTest, RoundTripsToAnEqualConfig) {
+  for (const AgentConfig& original : {DefaultConfig(), AgentConfig{}, Unusual()}) {
+    std::string yaml = ToYaml(original);
+    for (const AgentConfig& base : {DefaultConfig(), AgentConfig{}}) {
+      auto back = LoadConfigYaml(yaml, base, "round-trip");
+      ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << yaml;
+      EXPECT_TRUE(*back == original) << yaml << "\n---\n" << ToYaml(*back);
+    }
+  }
+}
+
+TEST(ToYamlTest, WritesTheDocumentedSchema) {
+  std::string yaml = ToYaml(DefaultConfig());
+  for (const char* line :
+       {"log_level: \"info\"\n", "  socket: \"/run/tokenmem/agent.sock\"\n",
+        "  socket_mode: \"0660\"\n", "  max_message_size: 256MiB\n", "    capacity: 1GiB\n",
+        "    capacity: 0\n", "    segment_size: 256MiB\n", "    create_directory: true\n",
+        "  low_watermark: 0.1\n", "  - name: \"default\"\n",
+        "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n", "    eviction: lru\n"}) {
+    EXPECT_NE(yaml.find(line), std::string::npos) << line << "\n" << yaml;
+  }
+  EXPECT_NE(ToYaml(AgentConfig{}).find("pools: []\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tokenmem::config

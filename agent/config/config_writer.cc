@@ -1,0 +1,106 @@
+// AgentConfig -> YAML, written by hand rather than through YAML::Emitter so
+// that the layout matches docs/configuration.md and nothing can throw.
+#include <sstream>
+
+#include "config/config_loader.h"
+#include "config/config_values.h"
+#include "tokenmem/common/units.h"
+
+namespace tokenmem::config {
+namespace {
+
+// A YAML double-quoted scalar: always quoted, so that text such as "yes",
+// "0660" or "" stays a string.
+std::string Quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\x";
+          out += kHex[u >> 4];
+          out += kHex[u & 15];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string Size(uint64_t bytes) { return bytes == 0 ? "0" : FormatByteSize(bytes); }
+
+std::string IntList(const std::vector<int>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) out += ", ";
+    out += std::to_string(v[i]);
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+std::string ToYaml(const AgentConfig& c) {
+  std::ostringstream o;
+  o << "node_name: " << Quoted(c.node_name) << "\n"
+    << "log_level: " << Quoted(c.log_level) << "\n"
+    << "sysfs_root: " << Quoted(c.sysfs_root.string()) << "\n"
+    << "control:\n"
+    << "  socket: " << Quoted(c.control.socket_path.string()) << "\n"
+    << "  socket_mode: \"" << FormatOctalMode(c.control.socket_mode) << "\"\n"
+    << "  tcp_listen: " << Quoted(c.control.tcp_listen) << "\n"
+    << "  admin_token_file: " << Quoted(c.control.admin_token_file.string()) << "\n"
+    << "  max_message_size: " << Size(c.control.max_message_bytes) << "\n"
+    << "tiers:\n";
+  for (auto [name, tier] : {std::pair{"dram", &c.dram}, std::pair{"cxl", &c.cxl}}) {
+    o << "  " << name << ":\n"
+      << "    capacity: " << Size(tier->capacity_bytes) << "\n"
+      << "    numa_nodes: " << IntList(tier->numa_nodes) << "\n";
+  }
+  o << "  nvme:\n"
+    << "    directory: " << Quoted(c.nvme.directory.string()) << "\n"
+    << "    capacity: " << Size(c.nvme.capacity_bytes) << "\n"
+    << "    segment_size: " << Size(c.nvme.segment_bytes) << "\n"
+    << "    queue_depth: " << c.nvme.queue_depth << "\n"
+    << "    create_directory: " << (c.nvme.create_directory ? "true" : "false") << "\n"
+    << "movement:\n"
+    << "  low_watermark: " << FormatDouble(c.movement.low_watermark) << "\n"
+    << "  high_watermark: " << FormatDouble(c.movement.high_watermark) << "\n"
+    << "  interval_ms: " << c.movement.interval_ms << "\n"
+    << "  ttl_sweep_ms: " << c.movement.ttl_sweep_ms << "\n";
+  if (c.pools.empty()) {
+    o << "pools: []\n";
+  } else {
+    o << "pools:\n";
+  }
+  for (const pool::PoolSpec& p : c.pools) {
+    o << "  - name: " << Quoted(p.name) << "\n"
+      << "    block_size: " << Size(p.block_size) << "\n"
+      << "    capacity: {dram: " << Size(p.capacity.dram) << ", cxl: " << Size(p.capacity.cxl)
+      << ", nvme: " << Size(p.capacity.nvme) << "}\n"
+      << "    eviction: " << pool::EvictionPolicyName(p.eviction) << "\n"
+      << "    ttl_seconds: " << p.ttl_seconds << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace tokenmem::config
