@@ -1,0 +1,172 @@
+#include "agent.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "tokenmem/common/log.h"
+#include "tokenmem/common/units.h"
+
+namespace tokenmem {
+namespace {
+
+Result<std::string> ReadToken(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot read admin token file " + path.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string token = buffer.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {
+    token.pop_back();
+  }
+  if (token.empty()) return InvalidArgument("admin token file " + path.string() + " is empty");
+  return token;
+}
+
+std::string JoinNodes(const std::vector<int>& nodes) {
+  std::string out;
+  for (int n : nodes) out += (out.empty() ? "" : ",") + std::to_string(n);
+  return out.empty() ? "-" : out;
+}
+
+}  // namespace
+
+Status Agent::ResolveTiers(const config::AgentConfig& config) {
+  using topology::MemoryKind;
+  auto discovered = topology::DiscoverTopology(config.sysfs_root);
+  if (!discovered.ok()) {
+    if (config.cxl.capacity_bytes != 0 || !config.dram.numa_nodes.empty()) {
+      return discovered.status().WithContext("NUMA topology is needed for the configured tiers");
+    }
+    TM_LOG(WARN, "topology") << "no NUMA topology (" << discovered.status().ToString()
+                             << "); DRAM is used without NUMA binding";
+  } else {
+    topology_ = std::move(discovered).value();
+    for (const auto& warning : topology::LibnumaDisagreements(topology_)) {
+      TM_LOG(WARN, "topology") << warning;
+    }
+    for (const auto& node : topology_.nodes) {
+      TM_LOG(INFO, "topology") << "node " << node.id << " " << topology::MemoryKindName(node.kind)
+                               << " " << HumanBytes(static_cast<double>(node.total_bytes))
+                               << " cpus " << node.cpus.size();
+    }
+  }
+  auto pick = [&](const config::MemoryTierConfig& tier, MemoryKind kind,
+                  std::vector<int>* out) -> Status {
+    if (tier.capacity_bytes == 0) return Status::Ok();
+    const std::string name(topology::MemoryKindName(kind));
+    if (topology_.nodes.empty()) return Status::Ok();  // no binding possible
+    if (tier.numa_nodes.empty()) {
+      *out = topology_.NodesOfKind(kind);
+    } else {
+      for (int id : tier.numa_nodes) {
+        const auto* node = topology_.Find(id);
+        if (!node) return InvalidArgument("tiers." + name + ".numa_nodes: node " + std::to_string(id) + " does not exist");
+        if (node->kind != kind) {
+          return InvalidArgument("tiers." + name + ".numa_nodes: node " + std::to_string(id) +
+                                 " is " + std::string(topology::MemoryKindName(node->kind)) +
+                                 " memory");
+        }
+      }
+      *out = tier.numa_nodes;
+    }
+    if (out->empty()) {
+      return InvalidArgument("tiers." + name + ".capacity is " + FormatByteSize(tier.capacity_bytes) +
+                             " but " + config.sysfs_root.string() + " shows no " + name + " NUMA node");
+    }
+    uint64_t total = 0;
+    for (int id : *out) total += topology_.Find(id)->total_bytes;
+    if (tier.capacity_bytes > total) {
+      return InvalidArgument("tiers." + name + ".capacity " + FormatByteSize(tier.capacity_bytes) +
+                             " exceeds the " + HumanBytes(static_cast<double>(total)) +
+                             " of its NUMA nodes");
+    }
+    return Status::Ok();
+  };
+  TM_RETURN_IF_ERROR(pick(config.dram, MemoryKind::kDram, &dram_nodes_));
+  TM_RETURN_IF_ERROR(pick(config.cxl, MemoryKind::kCxl, &cxl_nodes_));
+  if (config.cxl.capacity_bytes != 0 && topology_.nodes.empty()) {
+    return InvalidArgument("tiers.cxl.capacity is set but no NUMA topology was found");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
+  LogLevel level = LogLevel::kInfo;
+  ParseLogLevel(config.log_level, &level);
+  SetLogLevel(level);
+
+  std::unique_ptr<Agent> agent(new Agent());
+  TM_RETURN_IF_ERROR(agent->ResolveTiers(config));
+
+  std::filesystem::path nvme_root;
+  if (config.nvme.capacity_bytes != 0) {
+    nvme_root = config.nvme.directory;
+    std::error_code ec;
+    if (config.nvme.create_directory) std::filesystem::create_directories(nvme_root, ec);
+    if (!std::filesystem::is_directory(nvme_root, ec)) {
+      return NotFound("tiers.nvme.directory " + nvme_root.string() + " does not exist");
+    }
+  }
+
+  pool::PoolManagerOptions options;
+  options.tier_capacity = {.dram = config.dram.capacity_bytes,
+                           .cxl = config.cxl.capacity_bytes,
+                           .nvme = config.nvme.capacity_bytes};
+  options.dram_nodes = agent->dram_nodes_;
+  options.cxl_nodes = agent->cxl_nodes_;
+  options.nvme_root = nvme_root;
+  options.nvme_segment_bytes = config.nvme.segment_bytes;
+  options.nvme_queue_depth = config.nvme.queue_depth;
+  options.low_watermark = config.movement.low_watermark;
+  options.high_watermark = config.movement.high_watermark;
+  options.ttl_sweep_ms = config.movement.ttl_sweep_ms;
+  TM_ASSIGN_OR_RETURN(agent->pools_, pool::PoolManager::Open(options));
+  for (const auto& spec : config.pools) {
+    TM_RETURN_IF_ERROR(agent->pools_->Ensure(spec).WithContext("pools." + spec.name));
+  }
+
+  agent->info_.version = kVersion;
+  agent->info_.node_name = config.node_name;
+  if (config.dram.capacity_bytes) {
+    agent->info_.tiers.push_back({pool::TierKind::kDram, agent->dram_nodes_, config.dram.capacity_bytes, ""});
+  }
+  if (config.cxl.capacity_bytes) {
+    agent->info_.tiers.push_back({pool::TierKind::kCxl, agent->cxl_nodes_, config.cxl.capacity_bytes, ""});
+  }
+  if (config.nvme.capacity_bytes) {
+    agent->info_.tiers.push_back({pool::TierKind::kNvme, {}, config.nvme.capacity_bytes, nvme_root.string()});
+  }
+
+  agent->mover_ = std::make_unique<pool::Mover>(agent->pools_.get(),
+                                                std::chrono::milliseconds(config.movement.interval_ms));
+
+  control::ControlServerOptions server;
+  server.socket_path = config.control.socket_path;
+  server.socket_mode = config.control.socket_mode;
+  server.tcp_listen = config.control.tcp_listen;
+  server.max_message_bytes = config.control.max_message_bytes;
+  if (!server.tcp_listen.empty()) {
+    TM_ASSIGN_OR_RETURN(server.admin_token, ReadToken(config.control.admin_token_file));
+  }
+  TM_ASSIGN_OR_RETURN(agent->control_, control::ControlServer::Start(server, agent->pools_.get(),
+                                                                     &agent->leases_, &agent->info_));
+  TM_LOG(INFO, "agent") << "tokenmem-agent " << kVersion << " ready on node " << config.node_name
+                        << ": dram " << FormatByteSize(config.dram.capacity_bytes) << " (nodes "
+                        << JoinNodes(agent->dram_nodes_) << "), cxl "
+                        << FormatByteSize(config.cxl.capacity_bytes) << " (nodes "
+                        << JoinNodes(agent->cxl_nodes_) << "), nvme "
+                        << FormatByteSize(config.nvme.capacity_bytes)
+                        << (nvme_root.empty() ? "" : " at " + nvme_root.string()) << ", "
+                        << agent->pools_->List().size() << " pools, "
+                        << agent->pools_->recovered_blocks() << " blocks recovered";
+  return agent;
+}
+
+void Agent::Stop() {
+  if (control_) control_->Shutdown();
+  mover_.reset();
+}
+
+Agent::~Agent() { Stop(); }
+
+}  // namespace tokenmem

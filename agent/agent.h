@@ -1,0 +1,46 @@
+// Agent: builds the node agent's parts from a validated configuration and
+// runs them: topology -> pools (reopening NVMe data) -> leases -> mover ->
+// control server. Stop() tears them down in the reverse order.
+#pragma once
+
+#include <memory>
+
+#include "config/agent_config.h"
+#include "control/control_server.h"
+#include "control/control_service.h"
+#include "pool/lease_table.h"
+#include "pool/mover.h"
+#include "pool/pool_manager.h"
+#include "topology/numa_topology.h"
+
+namespace tokenmem {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+class Agent {
+ public:
+  // `config` must have passed config::Validate. Errors name what failed
+  // (a tier that the topology cannot back, a socket in use, ...).
+  static Result<std::unique_ptr<Agent>> Start(const config::AgentConfig& config);
+  ~Agent();
+
+  void Stop();
+
+  pool::PoolManager& pools() { return *pools_; }
+  pool::LeaseTable& leases() { return leases_; }
+
+ private:
+  Agent() = default;
+  Status ResolveTiers(const config::AgentConfig& config);
+
+  topology::Topology topology_;
+  std::vector<int> dram_nodes_;
+  std::vector<int> cxl_nodes_;
+  control::AgentInfo info_;
+  std::unique_ptr<pool::PoolManager> pools_;
+  pool::LeaseTable leases_;
+  std::unique_ptr<pool::Mover> mover_;
+  std::unique_ptr<control::ControlServer> control_;
+};
+
+}  // namespace tokenmem

@@ -1,0 +1,308 @@
+#include "control/control_service.h"
+
+#include "control/proto_convert.h"
+#include "tokenmem/common/log.h"
+
+namespace tokenmem::control {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, message};
+}
+
+bool SameInConstantTime(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < b.size(); ++i) {
+    unsigned char c = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    diff |= static_cast<unsigned char>(c ^ static_cast<unsigned char>(b[i]));
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+ControlService::ControlService(pool::PoolManager* pools, pool::LeaseTable* leases,
+                               const AgentInfo* info, std::string admin_token)
+    : pools_(pools), leases_(leases), info_(info), admin_token_(std::move(admin_token)) {}
+
+grpc::Status ControlService::Authorize(const grpc::ServerContext* ctx) const {
+  if (admin_token_.empty()) return grpc::Status::OK;
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"};
+  }
+  std::string_view value(it->second.data(), it->second.size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (value.substr(0, kBearer.size()) != kBearer ||
+      !SameInConstantTime(value.substr(kBearer.size()), admin_token_)) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "wrong admin token"};
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Open(const grpc::ServerContext* ctx,
+                                  const v1::LeaseCredentials& creds, const std::string& pool_name,
+                                  const google::protobuf::RepeatedPtrField<std::string>& keys,
+                                  bool write, Access* access) const {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  if (creds.id().empty()) return Invalid("a lease id is required");
+  if (Status s = pool::ValidatePoolName(pool_name); !s.ok()) return ToGrpc(s);
+  if (keys.size() > static_cast<int>(kMaxKeysPerCall)) {
+    return Invalid("at most " + std::to_string(kMaxKeysPerCall) + " keys per call, got " +
+                   std::to_string(keys.size()));
+  }
+  access->keys.reserve(keys.size());
+  for (int i = 0; i < keys.size(); ++i) {
+    auto key = KeyFromBytes(keys[i]);
+    if (!key.ok()) return ToGrpc(key.status().WithContext("key " + std::to_string(i)));
+    access->keys.push_back(*key);
+  }
+  auto lease = leases_->Authenticate(creds.id(), creds.secret(), pool_name, write);
+  if (!lease.ok()) return ToGrpc(lease.status());
+  auto pool = pools_->Find(pool_name);
+  if (!pool.ok()) return ToGrpc(pool.status());
+  access->lease = std::move(lease).value();
+  access->pool = std::move(pool).value();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest*,
+                                       v1::StatusReply* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  reply->set_version(info_->version);
+  reply->set_node_name(info_->node_name);
+  reply->set_uptime_seconds(std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::steady_clock::now() - info_->started)
+                                .count());
+  const pool::TierCapacities reserved = pools_->Reserved();
+  for (const auto& tier : info_->tiers) {
+    auto* t = reply->add_tiers();
+    t->set_kind(ToProto(tier.kind));
+    for (int node : tier.numa_nodes) t->add_numa_nodes(node);
+    t->set_capacity_bytes(tier.capacity_bytes);
+    t->set_reserved_bytes(reserved.of(tier.kind));
+    t->set_path(tier.path);
+  }
+  reply->set_pools(static_cast<uint32_t>(pools_->List().size()));
+  reply->set_leases(static_cast<uint32_t>(leases_->size()));
+  reply->set_recovered_blocks(pools_->recovered_blocks());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::CreatePool(grpc::ServerContext* ctx, const v1::CreatePoolRequest* req,
+                                        v1::PoolInfo* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  auto spec = FromProto(req->spec());
+  if (!spec.ok()) return ToGrpc(spec.status());
+  if (spec->block_size == 0) spec->block_size = pool::PoolSpec{}.block_size;
+  auto pool = pools_->Create(*spec);
+  if (!pool.ok()) return ToGrpc(pool.status());
+  ToProto((*pool)->Snapshot(), reply);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::GetPool(grpc::ServerContext* ctx, const v1::GetPoolRequest* req,
+                                     v1::PoolInfo* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  if (Status s = pool::ValidatePoolName(req->name()); !s.ok()) return ToGrpc(s);
+  auto pool = pools_->Find(req->name());
+  if (!pool.ok()) return ToGrpc(pool.status());
+  ToProto((*pool)->Snapshot(), reply);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::ListPools(grpc::ServerContext* ctx, const v1::ListPoolsRequest*,
+                                       v1::ListPoolsReply* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  for (const auto& pool : pools_->List()) ToProto(pool->Snapshot(), reply->add_pools());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::DeletePool(grpc::ServerContext* ctx, const v1::DeletePoolRequest* req,
+                                        v1::DeletePoolReply*) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  return ToGrpc(pools_->Delete(req->name()));
+}
+
+grpc::Status ControlService::CreateLease(grpc::ServerContext* ctx,
+                                         const v1::CreateLeaseRequest* req, v1::LeaseInfo* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  pool::LeaseOptions options;
+  options.quota_bytes = req->quota_bytes();
+  for (const auto& name : req->pools()) {
+    if (Status s = pool::ValidatePoolName(name); !s.ok()) return ToGrpc(s);
+    options.pools.push_back(name);
+  }
+  options.read_only = req->read_only();
+  options.owner = req->owner();
+  auto lease = leases_->Create(std::move(options));
+  if (!lease.ok()) return ToGrpc(lease.status());
+  const auto& account = *lease->account;
+  reply->set_id(account.id());
+  reply->set_secret(lease->secret);
+  reply->set_quota_bytes(account.options().quota_bytes);
+  for (const auto& p : account.options().pools) reply->add_pools(p);
+  reply->set_read_only(account.options().read_only);
+  reply->set_owner(account.options().owner);
+  reply->set_created_unix_seconds(account.created_unix_seconds());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::ReleaseLease(grpc::ServerContext* ctx,
+                                          const v1::ReleaseLeaseRequest* req,
+                                          v1::ReleaseLeaseReply*) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  if (req->id().empty()) return Invalid("a lease id is required");
+  return ToGrpc(leases_->Release(req->id()));
+}
+
+grpc::Status ControlService::ListLeases(grpc::ServerContext* ctx, const v1::ListLeasesRequest*,
+                                        v1::ListLeasesReply* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  for (const auto& account : leases_->List()) {
+    auto* l = reply->add_leases();
+    l->set_id(account->id());  // never the secret
+    l->set_quota_bytes(account->options().quota_bytes);
+    l->set_used_bytes(account->used_bytes());
+    for (const auto& p : account->options().pools) l->add_pools(p);
+    l->set_read_only(account->options().read_only);
+    l->set_owner(account->options().owner);
+    l->set_created_unix_seconds(account->created_unix_seconds());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Put(grpc::ServerContext* ctx, const v1::PutRequest* req,
+                                 v1::PutReply* reply) {
+  google::protobuf::RepeatedPtrField<std::string> keys;
+  keys.Reserve(req->blocks_size());
+  for (const auto& block : req->blocks()) *keys.Add() = block.key();
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), keys, /*write=*/true, &access); !s.ok()) return s;
+  const auto& spec = access.pool->spec();
+  for (int i = 0; i < req->blocks_size(); ++i) {
+    if (req->blocks(i).data().size() > spec.block_size) {
+      return Invalid("block " + std::to_string(i) + " has " +
+                     std::to_string(req->blocks(i).data().size()) + " bytes; pool '" + spec.name +
+                     "' holds at most " + std::to_string(spec.block_size));
+    }
+  }
+  const auto& lease = *access.lease;
+  const uint64_t need = static_cast<uint64_t>(req->blocks_size()) * spec.block_size;
+  if (lease.used_bytes() + need > lease.options().quota_bytes) {
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+            "lease '" + lease.id() + "' quota exceeded: the batch needs " + std::to_string(need) +
+                " bytes, " + std::to_string(lease.options().quota_bytes - std::min(lease.used_bytes(), lease.options().quota_bytes)) +
+                " are left"};
+  }
+  for (int i = 0; i < req->blocks_size(); ++i) {
+    const std::string& data = req->blocks(i).data();
+    auto put = access.pool->Put(
+        access.keys[i], std::as_bytes(std::span(data.data(), data.size())), access.lease);
+    auto* result = reply->add_results();
+    if (put.ok()) {
+      result->set_tier(ToProto(*put));
+    } else {
+      result->set_code(static_cast<int32_t>(put.status().code()));
+      result->set_message(put.status().message());
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                                 v1::GetReply* reply) {
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
+  const uint64_t block_size = access.pool->spec().block_size;
+  for (size_t i = 0; i < access.keys.size(); ++i) reply->add_blocks();
+  // Tail first: the head of a chain ends up the most recently used.
+  for (size_t i = access.keys.size(); i-- > 0;) {
+    auto* block = reply->mutable_blocks(static_cast<int>(i));
+    std::string* data = block->mutable_data();
+    data->resize(block_size);
+    auto got = access.pool->Get(access.keys[i], std::as_writable_bytes(std::span(data->data(), data->size())));
+    if (got.ok()) {
+      data->resize(got->length);
+      block->set_found(true);
+      block->set_tier(ToProto(got->tier));
+    } else if (got.status().IsNotFound()) {
+      data->clear();
+    } else {
+      return ToGrpc(got.status().WithContext("key " + std::to_string(i)));
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* req,
+                                    v1::ExistsReply* reply) {
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
+  for (const auto& key : access.keys) reply->add_present(access.pool->Locate(key).ok());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::LookupPrefix(grpc::ServerContext* ctx,
+                                          const v1::LookupPrefixRequest* req,
+                                          v1::LookupPrefixReply* reply) {
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
+  std::vector<pool::TierKind> tiers;
+  reply->set_matched(access.pool->LookupPrefix(access.keys, &tiers));
+  for (pool::TierKind t : tiers) reply->add_tiers(ToProto(t));
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
+                                    v1::DeleteReply* reply) {
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), true, &access); !s.ok()) return s;
+  uint32_t deleted = 0;
+  for (const auto& key : access.keys) deleted += access.pool->Remove(key).ok() ? 1 : 0;
+  reply->set_deleted(deleted);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::PinOrUnpin(grpc::ServerContext* ctx, const v1::PinRequest* req,
+                                        v1::PinReply* reply, bool pin) {
+  Access access;
+  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), true, &access); !s.ok()) return s;
+  uint32_t changed = 0;
+  for (const auto& key : access.keys) {
+    Status s = pin ? access.pool->Pin(key) : access.pool->Unpin(key);
+    if (s.ok()) {
+      ++changed;
+    } else if (!s.IsNotFound()) {
+      return ToGrpc(s);
+    }
+  }
+  reply->set_changed(changed);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Pin(grpc::ServerContext* ctx, const v1::PinRequest* req,
+                                 v1::PinReply* reply) {
+  return PinOrUnpin(ctx, req, reply, true);
+}
+
+grpc::Status ControlService::Unpin(grpc::ServerContext* ctx, const v1::PinRequest* req,
+                                   v1::PinReply* reply) {
+  return PinOrUnpin(ctx, req, reply, false);
+}
+
+grpc::Status ControlService::GetStats(grpc::ServerContext* ctx, const v1::StatsRequest* req,
+                                      v1::StatsReply* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  if (!req->pool().empty()) {
+    auto pool = pools_->Find(req->pool());
+    if (!pool.ok()) return ToGrpc(pool.status());
+    ToProto((*pool)->Snapshot(), reply->add_pools());
+    return grpc::Status::OK;
+  }
+  for (const auto& pool : pools_->List()) ToProto(pool->Snapshot(), reply->add_pools());
+  return grpc::Status::OK;
+}
+
+}  // namespace tokenmem::control

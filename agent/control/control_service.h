@@ -1,0 +1,96 @@
+// ControlService: the gRPC control API (proto/tokenmem/v1/control.proto)
+// in front of the pools and leases. It validates every request at the door
+// and answers with a clear status; it holds no storage logic of its own.
+//
+// Thread-safe: gRPC calls the handlers from many threads.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "pool/lease_table.h"
+#include "pool/pool_manager.h"
+#include "tokenmem/v1/control.grpc.pb.h"
+
+namespace tokenmem::control {
+
+// What GetStatus reports about the agent itself.
+struct AgentInfo {
+  struct Tier {
+    pool::TierKind kind;
+    std::vector<int> numa_nodes;
+    uint64_t capacity_bytes = 0;
+    std::string path;
+  };
+  std::string version;
+  std::string node_name;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::vector<Tier> tiers;
+};
+
+inline constexpr size_t kMaxKeysPerCall = 65536;
+
+class ControlService final : public tokenmem::v1::Control::Service {
+ public:
+  // `admin_token` empty: no token needed (the Unix socket, guarded by its
+  // file mode). Otherwise every call must carry "authorization: Bearer
+  // <admin_token>" metadata.
+  ControlService(pool::PoolManager* pools, pool::LeaseTable* leases, const AgentInfo* info,
+                 std::string admin_token);
+
+  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
+                         v1::StatusReply* reply) override;
+  grpc::Status CreatePool(grpc::ServerContext* ctx, const v1::CreatePoolRequest* req,
+                          v1::PoolInfo* reply) override;
+  grpc::Status GetPool(grpc::ServerContext* ctx, const v1::GetPoolRequest* req,
+                       v1::PoolInfo* reply) override;
+  grpc::Status ListPools(grpc::ServerContext* ctx, const v1::ListPoolsRequest* req,
+                         v1::ListPoolsReply* reply) override;
+  grpc::Status DeletePool(grpc::ServerContext* ctx, const v1::DeletePoolRequest* req,
+                          v1::DeletePoolReply* reply) override;
+  grpc::Status CreateLease(grpc::ServerContext* ctx, const v1::CreateLeaseRequest* req,
+                           v1::LeaseInfo* reply) override;
+  grpc::Status ReleaseLease(grpc::ServerContext* ctx, const v1::ReleaseLeaseRequest* req,
+                            v1::ReleaseLeaseReply* reply) override;
+  grpc::Status ListLeases(grpc::ServerContext* ctx, const v1::ListLeasesRequest* req,
+                          v1::ListLeasesReply* reply) override;
+  grpc::Status Put(grpc::ServerContext* ctx, const v1::PutRequest* req,
+                   v1::PutReply* reply) override;
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                   v1::GetReply* reply) override;
+  grpc::Status Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* req,
+                      v1::ExistsReply* reply) override;
+  grpc::Status LookupPrefix(grpc::ServerContext* ctx, const v1::LookupPrefixRequest* req,
+                            v1::LookupPrefixReply* reply) override;
+  grpc::Status Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
+                      v1::DeleteReply* reply) override;
+  grpc::Status Pin(grpc::ServerContext* ctx, const v1::PinRequest* req,
+                   v1::PinReply* reply) override;
+  grpc::Status Unpin(grpc::ServerContext* ctx, const v1::PinRequest* req,
+                     v1::PinReply* reply) override;
+  grpc::Status GetStats(grpc::ServerContext* ctx, const v1::StatsRequest* req,
+                        v1::StatsReply* reply) override;
+
+ private:
+  struct Access {
+    std::shared_ptr<pool::LeaseAccount> lease;
+    std::shared_ptr<pool::Pool> pool;
+    std::vector<BlockKey> keys;
+  };
+  grpc::Status Authorize(const grpc::ServerContext* ctx) const;
+  // Authenticates the lease for the pool and parses the keys; any failure
+  // is the whole call's answer.
+  grpc::Status Open(const grpc::ServerContext* ctx, const v1::LeaseCredentials& creds,
+                    const std::string& pool, const google::protobuf::RepeatedPtrField<std::string>& keys,
+                    bool write, Access* access) const;
+  grpc::Status PinOrUnpin(grpc::ServerContext* ctx, const v1::PinRequest* req, v1::PinReply* reply,
+                          bool pin);
+
+  pool::PoolManager* pools_;
+  pool::LeaseTable* leases_;
+  const AgentInfo* info_;
+  std::string admin_token_;
+};
+
+}  // namespace tokenmem::control

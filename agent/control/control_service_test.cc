@@ -1,0 +1,217 @@
+#include "control/control_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "control/control_server.h"
+#include "control/proto_convert.h"
+#include "testing/temp_dir.h"
+
+namespace tokenmem::control {
+namespace {
+
+class ControlServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pool::PoolManagerOptions options;
+    options.tier_capacity = {.dram = 1 << 20, .nvme = 4 << 20};
+    options.nvme_root = dir_ / "nvme";
+    options.nvme_segment_bytes = 1 << 20;
+    std::filesystem::create_directory(options.nvme_root);
+    auto pools = pool::PoolManager::Open(options);
+    ASSERT_TRUE(pools.ok());
+    pools_ = std::move(pools).value();
+    info_.version = "test";
+    ControlServerOptions server;
+    server.socket_path = dir_ / "agent.sock";
+    server.tcp_listen = "127.0.0.1:0";
+    server.admin_token = "sesame";
+    auto started = ControlServer::Start(server, pools_.get(), &leases_, &info_);
+    ASSERT_TRUE(started.ok()) << started.status().ToString();
+    server_ = std::move(started).value();
+    stub_ = v1::Control::NewStub(
+        grpc::CreateChannel("unix:" + server.socket_path.string(), grpc::InsecureChannelCredentials()));
+    tcp_stub_ = v1::Control::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->tcp_port()), grpc::InsecureChannelCredentials()));
+
+    grpc::ClientContext ctx;
+    v1::CreatePoolRequest req;
+    req.mutable_spec()->set_name("p");
+    req.mutable_spec()->set_block_size(4096);
+    auto* cap = req.mutable_spec()->add_capacity();
+    cap->set_tier(v1::TIER_KIND_DRAM);
+    cap->set_bytes(64 * 4096);
+    v1::PoolInfo info;
+    ASSERT_TRUE(stub_->CreatePool(&ctx, req, &info).ok());
+    lease_ = CreateLease(8 * 4096);
+  }
+
+  v1::LeaseInfo CreateLease(uint64_t quota) {
+    grpc::ClientContext ctx;
+    v1::CreateLeaseRequest req;
+    req.set_quota_bytes(quota);
+    v1::LeaseInfo lease;
+    EXPECT_TRUE(stub_->CreateLease(&ctx, req, &lease).ok());
+    return lease;
+  }
+
+  grpc::Status Put(const v1::LeaseInfo& lease, const std::string& pool,
+                   const std::vector<std::pair<BlockKey, std::string>>& blocks, v1::PutReply* reply) {
+    grpc::ClientContext ctx;
+    v1::PutRequest req;
+    req.mutable_lease()->set_id(lease.id());
+    req.mutable_lease()->set_secret(lease.secret());
+    req.set_pool(pool);
+    for (const auto& [key, data] : blocks) {
+      auto* b = req.add_blocks();
+      b->set_key(KeyToBytes(key));
+      b->set_data(data);
+    }
+    return stub_->Put(&ctx, req, reply);
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<pool::PoolManager> pools_;
+  pool::LeaseTable leases_;
+  AgentInfo info_;
+  std::unique_ptr<ControlServer> server_;
+  std::unique_ptr<v1::Control::Stub> stub_;
+  std::unique_ptr<v1::Control::Stub> tcp_stub_;
+  v1::LeaseInfo lease_;
+};
+
+TEST_F(ControlServiceTest, BatchedPutGetLookupDelete) {
+  v1::PutReply put;
+  ASSERT_TRUE(Put(lease_, "p", {{{0, 1}, "one"}, {{0, 2}, std::string(4096, 'x')}}, &put).ok());
+  ASSERT_EQ(put.results_size(), 2);
+  EXPECT_EQ(put.results(0).code(), 0);
+  EXPECT_EQ(put.results(1).tier(), v1::TIER_KIND_DRAM);
+
+  grpc::ClientContext ctx;
+  v1::GetRequest get;
+  get.mutable_lease()->set_id(lease_.id());
+  get.mutable_lease()->set_secret(lease_.secret());
+  get.set_pool("p");
+  get.add_keys(KeyToBytes({0, 1}));
+  get.add_keys(KeyToBytes({0, 3}));
+  get.add_keys(KeyToBytes({0, 2}));
+  v1::GetReply got;
+  ASSERT_TRUE(stub_->Get(&ctx, get, &got).ok());
+  ASSERT_EQ(got.blocks_size(), 3);
+  EXPECT_EQ(got.blocks(0).data(), "one");
+  EXPECT_FALSE(got.blocks(1).found());
+  EXPECT_EQ(got.blocks(2).data(), std::string(4096, 'x'));
+
+  grpc::ClientContext ctx2;
+  v1::LookupPrefixRequest lookup;
+  *lookup.mutable_lease() = get.lease();
+  lookup.set_pool("p");
+  lookup.add_keys(KeyToBytes({0, 1}));
+  lookup.add_keys(KeyToBytes({0, 2}));
+  lookup.add_keys(KeyToBytes({0, 3}));
+  v1::LookupPrefixReply matched;
+  ASSERT_TRUE(stub_->LookupPrefix(&ctx2, lookup, &matched).ok());
+  EXPECT_EQ(matched.matched(), 2u);
+
+  grpc::ClientContext ctx3;
+  v1::DeleteRequest del;
+  *del.mutable_lease() = get.lease();
+  del.set_pool("p");
+  del.add_keys(KeyToBytes({0, 1}));
+  del.add_keys(KeyToBytes({0, 9}));
+  v1::DeleteReply deleted;
+  ASSERT_TRUE(stub_->Delete(&ctx3, del, &deleted).ok());
+  EXPECT_EQ(deleted.deleted(), 1u);
+}
+
+TEST_F(ControlServiceTest, BadInputIsRejectedAndChangesNothing) {
+  v1::PutReply put;
+  // Malformed key: the whole batch fails, nothing stored.
+  grpc::ClientContext ctx;
+  v1::PutRequest req;
+  req.mutable_lease()->set_id(lease_.id());
+  req.mutable_lease()->set_secret(lease_.secret());
+  req.set_pool("p");
+  auto* good = req.add_blocks();
+  good->set_key(KeyToBytes({1, 1}));
+  good->set_data("fine");
+  auto* bad = req.add_blocks();
+  bad->set_key("short");
+  bad->set_data("x");
+  auto status = stub_->Put(&ctx, req, &put);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("key 1"), std::string::npos);
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 0u);
+
+  EXPECT_EQ(Put(lease_, "p", {{{1, 2}, std::string(4097, 'x')}}, &put).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Put(lease_, "Bad_Pool", {{{1, 2}, "x"}}, &put).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Put(lease_, "nope", {{{1, 2}, "x"}}, &put).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::LeaseInfo wrong = lease_;
+  wrong.set_secret("00000000000000000000000000000000");
+  EXPECT_EQ(Put(wrong, "p", {{{1, 2}, "x"}}, &put).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 0u);
+
+  grpc::ClientContext pool_ctx;
+  v1::CreatePoolRequest create;
+  create.mutable_spec()->set_name("q");
+  create.mutable_spec()->set_block_size(1000);
+  v1::PoolInfo info;
+  auto created = stub_->CreatePool(&pool_ctx, create, &info);
+  EXPECT_EQ(created.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(created.error_message().find("block_size"), std::string::npos);
+  EXPECT_EQ(pools_->List().size(), 1u);
+}
+
+TEST_F(ControlServiceTest, BatchBeyondQuotaStoresNothing) {
+  std::vector<std::pair<BlockKey, std::string>> blocks;
+  for (uint64_t i = 0; i < 9; ++i) blocks.push_back({{2, i}, "data"});
+  v1::PutReply put;
+  auto status = Put(lease_, "p", blocks, &put);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("quota"), std::string::npos);
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 0u);
+  blocks.pop_back();
+  ASSERT_TRUE(Put(lease_, "p", blocks, &put).ok());
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 8u);
+}
+
+TEST_F(ControlServiceTest, TcpNeedsTheAdminToken) {
+  v1::StatusReply reply;
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer wrong");
+    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer sesame");
+    ASSERT_TRUE(tcp_stub_->GetStatus(&ctx, {}, &reply).ok());
+    EXPECT_EQ(reply.version(), "test");
+    EXPECT_EQ(reply.pools(), 1u);
+  }
+}
+
+TEST_F(ControlServiceTest, SecondServerOnTheSameSocketIsRefused) {
+  ControlServerOptions server;
+  server.socket_path = dir_ / "agent.sock";
+  auto second = ControlServer::Start(server, pools_.get(), &leases_, &info_);
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ControlServiceTest, ListLeasesNeverShowsSecrets) {
+  grpc::ClientContext ctx;
+  v1::ListLeasesReply reply;
+  ASSERT_TRUE(stub_->ListLeases(&ctx, {}, &reply).ok());
+  ASSERT_EQ(reply.leases_size(), 1);
+  EXPECT_TRUE(reply.leases(0).secret().empty());
+  EXPECT_EQ(reply.leases(0).quota_bytes(), 8u * 4096);
+}
+
+}  // namespace
+}  // namespace tokenmem::control

@@ -1,0 +1,121 @@
+#include "pool/lease_table.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "tokenmem/common/log.h"
+#include "tokenmem/common/random.h"
+#include "tokenmem/common/units.h"
+
+namespace tokenmem::pool {
+
+LeaseAccount::LeaseAccount(std::string id, std::string secret, LeaseOptions options,
+                           int64_t created_unix_s)
+    : id_(std::move(id)),
+      secret_(std::move(secret)),
+      options_(std::move(options)),
+      created_unix_s_(created_unix_s) {}
+
+bool LeaseAccount::SecretMatches(const std::string& secret) const {
+  // Constant time over the stored secret's length, so the comparison does
+  // not tell how many leading characters were right.
+  unsigned char diff = secret.size() == secret_.size() ? 0 : 1;
+  for (size_t i = 0; i < secret_.size(); ++i) {
+    unsigned char c = i < secret.size() ? static_cast<unsigned char>(secret[i]) : 0;
+    diff |= static_cast<unsigned char>(c ^ static_cast<unsigned char>(secret_[i]));
+  }
+  return diff == 0;
+}
+
+bool LeaseAccount::MayUsePool(const std::string& pool) const {
+  return options_.pools.empty() ||
+         std::find(options_.pools.begin(), options_.pools.end(), pool) != options_.pools.end();
+}
+
+bool LeaseAccount::TryCharge(uint64_t bytes) {
+  uint64_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (used + bytes > options_.quota_bytes || used + bytes < used) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+void LeaseAccount::Refund(uint64_t bytes) {
+  uint64_t used = used_.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = used >= bytes ? used - bytes : 0;
+  } while (!used_.compare_exchange_weak(used, next, std::memory_order_relaxed));
+}
+
+Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
+  if (options.quota_bytes == 0) return InvalidArgument("lease quota must be greater than 0");
+  if (options.owner.size() > 253) return InvalidArgument("lease owner is longer than 253 characters");
+  TM_ASSIGN_OR_RETURN(std::string id_suffix, RandomHex(8));
+  TM_ASSIGN_OR_RETURN(std::string secret, RandomHex(16));
+  std::string id = "lease-" + id_suffix;
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  auto account = std::make_shared<LeaseAccount>(id, secret, std::move(options), now);
+  {
+    std::lock_guard lock(mu_);
+    if (!leases_.emplace(id, account).second) return Internal("lease id collision, try again");
+  }
+  TM_LOG(INFO, "lease") << "created " << id << " quota " << FormatByteSize(account->options().quota_bytes)
+                        << (account->options().read_only ? " read-only" : "")
+                        << (account->options().owner.empty() ? "" : " owner " + account->options().owner);
+  return CreatedLease{account, secret};
+}
+
+Status LeaseTable::Release(const std::string& id) {
+  std::shared_ptr<LeaseAccount> account;
+  {
+    std::lock_guard lock(mu_);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
+    account = it->second;
+    leases_.erase(it);
+  }
+  account->released_.store(true, std::memory_order_release);
+  TM_LOG(INFO, "lease") << "released " << id << " (" << FormatByteSize(account->used_bytes())
+                        << " charged)";
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<LeaseAccount>> LeaseTable::Authenticate(const std::string& id,
+                                                               const std::string& secret,
+                                                               const std::string& pool,
+                                                               bool write) const {
+  std::shared_ptr<LeaseAccount> account;
+  {
+    std::lock_guard lock(mu_);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
+    account = it->second;
+  }
+  if (!account->SecretMatches(secret)) return PermissionDenied("wrong secret for lease '" + id + "'");
+  if (!account->MayUsePool(pool)) {
+    return PermissionDenied("lease '" + id + "' may not use pool '" + pool + "'");
+  }
+  if (write && account->options().read_only) {
+    return PermissionDenied("lease '" + id + "' is read-only");
+  }
+  return account;
+}
+
+std::vector<std::shared_ptr<LeaseAccount>> LeaseTable::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<LeaseAccount>> out;
+  out.reserve(leases_.size());
+  for (const auto& [id, account] : leases_) out.push_back(account);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->id() < b->id(); });
+  return out;
+}
+
+size_t LeaseTable::size() const {
+  std::lock_guard lock(mu_);
+  return leases_.size();
+}
+
+}  // namespace tokenmem::pool

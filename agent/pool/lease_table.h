@@ -1,0 +1,87 @@
+// Leases: byte quotas with a secret, the right to use pools.
+//
+// A lease is created with a quota and a random 128-bit secret; every data
+// call presents (id, secret). Blocks are charged to the lease that put them
+// (one pool block size per block, the space it occupies) and refunded when
+// they leave the store. A put that would pass the quota fails before
+// anything is evicted.
+//
+// Thread-safe: LeaseTable takes its own lock; LeaseAccount's counters are
+// atomic and may be charged from any pool.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenmem/common/status.h"
+
+namespace tokenmem::pool {
+
+struct LeaseOptions {
+  uint64_t quota_bytes = 0;          // > 0
+  std::vector<std::string> pools;    // pools the lease may use; empty: all
+  bool read_only = false;
+  std::string owner;                 // free text shown to operators
+};
+
+class LeaseAccount {
+ public:
+  LeaseAccount(std::string id, std::string secret, LeaseOptions options, int64_t created_unix_s);
+
+  const std::string& id() const { return id_; }
+  const LeaseOptions& options() const { return options_; }
+  int64_t created_unix_seconds() const { return created_unix_s_; }
+  uint64_t used_bytes() const { return used_.load(std::memory_order_relaxed); }
+  bool released() const { return released_.load(std::memory_order_acquire); }
+
+  // Compares in constant time.
+  bool SecretMatches(const std::string& secret) const;
+  bool MayUsePool(const std::string& pool) const;
+
+  // Adds `bytes` if the quota allows it; false (and no change) otherwise.
+  bool TryCharge(uint64_t bytes);
+  void Refund(uint64_t bytes);
+
+ private:
+  friend class LeaseTable;
+  std::string id_;
+  std::string secret_;
+  LeaseOptions options_;
+  int64_t created_unix_s_;
+  std::atomic<uint64_t> used_{0};
+  std::atomic<bool> released_{false};
+};
+
+struct CreatedLease {
+  std::shared_ptr<LeaseAccount> account;
+  std::string secret;  // handed out once
+};
+
+class LeaseTable {
+ public:
+  Result<CreatedLease> Create(LeaseOptions options);
+
+  // Marks the lease released and forgets it. Blocks charged to it stay in
+  // their pools (they are cache contents); their charge is dropped.
+  Status Release(const std::string& id);
+
+  // The lease, if `secret` is its secret, it may use `pool`, and it may
+  // write when `write` is set. NOT_FOUND / PERMISSION_DENIED otherwise.
+  Result<std::shared_ptr<LeaseAccount>> Authenticate(const std::string& id,
+                                                     const std::string& secret,
+                                                     const std::string& pool, bool write) const;
+
+  std::vector<std::shared_ptr<LeaseAccount>> List() const;
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<LeaseAccount>> leases_;
+};
+
+}  // namespace tokenmem::pool

@@ -1,0 +1,39 @@
+// Recency order of the blocks of one tier: the eviction policy's state.
+//
+// Front = most recently used. Pinned blocks are kept out of the list, so
+// they are never victims. Not thread-safe: the pool's lock guards it.
+#pragma once
+
+#include <list>
+
+#include "tokenmem/common/block_key.h"
+
+namespace tokenmem::pool {
+
+class LruList {
+ public:
+  using Handle = std::list<BlockKey>::iterator;
+
+  Handle Insert(const BlockKey& key) {
+    order_.push_front(key);
+    return order_.begin();
+  }
+  // Inserts as least recently used: recovered blocks enter oldest first.
+  Handle InsertCold(const BlockKey& key) {
+    order_.push_back(key);
+    return std::prev(order_.end());
+  }
+  void Touch(Handle h) { order_.splice(order_.begin(), order_, h); }
+  void Erase(Handle h) { order_.erase(h); }
+  bool empty() const { return order_.empty(); }
+
+  // Oldest first, for choosing victims.
+  auto rbegin() { return order_.rbegin(); }
+  auto rend() { return order_.rend(); }
+  Handle end() { return order_.end(); }
+
+ private:
+  std::list<BlockKey> order_;
+};
+
+}  // namespace tokenmem::pool

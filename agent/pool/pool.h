@@ -1,0 +1,112 @@
+// Pool: one named namespace of blocks across the DRAM, CXL and NVMe tiers.
+//
+// A pool owns its own memory segments and NVMe segment files, so nothing of
+// one pool is visible through another. Placement: a put lands in the
+// pool's fastest tier; when that is full it makes room by demoting the
+// least recently used block one tier down (DRAM -> CXL -> NVMe ->
+// dropped), so the tiers form one LRU cascade. A slower tier takes a put
+// directly only when every block above it is pinned. A get served from NVMe promotes the
+// block into memory when memory has a free slot. Maintain(), run by the
+// mover in the background, keeps each memory tier's free space between the
+// watermarks so that puts rarely wait for demotion I/O.
+//
+// Guarantee: a get returns exactly the bytes of the last completed put of
+// that key, or a miss. NVMe blocks are checked against their CRC32C; a
+// mismatch is a miss and is counted, never returned.
+//
+// Thread-safe. One mutex guards the index; memory copies happen under it,
+// NVMe I/O never does.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "pool/lease_table.h"
+#include "pool/pool_spec.h"
+#include "pool/pool_stats.h"
+#include "tokenmem/common/block_key.h"
+#include "tokenmem/common/status.h"
+
+namespace tokenmem::pool {
+
+// Where a pool's tiers live; filled by the PoolManager from the agent's
+// configuration and topology.
+struct PoolEnvironment {
+  std::vector<int> dram_nodes;             // NUMA nodes for the DRAM tier
+  std::vector<int> cxl_nodes;              // NUMA nodes for the CXL tier
+  std::filesystem::path nvme_directory;    // this pool's own directory
+  uint64_t nvme_segment_bytes = 256ull << 20;
+  uint32_t nvme_queue_depth = 32;
+  uint64_t memory_segment_bytes = 64ull << 20;
+  double low_watermark = 0.10;             // free fraction that starts demotion
+  double high_watermark = 0.20;            // free fraction demotion restores
+  uint32_t ttl_sweep_ms = 1000;            // how often Maintain() looks for expired blocks
+  std::function<int64_t()> now_ms;         // wall clock, ms; empty: the system clock
+};
+
+struct ReadResult {
+  uint32_t length = 0;
+  TierKind tier = TierKind::kDram;
+};
+
+class Pool {
+ public:
+  // Creates the tiers; an existing NVMe directory is scanned and its blocks
+  // are served again.
+  static Result<std::unique_ptr<Pool>> Open(PoolSpec spec, PoolEnvironment env);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  const PoolSpec& spec() const { return spec_; }
+  uint64_t recovered_blocks() const { return recovered_blocks_; }
+
+  // Stores a copy of `data` (at most block_size bytes) under `key`,
+  // replacing any block with that key, and charges `lease` one block.
+  // RESOURCE_EXHAUSTED when the lease's quota (checked first: nothing is
+  // evicted then) or the pool's capacity does not allow it.
+  Result<TierKind> Put(const BlockKey& key, std::span<const std::byte> data,
+                       std::shared_ptr<LeaseAccount> lease);
+
+  // Copies the block into `out`, which must hold at least the block
+  // (block_size bytes always suffice). NOT_FOUND on a miss, including an
+  // expired block and one whose checksum failed.
+  Result<ReadResult> Get(const BlockKey& key, std::span<std::byte> out);
+
+  // The tier holding `key`, or NOT_FOUND. Counts as a use for recency.
+  Result<TierKind> Locate(const BlockKey& key);
+
+  // How many leading keys of the chain are present; their tiers go to
+  // `tiers` when given. Recency is refreshed tail first, so a chain's head
+  // ends up the most recently used (a prefix is worth more than its tail).
+  uint32_t LookupPrefix(std::span<const BlockKey> keys, std::vector<TierKind>* tiers);
+
+  // NOT_FOUND when absent.
+  Status Remove(const BlockKey& key);
+
+  // A pinned block is never demoted, dropped or expired; pinning a block on
+  // NVMe brings it into memory when the pool has a memory tier.
+  Status Pin(const BlockKey& key);
+  Status Unpin(const BlockKey& key);
+
+  // One pass of background work: restores watermarks by demotion, drops
+  // expired blocks, and writes tombstones for freed NVMe slots.
+  void Maintain();
+
+  PoolSnapshot Snapshot() const;
+
+  // Refunds every block's charge; called before the pool is deleted.
+  void RefundAll();
+
+ private:
+  struct Impl;
+  explicit Pool(PoolSpec spec);
+  PoolSpec spec_;
+  uint64_t recovered_blocks_ = 0;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tokenmem::pool

@@ -1,0 +1,68 @@
+#include "pool/pool_spec.h"
+
+#include "tokenmem/common/units.h"
+
+namespace tokenmem::pool {
+
+std::string_view TierName(TierKind tier) {
+  switch (tier) {
+    case TierKind::kDram: return "dram";
+    case TierKind::kCxl: return "cxl";
+    case TierKind::kNvme: return "nvme";
+  }
+  return "unknown";
+}
+
+Status ValidatePoolName(std::string_view name) {
+  if (name.empty()) return InvalidArgument("pool name is empty");
+  if (name.size() > kMaxPoolNameLength) {
+    return InvalidArgument("pool name '" + std::string(name) + "' is longer than " +
+                           std::to_string(kMaxPoolNameLength) + " characters");
+  }
+  auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_or_digit(name[0])) {
+    return InvalidArgument("pool name '" + std::string(name) +
+                           "' must start with a lower-case letter or a digit");
+  }
+  for (char c : name) {
+    if (!lower_or_digit(c) && c != '.' && c != '-') {
+      return InvalidArgument("pool name '" + std::string(name) +
+                             "' may only hold a-z, 0-9, '.' and '-'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidatePoolSpec(const PoolSpec& spec) {
+  TM_RETURN_IF_ERROR(ValidatePoolName(spec.name));
+  const std::string where = "pool '" + spec.name + "': ";
+  if (spec.block_size < kBlockAlignment || spec.block_size > kMaxBlockSize ||
+      spec.block_size % kBlockAlignment != 0) {
+    return InvalidArgument(where + "block_size " + FormatByteSize(spec.block_size) +
+                           " must be a multiple of 4KiB between 4KiB and 64MiB");
+  }
+  bool any = false;
+  for (TierKind t : {TierKind::kDram, TierKind::kCxl, TierKind::kNvme}) {
+    uint64_t c = spec.capacity.of(t);
+    if (c != 0 && c < spec.block_size) {
+      return InvalidArgument(where + std::string(TierName(t)) + " capacity " + FormatByteSize(c) +
+                             " is smaller than one block (" + FormatByteSize(spec.block_size) +
+                             ")");
+    }
+    any = any || c != 0;
+  }
+  if (!any) return InvalidArgument(where + "no capacity in any tier");
+  return Status::Ok();
+}
+
+std::string_view EvictionPolicyName(EvictionPolicy p) {
+  return p == EvictionPolicy::kNone ? "none" : "lru";
+}
+
+Result<EvictionPolicy> ParseEvictionPolicy(std::string_view text) {
+  if (text == "lru") return EvictionPolicy::kLru;
+  if (text == "none") return EvictionPolicy::kNone;
+  return InvalidArgument("eviction policy '" + std::string(text) + "' is not one of: lru, none");
+}
+
+}  // namespace tokenmem::pool

@@ -1,0 +1,37 @@
+#include "pool/pool_spec.h"
+
+#include <gtest/gtest.h>
+
+namespace tokenmem::pool {
+namespace {
+
+TEST(PoolSpecTest, Names) {
+  for (const std::string& good : std::vector<std::string>{"a", "0", "chat-llama3.8b", std::string(63, 'x')}) {
+    EXPECT_TRUE(ValidatePoolName(good).ok()) << good;
+  }
+  for (const std::string& bad : std::vector<std::string>{"", "-a", ".a", "A", "a_b", "a/b", "a b", std::string(64, 'x')}) {
+    auto s = ValidatePoolName(bad);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(PoolSpecTest, Sizes) {
+  PoolSpec spec{.name = "p", .block_size = 65536, .capacity = {.dram = 1 << 20}};
+  EXPECT_TRUE(ValidatePoolSpec(spec).ok());
+  spec.block_size = 5000;
+  EXPECT_NE(ValidatePoolSpec(spec).message().find("block_size"), std::string::npos);
+  spec.block_size = 1 << 20;
+  spec.capacity.nvme = 4096;
+  EXPECT_NE(ValidatePoolSpec(spec).message().find("nvme"), std::string::npos);
+  spec.capacity = {};
+  EXPECT_FALSE(ValidatePoolSpec(spec).ok());
+}
+
+TEST(PoolSpecTest, EvictionPolicies) {
+  EXPECT_EQ(*ParseEvictionPolicy("lru"), EvictionPolicy::kLru);
+  EXPECT_EQ(*ParseEvictionPolicy("none"), EvictionPolicy::kNone);
+  EXPECT_FALSE(ParseEvictionPolicy("random").ok());
+}
+
+}  // namespace
+}  // namespace tokenmem::pool
