@@ -20,7 +20,9 @@ namespace tokenmem::nvme {
 // Alignment of every O_DIRECT buffer, offset and length in this folder.
 inline constexpr uint64_t kIoAlignment = 4096;
 
-constexpr uint64_t AlignUp(uint64_t n) { return (n + kIoAlignment - 1) / kIoAlignment * kIoAlignment; }
+constexpr uint64_t AlignUp(uint64_t n) {
+  return (n + kIoAlignment - 1) / kIoAlignment * kIoAlignment;
+}
 constexpr bool IsIoAligned(uint64_t n) { return n % kIoAlignment == 0; }
 inline bool IsIoAligned(const void* p) { return IsIoAligned(reinterpret_cast<uintptr_t>(p)); }
 

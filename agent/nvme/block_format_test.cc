@@ -186,8 +186,7 @@ TEST(BlockFormatTest, SegmentHeaderRejections) {
     bad.block_size = bs;
     bad.slots_per_segment = sps;
     ASSERT_TRUE(EncodeSegmentHeader(bad, b).ok());
-    EXPECT_EQ(DecodeSegmentHeader(b).status().code(), StatusCode::kCorruption)
-        << bs << " " << sps;
+    EXPECT_EQ(DecodeSegmentHeader(b).status().code(), StatusCode::kCorruption) << bs << " " << sps;
   }
 }
 

@@ -50,9 +50,9 @@ uint64_t NowUnixMs() {
 }
 
 uint64_t ElapsedNs(std::chrono::steady_clock::time_point since) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now() - since)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since)
+          .count());
 }
 
 std::string SegmentName(uint32_t index) {
@@ -207,7 +207,7 @@ NvmeStore::~NvmeStore() {
   if (dirty_.load()) {
     Status s = Sync();
     if (!s.ok()) {
-      TM_LOG(Warn, kLog) << "sync at close failed: " << s.ToString();
+      TM_LOG(WARN, kLog) << "sync at close failed: " << s.ToString();
     }
   }
   segments_.clear();
@@ -247,7 +247,7 @@ Status NvmeStore::OpenSegments() {
       // Written by a creation that never reached its rename: holds no block.
       std::error_code rm_ec;
       fs::remove(it->path(), rm_ec);
-      TM_LOG(Info, kLog) << "removed unfinished segment file " << it->path().string();
+      TM_LOG(INFO, kLog) << "removed unfinished segment file " << it->path().string();
       continue;
     }
     existing[*index] = it->path();
@@ -291,9 +291,8 @@ Status NvmeStore::OpenSegments() {
       disk_stride = h->slots_per_segment;
     } else if (h->slots_per_segment != disk_stride) {
       return Corruption("NVMe store: segment files in " + directory_.string() +
-                        " disagree on slots per segment (" + std::to_string(disk_stride) +
-                        " and " + std::to_string(h->slots_per_segment) + " in " + path.string() +
-                        ")");
+                        " disagree on slots per segment (" + std::to_string(disk_stride) + " and " +
+                        std::to_string(h->slots_per_segment) + " in " + path.string() + ")");
     }
     found.push_back({index, std::move(file), size});
   }
@@ -306,7 +305,7 @@ Status NvmeStore::OpenSegments() {
   if (disk_stride != 0) {
     slots_per_segment_ = disk_stride;
     if (disk_stride != requested_stride) {
-      TM_LOG(Info, kLog) << directory_.string() << " keeps its segment size of " << disk_stride
+      TM_LOG(INFO, kLog) << directory_.string() << " keeps its segment size of " << disk_stride
                          << " slots (segment_bytes now asks for " << requested_stride << ")";
     }
   } else {
@@ -317,8 +316,8 @@ Status NvmeStore::OpenSegments() {
   const uint64_t needed = (uint64_t{capacity_slots_} + slots_per_segment_ - 1) / slots_per_segment_;
   if (needed > kMaxSegments) {
     return InvalidArgument("NVMe store: " + std::to_string(needed) +
-                           " segment files would be needed (limit " +
-                           std::to_string(kMaxSegments) + "); raise segment_bytes");
+                           " segment files would be needed (limit " + std::to_string(kMaxSegments) +
+                           "); raise segment_bytes");
   }
   auto slots_in = [&](uint64_t index) -> uint32_t {
     return static_cast<uint32_t>(std::min<uint64_t>(
@@ -351,7 +350,7 @@ Status NvmeStore::OpenSegments() {
     segments_[f.index] = {std::move(f.file), want};
   }
   if (dropped_slots > 0) {
-    TM_LOG(Warn, kLog) << directory_.string() << ": capacity shrank to " << capacity_slots_
+    TM_LOG(WARN, kLog) << directory_.string() << ": capacity shrank to " << capacity_slots_
                        << " slots; " << dropped_slots
                        << " slots beyond it were removed and their blocks are not recovered";
   }
@@ -425,8 +424,8 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
       return;
     }
     if (h->flags != SlotFlags::kLive) return;
-    const RecoveredBlock b{h->key,        slot, h->data_length, h->data_crc32c, h->generation,
-                           h->stored_unix_ms};
+    const RecoveredBlock b{h->key,         slot,          h->data_length,
+                           h->data_crc32c, h->generation, h->stored_unix_ms};
     auto [it, inserted] = where.try_emplace(b.key, blocks.size());
     if (inserted) {
       blocks.push_back(b);
@@ -451,7 +450,7 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
         if (ops[k].status.code() != StatusCode::kIoError) return ops[k].status;
         counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
         unreadable_slots += chunks[k].count;
-        TM_LOG(Warn, kLog) << "cannot read slots " << chunks[k].first_slot << ".."
+        TM_LOG(WARN, kLog) << "cannot read slots " << chunks[k].first_slot << ".."
                            << chunks[k].first_slot + chunks[k].count - 1 << ": "
                            << ops[k].status.ToString();
         continue;
@@ -472,8 +471,10 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
       const uint32_t count = std::min(chunk_slots, segment.slots - local);
       const uint32_t slot = seg * slots_per_segment_ + local;
       const uint64_t length = whole_slots ? uint64_t{count} * slot_size_ : kSlotHeaderSize;
-      ops.push_back({UringQueue::OpKind::kRead, segment.file->fd(),
-                     buffer.data() + ops.size() * read_stride, static_cast<uint32_t>(length),
+      ops.push_back({UringQueue::OpKind::kRead,
+                     segment.file->fd(),
+                     buffer.data() + ops.size() * read_stride,
+                     static_cast<uint32_t>(length),
                      OffsetOf(slot),
                      {}});
       chunks.push_back({slot, count});
@@ -487,7 +488,7 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
   for (uint32_t slot : losers) {
     Status s = Invalidate(slot);
     if (!s.ok()) {
-      TM_LOG(Warn, kLog) << "cannot tombstone duplicate slot " << slot << ": " << s.ToString();
+      TM_LOG(WARN, kLog) << "cannot tombstone duplicate slot " << slot << ": " << s.ToString();
     }
   }
 
@@ -501,20 +502,20 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
   used_.store(static_cast<uint32_t>(blocks.size()));
 
   const uint64_t ms = ElapsedNs(started) / 1000000;
-  TM_LOG(Info, kLog) << "opened " << directory_.string() << ": " << blocks.size()
+  TM_LOG(INFO, kLog) << "opened " << directory_.string() << ": " << blocks.size()
                      << " blocks recovered from " << capacity_slots_ << " slots in "
                      << segments_.size() << " segment files in " << ms << " ms";
   if (bad_headers > 0) {
-    TM_LOG(Warn, kLog) << directory_.string() << ": " << bad_headers
+    TM_LOG(WARN, kLog) << directory_.string() << ": " << bad_headers
                        << " slot headers failed their checks (torn or damaged writes); "
                           "those slots are treated as free";
   }
   if (!losers.empty()) {
-    TM_LOG(Info, kLog) << directory_.string() << ": " << losers.size()
+    TM_LOG(INFO, kLog) << directory_.string() << ": " << losers.size()
                        << " older copies of blocks stored twice were dropped";
   }
   if (unreadable_slots > 0) {
-    TM_LOG(Warn, kLog) << directory_.string() << ": " << unreadable_slots
+    TM_LOG(WARN, kLog) << directory_.string() << ": " << unreadable_slots
                        << " slots could not be read and are treated as free";
   }
   if (recovered != nullptr) *recovered = std::move(blocks);
@@ -535,7 +536,7 @@ Result<uint32_t> NvmeStore::Allocate() {
 
 void NvmeStore::Release(uint32_t slot) {
   if (slot >= capacity_slots_ || !allocated_[slot]) {
-    TM_LOG(Error, kLog) << "release of slot " << slot << " that is not allocated; ignored";
+    TM_LOG(ERROR, kLog) << "release of slot " << slot << " that is not allocated; ignored";
     return;
   }
   allocated_[slot] = 0;

@@ -20,9 +20,8 @@ Status WithPath(const Status& s, const std::filesystem::path& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<UringFile>> UringFile::Open(const std::filesystem::path& path,
-                                                    OpenMode mode,
-                                                    std::shared_ptr<UringQueue> queue) {
+Result<std::unique_ptr<UringFile>> UringFile::Open(const std::filesystem::path& path, OpenMode mode,
+                                                   std::shared_ptr<UringQueue> queue) {
   if (!queue) return InvalidArgument("UringFile::Open needs a queue");
   int flags = O_RDWR | O_DIRECT | O_CLOEXEC;
   if (mode == OpenMode::kCreateExclusive) flags |= O_CREAT | O_EXCL;
@@ -116,8 +115,12 @@ Status UringFile::CheckAligned(uint64_t offset, const void* data, size_t size) c
 
 Status UringFile::ReadAt(uint64_t offset, std::span<std::byte> buffer) {
   TM_RETURN_IF_ERROR(CheckAligned(offset, buffer.data(), buffer.size()));
-  UringQueue::Op op{UringQueue::OpKind::kRead, fd_, buffer.data(),
-                    static_cast<uint32_t>(buffer.size()), offset, {}};
+  UringQueue::Op op{UringQueue::OpKind::kRead,
+                    fd_,
+                    buffer.data(),
+                    static_cast<uint32_t>(buffer.size()),
+                    offset,
+                    {}};
   Status s = queue_->Run({&op, 1});
   return s.ok() ? s : WithPath(s, path_);
 }
@@ -126,8 +129,9 @@ Status UringFile::WriteAt(uint64_t offset, std::span<const std::byte> buffer) {
   TM_RETURN_IF_ERROR(CheckAligned(offset, buffer.data(), buffer.size()));
   // The kernel only reads from a write's buffer; io_uring's API takes a
   // non-const pointer for both directions.
-  UringQueue::Op op{UringQueue::OpKind::kWrite, fd_, const_cast<std::byte*>(buffer.data()),
-                    static_cast<uint32_t>(buffer.size()), offset, {}};
+  UringQueue::Op op{
+      UringQueue::OpKind::kWrite,           fd_,    const_cast<std::byte*>(buffer.data()),
+      static_cast<uint32_t>(buffer.size()), offset, {}};
   Status s = queue_->Run({&op, 1});
   return s.ok() ? s : WithPath(s, path_);
 }
@@ -138,8 +142,12 @@ Status UringFile::ReadBatch(std::span<ReadRequest> reads) {
   for (ReadRequest& r : reads) {
     r.status = CheckAligned(r.offset, r.buffer.data(), r.buffer.size());
     if (!r.status.ok()) return r.status;
-    ops.push_back({UringQueue::OpKind::kRead, fd_, r.buffer.data(),
-                   static_cast<uint32_t>(r.buffer.size()), r.offset, {}});
+    ops.push_back({UringQueue::OpKind::kRead,
+                   fd_,
+                   r.buffer.data(),
+                   static_cast<uint32_t>(r.buffer.size()),
+                   r.offset,
+                   {}});
   }
   Status s = queue_->Run(ops);
   for (size_t i = 0; i < reads.size(); ++i) {

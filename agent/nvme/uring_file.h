@@ -35,7 +35,7 @@ class UringFile {
   // Opens `path` for reading and writing with O_DIRECT. Errors name the
   // path; when the file system refuses O_DIRECT the message says so.
   static Result<std::unique_ptr<UringFile>> Open(const std::filesystem::path& path, OpenMode mode,
-                                                  std::shared_ptr<UringQueue> queue);
+                                                 std::shared_ptr<UringQueue> queue);
   ~UringFile();  // closes the file; no call may be running
   UringFile(const UringFile&) = delete;
   UringFile& operator=(const UringFile&) = delete;

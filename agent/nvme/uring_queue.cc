@@ -161,7 +161,7 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
           continue;
         }
       } else {
-        TM_LOG(Error, "nvme") << "io_uring_submit failed: " << ErrnoError("", -rc).message()
+        TM_LOG(ERROR, "nvme") << "io_uring_submit failed: " << ErrnoError("", -rc).message()
                               << "; retiring this ring";
         r.poisoned = true;
       }
@@ -192,7 +192,7 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
       // are about to free, so keep trying and stop the process if the
       // ring stays broken.
       if (++wait_failures > kMaxRetries) {
-        TM_LOG(Error, "nvme") << "io_uring_wait_cqe keeps failing ("
+        TM_LOG(ERROR, "nvme") << "io_uring_wait_cqe keeps failing ("
                               << ErrnoError("", -rc).message() << ") with " << in_flight
                               << " operations in flight; aborting";
         std::abort();
@@ -213,8 +213,7 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
         fail(idx, ErrnoError(Describe(op), -res));
       } else if (res == 0) {
         fail(idx, IoError(Describe(op) + ": " +
-                          (op.kind == OpKind::kRead ? "end of file after "
-                                                    : "no progress after ") +
+                          (op.kind == OpKind::kRead ? "end of file after " : "no progress after ") +
                           std::to_string(progress[idx].done) + " bytes"));
       } else {
         progress[idx].done += static_cast<uint32_t>(res);

@@ -18,7 +18,9 @@ TEST(UnitsTest, RejectsNonsense) {
   for (const char* bad : {"", "abc", "1.2.3", "12XB", "-5", "0.3B", "99999999999TB"}) {
     auto r = ParseByteSize(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    }
   }
 }
 
