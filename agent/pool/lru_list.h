@@ -27,10 +27,8 @@ class LruList {
   void Erase(Handle h) { order_.erase(h); }
   bool empty() const { return order_.empty(); }
 
-  // Oldest first, for choosing victims.
-  auto rbegin() { return order_.rbegin(); }
-  auto rend() { return order_.rend(); }
-  Handle end() { return order_.end(); }
+  // Most recent first; victims are taken from the back.
+  std::list<BlockKey>& list() { return order_; }
 
  private:
   std::list<BlockKey> order_;

@@ -10,9 +10,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "index/shm_index_writer.h"
 #include "nvme/nvme_store.h"
 #include "pool/lru_list.h"
 #include "tier/memory_arena.h"
+#include "tokenmem/common/crc32c.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/units.h"
 
@@ -24,6 +26,7 @@ constexpr std::array<TierKind, kTierCount> kAllTiers = {TierKind::kDram, TierKin
 constexpr size_t kMaxQueuedPromotions = 4096;
 constexpr int kMaxDemotionsPerPass = 512;
 constexpr size_t kMaxTombstonesPerPass = 256;
+constexpr uint64_t kNoPosition = ~uint64_t{0};
 
 size_t Index(TierKind t) { return static_cast<size_t>(t); }
 bool IsMemory(TierKind t) { return t != TierKind::kNvme; }
@@ -32,8 +35,10 @@ struct Block {
   TierKind tier = TierKind::kDram;
   uint32_t slot = 0;
   uint32_t length = 0;
+  uint32_t checksum = 0;  // CRC32C of the data
   uint64_t generation = 0;
   int64_t stored_ms = 0;
+  uint64_t position = kNoPosition;  // in the shared index
   bool pinned = false;
   bool moving = false;  // a copy to a slower tier is in flight
   std::shared_ptr<LeaseAccount> owner;
@@ -53,6 +58,15 @@ struct Pool::Impl {
   std::array<LruList, kTierCount> lru;
   std::array<std::unique_ptr<tier::MemoryArena>, 2> arenas;  // DRAM, CXL
   std::unique_ptr<nvme::NvmeStore> nvme;
+  std::unique_ptr<index::ShmIndexWriter> shared;  // what clients read
+  struct Reservation {
+    TierKind tier;
+    uint32_t slot;
+    uint64_t owner;
+    std::shared_ptr<LeaseAccount> lease;
+  };
+  std::unordered_map<uint64_t, Reservation> reservations;
+  uint64_t next_reservation = 1;
   // NVMe slots whose block has left but whose header on disk still says
   // live: reusable by the next write (which overwrites the header), and
   // tombstoned by Maintain() otherwise so a restart does not bring the block
@@ -111,7 +125,20 @@ struct Pool::Impl {
            now - b.stored_ms >= static_cast<int64_t>(spec.ttl_seconds) * 1000;
   }
 
+  // Accounts for the block in its tier and publishes where it now lives.
   void Link(const BlockKey& key, Block& b) {
+    const index::EntryFields fields{.tier = static_cast<uint32_t>(b.tier),
+                                    .slot = b.slot,
+                                    .length = b.length,
+                                    .checksum = b.checksum,
+                                    .generation = b.generation};
+    if (b.position == kNoPosition) {
+      // Cannot fail: the table has room for twice the pool's slots.
+      auto pos = shared->Insert(key, fields);
+      if (pos.ok()) b.position = *pos;
+    } else {
+      shared->Update(b.position, fields);
+    }
     ++tier_blocks[Index(b.tier)];
     if (b.pinned) {
       ++tier_pinned[Index(b.tier)];
@@ -137,9 +164,12 @@ struct Pool::Impl {
     }
   }
 
+  // The entry goes before the slot: a reader that copied the slot sees the
+  // entry change and discards its copy.
   void Drop(BlockMap::iterator it) {
     Block& b = it->second;
     Unlink(b);
+    if (b.position != kNoPosition) shared->Remove(b.position);
     ReleaseSlot(b.tier, b.slot);
     if (b.owner) b.owner->Refund(spec.block_size);
     index.erase(it);
@@ -160,13 +190,25 @@ struct Pool::Impl {
     return ResourceExhausted("pool '" + spec.name + "': no free NVMe slot");
   }
 
-  // The least recently used block of tier `t` that may move now.
+  // The least recently used block of tier `t` that may move now. Blocks a
+  // client read since the last look get a second chance (CLOCK): client
+  // reads never reach the agent, so their access marks stand in for them.
   std::optional<BlockMap::iterator> Victim(TierKind t) {
-    auto& order = lru[Index(t)];
-    for (auto r = order.rbegin(); r != order.rend(); ++r) {
-      auto it = index.find(*r);
-      if (it == index.end() || it->second.moving) continue;
-      if (t == TierKind::kNvme && nvme_readers[it->second.slot] != 0) continue;
+    auto& order = lru[Index(t)].list();
+    const size_t limit = 2 * order.size();
+    auto next = order.end();
+    for (size_t scanned = 0; next != order.begin() && scanned < limit; ++scanned) {
+      auto candidate = std::prev(next);
+      auto it = index.find(*candidate);
+      if (it == index.end() || it->second.moving ||
+          (t == TierKind::kNvme && nvme_readers[it->second.slot] != 0)) {
+        next = candidate;
+        continue;
+      }
+      if (it->second.position != kNoPosition && shared->TakeAccessed(it->second.position)) {
+        order.splice(order.begin(), order, candidate);  // `next` stays valid
+        continue;
+      }
       return it;
     }
     return std::nullopt;
@@ -234,12 +276,13 @@ struct Pool::Impl {
   }
 
   void Relocate(const BlockKey& key, Block& b, TierKind to, uint32_t slot) {
-    TierKind from = b.tier;
+    const TierKind from = b.tier;
+    const uint32_t old_slot = b.slot;
     Unlink(b);
-    ReleaseSlot(from, b.slot);
     b.tier = to;
     b.slot = slot;
-    Link(key, b);
+    Link(key, b);  // readers follow the entry to the new slot...
+    ReleaseSlot(from, old_slot);  // ...before the old one can be reused
     auto& out = counters.tiers[Index(from)];
     auto& in = counters.tiers[Index(to)];
     in.bytes_written += b.length;
@@ -384,6 +427,48 @@ struct Pool::Impl {
       }
     }
   }
+
+  Status CreateSharedIndex() {
+    layout::TierGeometry tiers[layout::kTierCount] = {};
+    uint64_t max_blocks = 0;
+    for (TierKind t : kAllTiers) {
+      const uint64_t slots = spec.capacity.of(t) / spec.block_size;
+      if (slots == 0) continue;
+      auto& g = tiers[Index(t)];
+      g.present = 1;
+      g.slot_bytes = spec.block_size;
+      g.capacity_slots = slots;
+      if (IsMemory(t)) g.slots_per_segment = arenas[Index(t)]->slots_per_segment();
+      max_blocks += slots;
+    }
+    auto created = index::ShmIndexWriter::Create(spec.name, max_blocks, spec.block_size, tiers);
+    if (!created.ok()) return created.status().WithContext("pool '" + spec.name + "' index");
+    shared = std::move(created).value();
+    return Status::Ok();
+  }
+
+  // Adds what clients counted in shared memory to the agent's own counters.
+  void AddClientCounters(PoolCounters* c) const {
+    const layout::ClientArea& area = shared->client_area();
+    for (TierKind t : kAllTiers) {
+      c->tiers[Index(t)].hits += area.hits[Index(t)].load(std::memory_order_relaxed);
+      c->tiers[Index(t)].bytes_read += area.bytes_read[Index(t)].load(std::memory_order_relaxed);
+    }
+    const uint64_t local_hits = area.hits[0].load(std::memory_order_relaxed) +
+                                area.hits[1].load(std::memory_order_relaxed) +
+                                area.hits[2].load(std::memory_order_relaxed);
+    const uint64_t local_misses = area.misses.load(std::memory_order_relaxed);
+    c->gets += local_hits + local_misses;
+    c->misses += local_misses;
+    c->prefix_lookups += area.prefix_lookups.load(std::memory_order_relaxed);
+    c->prefix_keys_matched += area.prefix_keys_matched.load(std::memory_order_relaxed);
+  }
+
+  void FreeReservation(std::unordered_map<uint64_t, Reservation>::iterator it) {
+    arenas[Index(it->second.tier)]->Free(it->second.slot);
+    if (it->second.lease) it->second.lease->Refund(spec.block_size);
+    reservations.erase(it);
+  }
 };
 
 Pool::Pool(PoolSpec spec) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {}
@@ -407,6 +492,7 @@ Result<std::unique_ptr<Pool>> Pool::Open(PoolSpec spec, PoolEnvironment env) {
     if (!arena.ok()) return arena.status().WithContext("pool '" + spec.name + "'");
     d.arenas[Index(t)] = std::move(arena).value();
   }
+  TM_RETURN_IF_ERROR(d.CreateSharedIndex());
   if (spec.capacity.nvme != 0) {
     if (d.env.nvme_directory.empty()) {
       return FailedPrecondition("pool '" + spec.name + "' wants NVMe capacity but the agent has no NVMe tier");
@@ -430,6 +516,7 @@ Result<std::unique_ptr<Pool>> Pool::Open(PoolSpec spec, PoolEnvironment env) {
       b.tier = TierKind::kNvme;
       b.slot = r.slot;
       b.length = r.length;
+      b.checksum = r.checksum;
       b.generation = r.generation;
       b.stored_ms = static_cast<int64_t>(r.stored_unix_ms);
       auto [it, inserted] = d.index.emplace(r.key, std::move(b));
@@ -531,6 +618,7 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   b.tier = *target;
   b.slot = *slot;
   b.length = static_cast<uint32_t>(data.size());
+  b.checksum = Crc32c(data);
   b.generation = generation;
   b.stored_ms = now;
   b.owner = std::move(lease);
@@ -692,6 +780,7 @@ PoolSnapshot Pool::Snapshot() const {
   PoolSnapshot s;
   s.spec = spec_;
   s.counters = d.counters;
+  d.AddClientCounters(&s.counters);
   for (TierKind t : kAllTiers) {
     TierUsage& u = s.usage[Index(t)];
     u.capacity_bytes = static_cast<uint64_t>(d.CapacitySlots(t)) * spec_.block_size;
@@ -711,6 +800,203 @@ void Pool::RefundAll() {
       b.owner.reset();
     }
   }
+}
+
+}  // namespace tokenmem::pool
+
+namespace tokenmem::pool {
+
+Pool::SharedView Pool::Shared() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  SharedView view{d.shared->index_fd(), d.shared->index_bytes(), d.shared->client_area_fd(),
+                  d.shared->client_area_bytes(), {}};
+  for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
+    if (!d.HasTier(t)) continue;
+    auto segments = d.arenas[Index(t)]->Segments();
+    for (uint32_t i = 0; i < segments.size(); ++i) {
+      view.segments.push_back({t, i, segments[i].fd, segments[i].size});
+    }
+  }
+  return view;
+}
+
+std::vector<Pool::SegmentRef> Pool::Segments(TierKind tier, uint32_t first) const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  std::vector<SegmentRef> out;
+  if (!IsMemory(tier) || !d.HasTier(tier)) return out;
+  auto segments = d.arenas[Index(tier)]->Segments();
+  for (uint32_t i = first; i < segments.size(); ++i) {
+    out.push_back({tier, i, segments[i].fd, segments[i].size});
+  }
+  return out;
+}
+
+Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
+                                               std::shared_ptr<LeaseAccount> lease) {
+  Impl& d = *impl_;
+  std::optional<TierKind> fastest;
+  for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
+    if (d.HasTier(t) && !fastest) fastest = t;
+  }
+  if (!fastest) {
+    return FailedPrecondition("pool '" + spec_.name +
+                              "' has no memory tier; clients cannot write into it directly");
+  }
+  std::unique_lock lock(d.mu);
+  const uint64_t need = uint64_t{count} * spec_.block_size;
+  if (lease && !lease->TryCharge(need)) {
+    ++d.counters.quota_rejections;
+    return ResourceExhausted("lease '" + lease->id() + "' quota exceeded: " +
+                             FormatByteSize(lease->used_bytes()) + " of " +
+                             FormatByteSize(lease->options().quota_bytes) + " used, " +
+                             std::to_string(count) + " blocks need " + FormatByteSize(need));
+  }
+  std::vector<Grant> grants;
+  grants.reserve(count);
+  Status failure;
+  for (uint32_t i = 0; i < count && failure.ok(); ++i) {
+    std::optional<uint32_t> slot;
+    TierKind tier = *fastest;
+    for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
+      if (!d.HasTier(t)) continue;
+      Status room = d.EnsureFree(t, lock, 0);
+      if (!room.ok()) {
+        failure = room;
+        continue;
+      }
+      auto s = d.arenas[Index(t)]->Allocate();
+      if (s.ok()) {
+        slot = *s;
+        tier = t;
+        failure = Status::Ok();
+        break;
+      }
+      failure = s.status();
+    }
+    if (!slot) break;
+    const uint64_t id = d.next_reservation++;
+    // Each reservation carries no charge of its own: the batch charge is
+    // split back out on commit or abort.
+    d.reservations.emplace(id, Impl::Reservation{tier, *slot, owner, lease});
+    grants.push_back({tier, *slot, id});
+  }
+  if (grants.size() < count) {
+    for (const Grant& g : grants) {
+      auto it = d.reservations.find(g.reservation);
+      d.arenas[Index(it->second.tier)]->Free(it->second.slot);
+      d.reservations.erase(it);
+    }
+    if (lease) lease->Refund(need);
+    ++d.counters.capacity_rejections;
+    return Status(failure.ok() ? StatusCode::kResourceExhausted : failure.code(),
+                  "pool '" + spec_.name + "' cannot reserve " + std::to_string(count) +
+                      " slots: " + (failure.ok() ? std::string("no room") : failure.message()));
+  }
+  return grants;
+}
+
+std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> items) {
+  Impl& d = *impl_;
+  std::unique_lock lock(d.mu);
+  std::vector<Status> results;
+  results.reserve(items.size());
+  const int64_t now = d.Now();
+  for (const CommitItem& item : items) {
+    auto r = d.reservations.find(item.reservation);
+    if (r == d.reservations.end() || r->second.owner != owner) {
+      results.push_back(InvalidArgument("reservation " + std::to_string(item.reservation) +
+                                        " is not held by this connection"));
+      continue;
+    }
+    if (item.length > spec_.block_size) {
+      results.push_back(InvalidArgument("length " + std::to_string(item.length) +
+                                        " exceeds the block size " + std::to_string(spec_.block_size)));
+      d.FreeReservation(r);
+      continue;
+    }
+    const TierKind tier = r->second.tier;
+    const uint32_t slot = r->second.slot;
+    auto bytes = d.MemorySlot(tier, slot).first(item.length);
+    if (Crc32c(bytes) != item.checksum) {
+      results.push_back(Corruption("block " + item.key.ToHex() +
+                                   ": the slot does not hold the bytes the checksum names"));
+      d.FreeReservation(r);
+      continue;
+    }
+    std::shared_ptr<LeaseAccount> lease = std::move(r->second.lease);
+    d.reservations.erase(r);
+    if (auto old = d.index.find(item.key); old != d.index.end()) d.Drop(old);
+    Block b;
+    b.tier = tier;
+    b.slot = slot;
+    b.length = item.length;
+    b.checksum = item.checksum;
+    b.generation = d.next_generation++;
+    b.stored_ms = now;
+    b.owner = std::move(lease);
+    auto [it, inserted] = d.index.emplace(item.key, std::move(b));
+    d.Link(item.key, it->second);
+    ++d.counters.puts;
+    d.counters.tiers[Index(tier)].bytes_written += item.length;
+    results.push_back(Status::Ok());
+  }
+  return results;
+}
+
+void Pool::Abort(uint64_t owner, std::span<const uint64_t> ids) {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  if (ids.empty()) {
+    for (auto it = d.reservations.begin(); it != d.reservations.end();) {
+      auto next = std::next(it);
+      if (it->second.owner == owner) d.FreeReservation(it);
+      it = next;
+    }
+    return;
+  }
+  for (uint64_t id : ids) {
+    auto it = d.reservations.find(id);
+    if (it != d.reservations.end() && it->second.owner == owner) d.FreeReservation(it);
+  }
+}
+
+std::vector<Status> Pool::Fetch(std::span<const BlockKey> keys) {
+  Impl& d = *impl_;
+  std::unique_lock lock(d.mu);
+  std::vector<Status> results;
+  results.reserve(keys.size());
+  std::vector<std::byte> buffer;
+  for (const BlockKey& key : keys) {
+    auto it = d.index.find(key);
+    if (it == d.index.end()) {
+      results.push_back(NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'"));
+      continue;
+    }
+    if (IsMemory(it->second.tier)) {
+      results.push_back(Status::Ok());
+      continue;
+    }
+    buffer.resize(spec_.block_size);
+    uint64_t generation = 0;
+    auto read = d.ReadNvme(it, buffer, lock, &generation);
+    if (!read.ok()) {
+      results.push_back(read.status().code() == StatusCode::kUnavailable
+                            ? Unavailable("block moved while it was fetched; retry")
+                            : read.status());
+      continue;
+    }
+    auto& c = d.counters.tiers[Index(TierKind::kNvme)];
+    ++c.hits;
+    c.bytes_read += *read;
+    d.PlaceInMemory(key, generation, std::span(buffer).first(*read), lock, true);
+    auto now_it = d.index.find(key);
+    results.push_back(now_it != d.index.end() && IsMemory(now_it->second.tier)
+                          ? Status::Ok()
+                          : Unavailable("no memory slot could be freed for block " + key.ToHex()));
+  }
+  return results;
 }
 
 }  // namespace tokenmem::pool

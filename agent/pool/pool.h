@@ -98,6 +98,55 @@ class Pool {
 
   PoolSnapshot Snapshot() const;
 
+  // ---- the local shared-memory path (LocalServer) ----
+
+  // What a client maps: the shared index, the client area and the memory
+  // tiers' segments. The fds stay owned by the pool.
+  struct SegmentRef {
+    TierKind tier;
+    uint32_t segment;
+    int fd;
+    uint64_t bytes;
+  };
+  struct SharedView {
+    int index_fd;
+    uint64_t index_bytes;
+    int client_area_fd;
+    uint64_t client_area_bytes;
+    std::vector<SegmentRef> segments;
+  };
+  SharedView Shared() const;
+  // The segments of `tier` from `first` on.
+  std::vector<SegmentRef> Segments(TierKind tier, uint32_t first) const;
+
+  struct Grant {
+    TierKind tier;
+    uint32_t slot;
+    uint64_t reservation;
+  };
+  // Reserves `count` free memory slots for `owner` (a connection) to write
+  // into, charging `lease` one block each up front. All or nothing:
+  // RESOURCE_EXHAUSTED (quota or capacity) or FAILED_PRECONDITION (the
+  // pool has no memory tier) reserve nothing.
+  Result<std::vector<Grant>> Reserve(uint64_t owner, uint32_t count,
+                                     std::shared_ptr<LeaseAccount> lease);
+  struct CommitItem {
+    uint64_t reservation;
+    BlockKey key;
+    uint32_t length;
+    uint32_t checksum;  // CRC32C of the slot's first `length` bytes
+  };
+  // Publishes written slots. Per item: INVALID_ARGUMENT for a reservation
+  // that is not `owner`'s or a length above the block size, CORRUPTION
+  // when the slot's bytes do not match the checksum; a failed item's slot
+  // is freed and refunded.
+  std::vector<Status> Commit(uint64_t owner, std::span<const CommitItem> items);
+  // Frees reservations of `owner` (all of them when `ids` is empty).
+  void Abort(uint64_t owner, std::span<const uint64_t> ids);
+  // Brings NVMe blocks into memory so clients can read them in place.
+  // Per key: OK (in memory now), NOT_FOUND, or UNAVAILABLE (no room).
+  std::vector<Status> Fetch(std::span<const BlockKey> keys);
+
   // Refunds every block's charge; called before the pool is deleted.
   void RefundAll();
 

@@ -1,0 +1,133 @@
+#include "demo/options.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <string_view>
+
+#include "tokenmem/common/units.h"
+
+namespace tokenmem::demo {
+
+namespace {
+
+template <typename T>
+Status ParseCount(std::string_view name, const std::string& text, T min, T* out) {
+  T v{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < min) {
+    return InvalidArgument("--" + std::string(name) + " wants a whole number >= " +
+                           std::to_string(min) + ", got '" + text + "'");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Status ParseSize(std::string_view name, const std::string& text, uint64_t* out) {
+  auto size = ParseByteSize(text);
+  if (!size.ok()) return size.status().WithContext("--" + std::string(name));
+  *out = *size;
+  return Status::Ok();
+}
+
+Status ParseSeconds(const std::string& text, std::chrono::milliseconds* out) {
+  double seconds = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(seconds) ||
+      seconds <= 0 || seconds > 86400) {
+    return InvalidArgument("--timeout wants seconds between 0 and 86400, got '" + text + "'");
+  }
+  *out = std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
+  return Status::Ok();
+}
+
+Status Apply(DemoOptions* o, std::string_view name, const std::string& v) {
+  if (name == "socket") o->socket = v;
+  else if (name == "address") o->address = v;
+  else if (name == "admin-token-file") o->admin_token_file = v;
+  else if (name == "timeout") return ParseSeconds(v, &o->timeout);
+  else if (name == "pool") o->pool = v;
+  else if (name == "block-size") return ParseSize(name, v, &o->block_size);
+  else if (name == "dram") return ParseSize(name, v, &o->dram);
+  else if (name == "cxl") return ParseSize(name, v, &o->cxl);
+  else if (name == "nvme") return ParseSize(name, v, &o->nvme);
+  else if (name == "sessions") return ParseCount(name, v, 1, &o->sessions);
+  else if (name == "turns") return ParseCount(name, v, 1, &o->turns);
+  else if (name == "system-prompt-tokens") return ParseCount(name, v, 0u, &o->system_prompt_tokens);
+  else if (name == "user-tokens") return ParseCount(name, v, 0u, &o->user_tokens);
+  else if (name == "reply-tokens") return ParseCount(name, v, 0u, &o->reply_tokens);
+  else if (name == "block-tokens") return ParseCount(name, v, 1u, &o->block_tokens);
+  else if (name == "kv-bytes-per-block") return ParseSize(name, v, &o->kv_bytes_per_block);
+  else if (name == "seed") return ParseCount(name, v, uint64_t{0}, &o->seed);
+  else if (name == "namespace") o->model_namespace = v;
+  else if (name == "lease") o->lease = v;
+  else if (name == "quota") return ParseSize(name, v, &o->quota);
+  else return InvalidArgument("unknown option '--" + std::string(name) + "'");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<DemoOptions> ParseDemoOptions(const std::vector<std::string>& args) {
+  DemoOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "-h" || arg == "--help" || arg == "help") {
+      o.help = true;
+      continue;
+    }
+    if (!arg.starts_with("--") || arg.size() == 2) {
+      return InvalidArgument("unexpected argument '" + std::string(arg) + "'");
+    }
+    std::string name(arg.substr(2));
+    if (name == "json" || name == "keep-lease") {
+      (name == "json" ? o.json : o.keep_lease) = true;
+      continue;
+    }
+    std::string value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    } else if (i + 1 < args.size() && !args[i + 1].starts_with("--")) {
+      value = args[++i];
+    } else {
+      return InvalidArgument("option '--" + name + "' needs a value");
+    }
+    TM_RETURN_IF_ERROR(Apply(&o, name, value));
+  }
+  if (!o.socket.empty() && !o.address.empty()) {
+    return InvalidArgument("give --socket or --address, not both");
+  }
+  if (o.quota == 0) return InvalidArgument("--quota must be more than 0 bytes");
+  return o;
+}
+
+std::string DemoUsageText() {
+  return "Usage: tokenmem-demo [OPTIONS]\n"
+         "\n"
+         "Plays several chat sessions that share a system prompt and grow multi-turn\n"
+         "histories, storing and reusing their KV blocks in a tokenmem pool, verifying\n"
+         "every byte read back, and reports reuse, tier hits and movement.\n"
+         "\n"
+         "Agent:\n"
+         "  --socket PATH              (default $TOKENMEM_AGENT_SOCKET, else /run/tokenmem/agent.sock)\n"
+         "  --address HOST:PORT --admin-token-file FILE   reach the agent over TCP\n"
+         "  --timeout SECONDS          deadline per call (10)\n"
+         "Pool (created when absent, reused as it is otherwise):\n"
+         "  --pool NAME (demo)  --block-size SIZE (64KiB)  --dram SIZE (8MiB)\n"
+         "  --cxl SIZE (0)  --nvme SIZE (256MiB)\n"
+         "Workload:\n"
+         "  --sessions N (6)  --turns N (6)  --system-prompt-tokens N (1024)\n"
+         "  --user-tokens N (96)  --reply-tokens N (160)  --block-tokens N (16)\n"
+         "  --kv-bytes-per-block SIZE (the pool's block size)  --seed N (1)\n"
+         "  --namespace TEXT (demo-model/rev1/fp16)\n"
+         "Lease:\n"
+         "  --lease ID:SECRET (default $TOKENMEM_LEASE; else one is created)\n"
+         "  --quota SIZE (1GiB)  --keep-lease (do not release the created lease)\n"
+         "Output:\n"
+         "  --json                     one JSON object on stdout; progress goes to stderr\n"
+         "\n"
+         "Exit status: 0 success, 1 error or a block that failed verification, 2 usage.\n";
+}
+
+}  // namespace tokenmem::demo
