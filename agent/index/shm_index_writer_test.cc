@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 namespace tokenmem::index {
@@ -87,7 +88,9 @@ TEST(ShmIndexWriterTest, ConcurrentReaderSeesOnlyWholeEntries) {
       }
     }
   });
-  for (uint32_t i = 1; i < 200000; ++i) {
+  // Keep writing until the reader has checked many views while writes ran.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (uint32_t i = 1; i < 200000 || (seen.load() < 10000 && std::chrono::steady_clock::now() < deadline); ++i) {
     w->Update(*pos, {.slot = i, .length = i, .checksum = i * 3, .generation = uint64_t{i} * 7});
   }
   stop = true;
