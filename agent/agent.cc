@@ -30,6 +30,10 @@ std::string JoinNodes(const std::vector<int>& nodes) {
 
 }  // namespace
 
+std::filesystem::path DataSocketPath(const std::filesystem::path& control_socket) {
+  return control_socket.parent_path() / (control_socket.stem().string() + "-data.sock");
+}
+
 Status Agent::ResolveTiers(const config::AgentConfig& config) {
   using topology::MemoryKind;
   auto discovered = topology::DiscoverTopology(config.sysfs_root);
@@ -150,6 +154,10 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   }
   TM_ASSIGN_OR_RETURN(agent->control_, control::ControlServer::Start(server, agent->pools_.get(),
                                                                      &agent->leases_, &agent->info_));
+  TM_ASSIGN_OR_RETURN(agent->local_,
+                      local::LocalServer::Start(DataSocketPath(config.control.socket_path),
+                                               config.control.socket_mode, agent->pools_.get(),
+                                               &agent->leases_));
   TM_LOG(INFO, "agent") << "tokenmem-agent " << kVersion << " ready on node " << config.node_name
                         << ": dram " << FormatByteSize(config.dram.capacity_bytes) << " (nodes "
                         << JoinNodes(agent->dram_nodes_) << "), cxl "
@@ -163,6 +171,7 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
 }
 
 void Agent::Stop() {
+  if (local_) local_->Shutdown();
   if (control_) control_->Shutdown();
   mover_.reset();
 }

@@ -1,6 +1,7 @@
 // Agent: builds the node agent's parts from a validated configuration and
 // runs them: topology -> pools (reopening NVMe data) -> leases -> mover ->
-// control server. Stop() tears them down in the reverse order.
+// control server -> local data server. Stop() tears them down in the
+// reverse order.
 #pragma once
 
 #include <memory>
@@ -8,6 +9,7 @@
 #include "config/agent_config.h"
 #include "control/control_server.h"
 #include "control/control_service.h"
+#include "local/local_server.h"
 #include "pool/lease_table.h"
 #include "pool/mover.h"
 #include "pool/pool_manager.h"
@@ -16,6 +18,10 @@
 namespace tokenmem {
 
 inline constexpr const char* kVersion = "0.1.0";
+
+// The data socket of the local shared-memory path sits beside the control
+// socket: /run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock.
+std::filesystem::path DataSocketPath(const std::filesystem::path& control_socket);
 
 class Agent {
  public:
@@ -41,6 +47,7 @@ class Agent {
   pool::LeaseTable leases_;
   std::unique_ptr<pool::Mover> mover_;
   std::unique_ptr<control::ControlServer> control_;
+  std::unique_ptr<local::LocalServer> local_;
 };
 
 }  // namespace tokenmem

@@ -1,0 +1,64 @@
+// LocalServer: the agent's data socket for clients on the same node
+// (protocol: proto/include/tokenmem/layout/local_protocol.h).
+//
+// A Unix SOCK_SEQPACKET listener; one thread per connection, since a node
+// has few client processes (one per inference engine). A connection proves
+// a lease (HELLO), attaches pools (the pool's index, client area and memory
+// segments travel as SCM_RIGHTS, read-only where the lease is), and asks for
+// writes, NVMe fetches, removals and pins. When a connection ends, however
+// the client died, its uncommitted reservations are freed and refunded.
+#pragma once
+
+#include <filesystem>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "pool/lease_table.h"
+#include "pool/pool_manager.h"
+#include "tokenmem/common/status.h"
+
+namespace tokenmem::local {
+
+class LocalSession;
+
+class LocalServer {
+ public:
+  // Listens on `socket_path` (a stale socket is replaced; one that answers
+  // is an error) with the given file mode.
+  static Result<std::unique_ptr<LocalServer>> Start(const std::filesystem::path& socket_path,
+                                                    uint32_t socket_mode, pool::PoolManager* pools,
+                                                    pool::LeaseTable* leases);
+  ~LocalServer();  // Shutdown()
+
+  // Stops accepting, closes every connection, waits for their threads and
+  // removes the socket file.
+  void Shutdown();
+
+  size_t connections() const;
+
+ private:
+  LocalServer(std::filesystem::path path, int listen_fd, pool::PoolManager* pools,
+              pool::LeaseTable* leases);
+  void AcceptLoop();
+
+  struct Connection {
+    int fd;
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  void ReapFinished();  // mu_ held
+
+  std::filesystem::path path_;
+  int listen_fd_;
+  pool::PoolManager* pools_;
+  pool::LeaseTable* leases_;
+  mutable std::mutex mu_;
+  std::list<Connection> connections_;
+  std::atomic<bool> stopping_{false};
+  uint64_t next_owner_ = 1;
+  std::thread acceptor_;
+};
+
+}  // namespace tokenmem::local

@@ -1,0 +1,329 @@
+#include "local/local_session.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "tokenmem/common/log.h"
+
+namespace tokenmem::local {
+namespace {
+
+namespace L = layout;
+
+template <typename T>
+bool ReadStruct(const Message& m, size_t offset, T* out) {
+  if (m.payload.size() < offset + sizeof(T)) return false;
+  std::memcpy(out, m.payload.data() + offset, sizeof(T));
+  return true;
+}
+
+template <typename T>
+void Append(std::vector<std::byte>* out, const T& value) {
+  const auto* p = reinterpret_cast<const std::byte*>(&value);
+  out->insert(out->end(), p, p + sizeof(T));
+}
+
+std::string FixedString(const char* data, size_t size) {
+  return std::string(data, strnlen(data, size));
+}
+
+// An O_RDONLY descriptor for the same memfd, so the client cannot map it
+// writable.
+Result<int> ReopenReadOnly(int fd) {
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  int ro = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ro < 0) return ErrnoError("reopen " + path + " read-only", errno);
+  return ro;
+}
+
+// Closes the descriptors it owns when the reply has gone out.
+struct OwnedFds {
+  std::vector<int> fds;
+  ~OwnedFds() {
+    for (int fd : fds) ::close(fd);
+  }
+};
+
+}  // namespace
+
+LocalSession::LocalSession(int fd, uint64_t owner, pool::PoolManager* pools,
+                           pool::LeaseTable* leases)
+    : fd_(fd), owner_(owner), pools_(pools), leases_(leases) {}
+
+LocalSession::~LocalSession() {
+  for (const auto& pool : attached_) pool->Abort(owner_, {});
+}
+
+void LocalSession::Run() {
+  for (;;) {
+    auto m = ReceiveMessage(fd_);
+    if (!m.ok()) {
+      if (m.status().code() != StatusCode::kUnavailable) {
+        TM_LOG(WARN, "local") << "closing connection " << owner_ << ": " << m.status().ToString();
+        SendError(fd_, L::kReply, 0, m.status()).ok();
+      }
+      return;
+    }
+    Status s = Handle(*m);
+    if (!s.ok()) {
+      TM_LOG(WARN, "local") << "closing connection " << owner_ << ": " << s.ToString();
+      return;
+    }
+  }
+}
+
+Status LocalSession::Reply(const Message& m, std::span<const std::byte> payload,
+                           std::span<const int> fds) {
+  return SendMessage(fd_, static_cast<uint16_t>(m.header.type | L::kReply), m.header.request_id,
+                     payload, fds);
+}
+
+Status LocalSession::Fail(const Message& m, const Status& status) {
+  return SendError(fd_, static_cast<uint16_t>(m.header.type | L::kReply), m.header.request_id,
+                   status);
+}
+
+Status LocalSession::Handle(const Message& m) {
+  if (!lease_ && m.header.type != L::kHello) {
+    Status s = FailedPrecondition("the first request must be HELLO");
+    Fail(m, s).ok();
+    return s;
+  }
+  switch (m.header.type) {
+    case L::kHello: return Hello(m);
+    case L::kAttach: return Attach(m);
+    case L::kSegments: return Segments(m);
+    case L::kReserve: return Reserve(m);
+    case L::kCommit: return Commit(m);
+    case L::kAbort: return Abort(m);
+    case L::kFetch:
+    case L::kRemove:
+    case L::kPin:
+    case L::kUnpin:
+    case L::kLookup: return KeysCall(m);
+    default: {
+      Status s = InvalidArgument("unknown message type " + std::to_string(m.header.type));
+      Fail(m, s).ok();
+      return s;
+    }
+  }
+}
+
+Status LocalSession::Hello(const Message& m) {
+  L::HelloRequest req;
+  if (lease_ || !ReadStruct(m, 0, &req) || m.payload.size() != sizeof(req)) {
+    Status s = InvalidArgument(lease_ ? "HELLO was already sent" : "malformed HELLO");
+    Fail(m, s).ok();
+    return s;
+  }
+  const std::string id = FixedString(req.lease_id, sizeof(req.lease_id));
+  const std::string secret = FixedString(req.secret, sizeof(req.secret));
+  // Any pool name works here: attach checks the lease against the pool.
+  bool found = false;
+  for (const auto& account : leases_->List()) {
+    if (account->id() == id) {
+      found = true;
+      if (!account->SecretMatches(secret)) break;
+      lease_ = account;
+      secret_ = secret;
+    }
+  }
+  if (!lease_) {
+    Status s = found ? PermissionDenied("wrong secret for lease '" + id + "'")
+                     : NotFound("lease '" + id + "' does not exist");
+    Fail(m, s).ok();
+    return s;
+  }
+  TM_LOG(INFO, "local") << "connection " << owner_ << " uses lease " << id;
+  L::StatusReply ok{0, 0};
+  return Reply(m, std::as_bytes(std::span(&ok, 1)));
+}
+
+Result<std::shared_ptr<pool::Pool>> LocalSession::PoolById(uint32_t id) const {
+  if (id >= attached_.size()) {
+    return InvalidArgument("pool id " + std::to_string(id) + " was not attached");
+  }
+  return attached_[id];
+}
+
+Status LocalSession::SendSegments(const Message& m, std::vector<std::byte> head,
+                                  const std::vector<pool::Pool::SegmentRef>& segments,
+                                  std::vector<int> leading_fds) {
+  OwnedFds owned;
+  std::vector<int> fds = std::move(leading_fds);
+  const bool read_only = lease_->options().read_only;
+  for (const auto& seg : segments) {
+    if (fds.size() >= L::kMaxFdsPerMessage) break;
+    L::SegmentInfo info{static_cast<uint32_t>(seg.tier), seg.segment, seg.bytes};
+    Append(&head, info);
+    if (read_only) {
+      auto ro = ReopenReadOnly(seg.fd);
+      if (!ro.ok()) return Fail(m, ro.status());
+      owned.fds.push_back(*ro);
+      fds.push_back(*ro);
+    } else {
+      fds.push_back(seg.fd);
+    }
+  }
+  return Reply(m, head, fds);
+}
+
+Status LocalSession::Attach(const Message& m) {
+  L::AttachRequest req;
+  if (!ReadStruct(m, 0, &req) || m.payload.size() != sizeof(req)) {
+    Status s = InvalidArgument("malformed ATTACH");
+    Fail(m, s).ok();
+    return s;
+  }
+  const std::string name = FixedString(req.pool, sizeof(req.pool));
+  if (Status s = pool::ValidatePoolName(name); !s.ok()) return Fail(m, s);
+  // The secret is checked again: a released lease cannot attach.
+  auto lease = leases_->Authenticate(lease_->id(), secret_, name, false);
+  if (!lease.ok()) return Fail(m, lease.status());
+  auto pool = pools_->Find(name);
+  if (!pool.ok()) return Fail(m, pool.status());
+  auto view = (*pool)->Shared();
+  auto index_ro = ReopenReadOnly(view.index_fd);
+  if (!index_ro.ok()) return Fail(m, index_ro.status());
+  OwnedFds owned{{*index_ro}};
+  L::AttachReply reply{};
+  reply.code = 0;
+  reply.pool_id = static_cast<uint32_t>(attached_.size());
+  reply.index_bytes = view.index_bytes;
+  reply.client_area_bytes = view.client_area_bytes;
+  reply.read_only = lease_->options().read_only ? 1 : 0;
+  const size_t room = L::kMaxFdsPerMessage - 2;
+  reply.segment_count = static_cast<uint32_t>(std::min(view.segments.size(), room));
+  std::vector<std::byte> head;
+  Append(&head, reply);
+  view.segments.resize(reply.segment_count);
+  attached_.push_back(*pool);
+  TM_LOG(INFO, "local") << "connection " << owner_ << " attached pool " << name
+                        << (reply.read_only ? " read-only" : "");
+  return SendSegments(m, std::move(head), view.segments, {*index_ro, view.client_area_fd});
+}
+
+Status LocalSession::Segments(const Message& m) {
+  L::SegmentsRequest req;
+  if (!ReadStruct(m, 0, &req) || m.payload.size() != sizeof(req) || req.tier > 1) {
+    Status s = InvalidArgument("malformed SEGMENTS");
+    Fail(m, s).ok();
+    return s;
+  }
+  auto pool = PoolById(req.pool_id);
+  if (!pool.ok()) return Fail(m, pool.status());
+  auto segments = (*pool)->Segments(static_cast<pool::TierKind>(req.tier), req.first_segment);
+  if (segments.size() > L::kMaxFdsPerMessage) segments.resize(L::kMaxFdsPerMessage);
+  L::SegmentsReply reply{0, static_cast<uint32_t>(segments.size())};
+  std::vector<std::byte> head;
+  Append(&head, reply);
+  return SendSegments(m, std::move(head), segments, {});
+}
+
+Status LocalSession::Reserve(const Message& m) {
+  L::ReserveRequest req;
+  if (!ReadStruct(m, 0, &req) || m.payload.size() != sizeof(req) || req.count == 0 ||
+      req.count > L::kMaxBatch) {
+    Status s = InvalidArgument("malformed RESERVE (count must be 1.." + std::to_string(L::kMaxBatch) + ")");
+    Fail(m, s).ok();
+    return s;
+  }
+  auto pool = PoolById(req.pool_id);
+  if (!pool.ok()) return Fail(m, pool.status());
+  if (lease_->options().read_only) return Fail(m, PermissionDenied("the lease is read-only"));
+  if (lease_->released()) return Fail(m, PermissionDenied("the lease was released"));
+  auto grants = (*pool)->Reserve(owner_, req.count, lease_);
+  if (!grants.ok()) return Fail(m, grants.status());
+  std::vector<std::byte> payload;
+  Append(&payload, L::ReserveReply{0, static_cast<uint32_t>(grants->size())});
+  for (const auto& g : *grants) {
+    Append(&payload, L::SlotGrant{static_cast<uint32_t>(g.tier), g.slot, g.reservation});
+  }
+  return Reply(m, payload);
+}
+
+Status LocalSession::Commit(const Message& m) {
+  L::CommitRequest req;
+  if (!ReadStruct(m, 0, &req) || req.count > L::kMaxBatch ||
+      m.payload.size() != sizeof(req) + req.count * sizeof(L::CommitItem)) {
+    Status s = InvalidArgument("malformed COMMIT");
+    Fail(m, s).ok();
+    return s;
+  }
+  auto pool = PoolById(req.pool_id);
+  if (!pool.ok()) return Fail(m, pool.status());
+  std::vector<pool::Pool::CommitItem> items(req.count);
+  for (uint32_t i = 0; i < req.count; ++i) {
+    L::CommitItem item;
+    ReadStruct(m, sizeof(req) + i * sizeof(item), &item);
+    items[i] = {item.reservation, BlockKey{item.key_hi, item.key_lo}, item.length, item.checksum};
+  }
+  auto results = (*pool)->Commit(owner_, items);
+  std::vector<std::byte> payload;
+  Append(&payload, L::BatchReply{0, req.count, 0});
+  for (const auto& r : results) Append(&payload, static_cast<int32_t>(r.code()));
+  return Reply(m, payload);
+}
+
+Status LocalSession::Abort(const Message& m) {
+  L::AbortRequest req;
+  if (!ReadStruct(m, 0, &req) || req.count > L::kMaxBatch ||
+      m.payload.size() != sizeof(req) + req.count * sizeof(uint64_t)) {
+    Status s = InvalidArgument("malformed ABORT");
+    Fail(m, s).ok();
+    return s;
+  }
+  auto pool = PoolById(req.pool_id);
+  if (!pool.ok()) return Fail(m, pool.status());
+  std::vector<uint64_t> ids(req.count);
+  if (req.count) std::memcpy(ids.data(), m.payload.data() + sizeof(req), req.count * sizeof(uint64_t));
+  if (!ids.empty()) (*pool)->Abort(owner_, ids);
+  std::vector<std::byte> payload;
+  Append(&payload, L::BatchReply{0, 0, 0});
+  return Reply(m, payload);
+}
+
+Status LocalSession::KeysCall(const Message& m) {
+  L::KeysRequest req;
+  if (!ReadStruct(m, 0, &req) || req.count > L::kMaxBatch ||
+      m.payload.size() != sizeof(req) + req.count * sizeof(L::Key)) {
+    Status s = InvalidArgument("malformed key list");
+    Fail(m, s).ok();
+    return s;
+  }
+  auto pool = PoolById(req.pool_id);
+  if (!pool.ok()) return Fail(m, pool.status());
+  const bool writes = m.header.type == L::kRemove || m.header.type == L::kPin ||
+                      m.header.type == L::kUnpin;
+  if (writes && lease_->options().read_only) {
+    return Fail(m, PermissionDenied("the lease is read-only"));
+  }
+  std::vector<BlockKey> keys(req.count);
+  for (uint32_t i = 0; i < req.count; ++i) {
+    L::Key k;
+    ReadStruct(m, sizeof(req) + i * sizeof(k), &k);
+    keys[i] = {k.hi, k.lo};
+  }
+  std::vector<Status> results;
+  uint64_t value = 0;
+  switch (m.header.type) {
+    case L::kFetch: results = (*pool)->Fetch(keys); break;
+    case L::kLookup: value = (*pool)->LookupPrefix(keys, nullptr); break;
+    default:
+      for (const BlockKey& key : keys) {
+        results.push_back(m.header.type == L::kRemove ? (*pool)->Remove(key)
+                          : m.header.type == L::kPin  ? (*pool)->Pin(key)
+                                                      : (*pool)->Unpin(key));
+      }
+  }
+  std::vector<std::byte> payload;
+  Append(&payload, L::BatchReply{0, static_cast<uint32_t>(results.size()), value});
+  for (const auto& r : results) Append(&payload, static_cast<int32_t>(r.code()));
+  return Reply(m, payload);
+}
+
+}  // namespace tokenmem::local
