@@ -1,7 +1,9 @@
 // The local data protocol between the SDK and the agent on the same node.
 // Format version 1; values are frozen.
 //
-// Transport: a Unix SOCK_SEQPACKET socket (the agent's data socket), so each
+// Transport: a Unix SOCK_SEQPACKET socket (the agent's data socket, beside
+// its control socket: /run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock;
+// TOKENMEM_AGENT_SOCKET names it in a container), so each
 // send is one message. A message is a MessageHeader followed by `length`
 // payload bytes; file descriptors travel beside it as SCM_RIGHTS. Every
 // request gets exactly one reply with the same request_id and type | kReply.
@@ -44,7 +46,8 @@ enum MessageType : uint16_t {
   kRemove = 8,    // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
   kPin = 9,       // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
   kUnpin = 10,    // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
-  kLookup = 11,   // KeysRequest + Key[count] -> BatchReply (value = matched); queues NVMe promotions
+  kLookup = 11,   // KeysRequest + Key[count] -> BatchReply (value = matched); queues NVMe
+                  // promotions and counts the lookup (do not count it in the ClientArea too)
 };
 
 struct MessageHeader {
