@@ -103,7 +103,9 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const ControlServerO
 void ControlServer::Shutdown() {
   if (stopped_) return;
   stopped_ = true;
-  auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  // Calls in flight get a moment to finish; idle client connections would
+  // otherwise hold Shutdown until the deadline.
+  auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(500);
   if (tcp_server_) tcp_server_->Shutdown(deadline);
   if (unix_server_) unix_server_->Shutdown(deadline);
   if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
