@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -73,7 +75,10 @@ Result<Bandwidth> MeasureStore(const NvmeBenchOptions& o) {
   Progress("tokenmem NVMe tier: reading it back");
   start = std::chrono::steady_clock::now();
   TM_RETURN_IF_ERROR(Split(o.threads, blocks, [&](int t, uint64_t first, uint64_t count) -> Status {
-    std::vector<std::byte> out(o.block_size);
+    // Engines read into aligned buffers (pinned or huge pages); so does this.
+    auto* raw = static_cast<std::byte*>(std::aligned_alloc(4096, o.block_size));
+    std::unique_ptr<std::byte, decltype(&std::free)> holder(raw, &std::free);
+    std::span<std::byte> out(raw, o.block_size);
     for (uint64_t i = first; i < first + count; ++i) {
       auto n = store->Read(slots[i], BlockKey{1, i}, out);
       if (!n.ok()) return n.status();

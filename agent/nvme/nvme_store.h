@@ -136,8 +136,9 @@ class NvmeStore {
   Status Write(uint32_t slot, const BlockKey& key, uint64_t generation, uint64_t stored_unix_ms,
                std::span<const std::byte> data);
 
-  // Reads the block in `slot` (header and data in one read) and copies its
-  // data to the start of `out`; returns the data length.
+  // Reads the block in `slot` and puts its data at the start of `out`;
+  // returns the data length. When `out` is 4096-aligned the data is read
+  // straight into it (no copy); on any error its contents are unspecified.
   // kNotFound: the slot holds another key, a tombstone or nothing.
   // kInvalidArgument: slot beyond the capacity, or out.size() is smaller
   //   than the block (the message gives the block's length).
@@ -161,6 +162,8 @@ class NvmeStore {
   std::pair<std::filesystem::path, uint64_t> SlotLocation(uint32_t slot) const;
 
  private:
+  Result<uint32_t> ReadSlot(uint32_t slot, const BlockKey& expected, std::span<std::byte> out,
+                            bool allow_direct);
   struct Segment {
     std::unique_ptr<UringFile> file;
     uint32_t slots = 0;
