@@ -9,7 +9,8 @@ PACKAGES=(
   libibverbs-dev librdmacm-dev libnuma-dev liburing-dev libucx-dev
   prometheus-cpp-dev libcpp-httplib-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev
-  fio
+  libxxhash-dev python3-xxhash
+  fio prometheus
 )
 
 missing=()

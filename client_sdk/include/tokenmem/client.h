@@ -1,0 +1,213 @@
+// tokenmem::Client and tokenmem::Pool: the SDK's local data path.
+//
+// A Client is one session with the node's agent over the agent's data
+// socket (a Unix SOCK_SEQPACKET socket, proto/.../layout/local_protocol.h),
+// proved by a lease. Attaching a pool maps the pool's block index, its
+// client area and its memory segments into this process (segments
+// read-only for a read-only lease). From then on:
+//
+//   - Reads do not involve the agent. A get finds the key in the shared
+//     index and copies the block out of the mapped segment (one memcpy per
+//     destination piece), then checks that the index entry did not change
+//     during the copy; if it did, it tries again (a bounded number of
+//     times, then reports a miss). The bytes handed back are always the
+//     bytes of a committed put, never torn ones. The agent is asked only
+//     for a block on NVMe (FETCH, then the block is read from memory) and
+//     for a segment this process has not mapped yet (SEGMENTS).
+//   - Writes reserve slots in batches, copy the caller's bytes straight
+//     into them, and commit keys, lengths and CRC32Cs in batches; the agent
+//     publishes the blocks. A block is visible to readers once its commit
+//     has been answered.
+//
+// Thread safety: a Client and its Pools may be used from any number of
+// threads at once. Requests to the agent are serialized on the client's
+// socket (one request/reply exchange at a time); reads take no lock.
+//
+// Errors are Status values; nothing here throws. A miss is kNotFound.
+// When the agent goes away (killed, restarted), every call that needs it
+// returns kUnavailable within the client's timeout, and the session stays
+// over: connect a new Client (and attach again) to go on. Reads of blocks
+// in memory already mapped keep working meanwhile.
+//
+// Lifetime: a Pool keeps its own reference to the session, so it may
+// outlive the Client that attached it. Destroying the last reference to a
+// Pool unmaps everything it mapped; pointers into pool memory are never
+// handed out, so nothing dangles. Do not use a Client in a child process
+// after fork().
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "tokenmem/common/block_key.h"
+#include "tokenmem/common/status.h"
+
+namespace tokenmem {
+
+// The environment that the device plugin hands a container (FromEnv).
+inline constexpr char kEnvAgentSocket[] = "TOKENMEM_AGENT_SOCKET";  // required: the data socket
+inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";               // required: "ID:SECRET"
+inline constexpr char kEnvDefaultPool[] = "TOKENMEM_DEFAULT_POOL";  // optional
+inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";    // optional, informational
+
+struct ClientOptions {
+  std::string socket_path;   // the agent's data socket (control.data_socket)
+  std::string lease_id;      // at most 63 bytes
+  std::string lease_secret;  // at most 63 bytes; never logged
+  std::string default_pool;  // what AttachDefault attaches; may be empty
+  uint64_t quota_bytes = 0;  // the lease's quota as the plugin reported it; 0: unknown
+  // How long one request may wait for the agent's reply (and for a send);
+  // past it the session is over and calls return kUnavailable.
+  std::chrono::milliseconds timeout = std::chrono::seconds(10);
+};
+
+// One piece of a block's bytes in the caller's memory. A block is the
+// concatenation of its pieces, in order (for example one piece per layer).
+struct IoVec {
+  void* data;  // read by puts, written by gets
+  size_t len;
+};
+
+// One block of a batched call: its key and where its bytes are (puts) or
+// go (gets). The pieces must stay valid during the call.
+struct BlockIo {
+  BlockKey key;
+  std::span<const IoVec> pieces;
+};
+
+// What happened to one block of a batched call.
+struct IoResult {
+  StatusCode code = StatusCode::kOk;  // kOk, kNotFound (miss) or an error
+  // Gets: the block's length; with kOk that many bytes were written across
+  // the pieces in order (the rest of the pieces is untouched); with
+  // kInvalidArgument because the pieces are too small, the length they
+  // would need. Puts: the bytes stored.
+  size_t length = 0;
+};
+
+class Session;  // the socket to the agent (internal)
+class Pool;
+
+class Client {
+ public:
+  // Connects to the agent's data socket and presents the lease.
+  // kInvalidArgument: empty or too long socket path, lease id or secret,
+  //   or a socket that is not a SOCK_SEQPACKET data socket.
+  // kUnavailable: no agent listens there, or it did not answer in time.
+  // kPermissionDenied / kNotFound: the agent refused the lease.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  static Result<std::unique_ptr<Client>> Connect(std::string_view socket_path,
+                                                 std::string_view lease_id,
+                                                 std::string_view lease_secret);
+
+  // Options from the environment: $TOKENMEM_AGENT_SOCKET, $TOKENMEM_LEASE
+  // ("ID:SECRET"), $TOKENMEM_DEFAULT_POOL, $TOKENMEM_QUOTA_BYTES (a decimal
+  // number of bytes). kInvalidArgument naming the variable that is missing
+  // or malformed; the message never contains the secret.
+  static Result<ClientOptions> OptionsFromEnv();
+  // OptionsFromEnv() then Connect().
+  static Result<std::unique_ptr<Client>> FromEnv();
+
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Maps the pool named `pool_name`. Attaching a pool that this client has
+  // attached and whose Pool is still alive returns that same Pool.
+  // kNotFound: no such pool. kPermissionDenied: the lease may not use it.
+  // kUnavailable: the agent is gone. kIoError: mapping failed.
+  Result<std::shared_ptr<Pool>> Attach(std::string_view pool_name);
+  // Attach(options().default_pool); kFailedPrecondition when there is none.
+  Result<std::shared_ptr<Pool>> AttachDefault();
+
+  const ClientOptions& options() const { return options_; }
+  // False once the session with the agent is over.
+  bool connected() const;
+
+ private:
+  Client(ClientOptions options, std::shared_ptr<Session> session);
+
+  ClientOptions options_;
+  std::shared_ptr<Session> session_;
+  std::mutex pools_mu_;
+  std::unordered_map<std::string, std::weak_ptr<Pool>> pools_;
+};
+
+class Pool {
+ public:
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  const std::string& name() const;
+  // The largest block the pool stores, in bytes.
+  uint64_t block_size() const;
+  // True for a read-only lease: segments are mapped read-only, and puts
+  // and removes are refused here (kPermissionDenied) without asking the
+  // agent. Pins go to the agent, which decides.
+  bool read_only() const;
+
+  // Stores `data` (at most block_size() bytes) under `key`, replacing any
+  // block of that key. kInvalidArgument: too large. kPermissionDenied:
+  // read-only lease. kResourceExhausted: quota or capacity. kUnavailable:
+  // the agent is gone.
+  Status Put(const BlockKey& key, std::span<const std::byte> data);
+
+  // Copies the block into `out` and returns its length. kNotFound on a miss
+  // (also after a block kept changing under the reader). kInvalidArgument
+  // when `out` is smaller than the block (block_size() bytes always
+  // suffice); nothing is copied then. A block on NVMe is fetched into
+  // memory first, which needs the agent (kUnavailable without it).
+  Result<size_t> Get(const BlockKey& key, std::span<std::byte> out);
+
+  // Batched, scatter-gather. results.size() must equal items.size()
+  // (kInvalidArgument otherwise, nothing done). Each item gets its own
+  // result. Returns OK when every item succeeded or missed; otherwise the
+  // status of the first item that failed (its code and a message), with
+  // every item's outcome still in `results`. Any number of items: requests
+  // to the agent go in batches of at most layout::kMaxBatch.
+  Status PutMany(std::span<const BlockIo> items, std::span<IoResult> results);
+  Status GetMany(std::span<const BlockIo> items, std::span<IoResult> results);
+
+  // True when the pool holds `key` in any tier (NVMe included). Local only.
+  bool Contains(const BlockKey& key) const;
+
+  // How many leading keys of `keys` (a chain) the pool holds, in any tier.
+  // Probes the shared index locally, many keys ahead at once. When some of
+  // the matched blocks are on NVMe, it also tells the agent (one LOOKUP
+  // request with those keys, answered before this returns) so that it
+  // starts bringing them into memory for the gets that follow; if that
+  // request fails the count is still returned. Never fails.
+  uint32_t LookupPrefix(std::span<const BlockKey> keys);
+
+  // Single keys: kNotFound when the pool does not hold the key.
+  // kPermissionDenied when the lease may not (Remove: any read-only lease).
+  // kUnavailable: the agent is gone.
+  Status Remove(const BlockKey& key);
+  // A pinned block stays in memory: it is never demoted, dropped or expired.
+  Status Pin(const BlockKey& key);
+  Status Unpin(const BlockKey& key);
+
+  // Batched forms: results.size() must equal keys.size(). Returns as
+  // PutMany does: OK when every key succeeded or was not found.
+  Status RemoveMany(std::span<const BlockKey> keys, std::span<StatusCode> results);
+  Status PinMany(std::span<const BlockKey> keys, std::span<StatusCode> results);
+  Status UnpinMany(std::span<const BlockKey> keys, std::span<StatusCode> results);
+
+  struct Impl;  // internal
+
+ private:
+  friend class Client;
+  friend Impl& PoolImplForTesting(Pool& pool);
+  explicit Pool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tokenmem

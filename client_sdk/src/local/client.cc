@@ -1,0 +1,142 @@
+// tokenmem::Client: connecting, the environment, attaching pools.
+#include "tokenmem/client.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "local/pool_impl.h"
+#include "local/session.h"
+#include "local/wire.h"
+#include "tokenmem/layout/local_protocol.h"
+
+namespace tokenmem {
+namespace {
+
+using client_internal::PayloadReader;
+using client_internal::PayloadWriter;
+using client_internal::PoolMap;
+using client_internal::UniqueFd;
+
+constexpr size_t kMaxPoolName = 63;  // the wire field is 64 bytes, NUL-padded
+
+std::string EnvOrEmpty(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+bool ParseDecimal(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 20) return false;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options, std::shared_ptr<Session> session)
+    : options_(std::move(options)), session_(std::move(session)) {}
+
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  TM_ASSIGN_OR_RETURN(std::shared_ptr<Session> session, Session::Open(options));
+  return std::unique_ptr<Client>(new Client(options, std::move(session)));
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(std::string_view socket_path,
+                                                std::string_view lease_id,
+                                                std::string_view lease_secret) {
+  ClientOptions options;
+  options.socket_path = std::string(socket_path);
+  options.lease_id = std::string(lease_id);
+  options.lease_secret = std::string(lease_secret);
+  return Connect(options);
+}
+
+Result<ClientOptions> Client::OptionsFromEnv() {
+  ClientOptions options;
+  options.socket_path = EnvOrEmpty(kEnvAgentSocket);
+  if (options.socket_path.empty()) {
+    return InvalidArgument(std::string(kEnvAgentSocket) +
+                           " is not set: it must name the agent's data socket (for example "
+                           "/run/tokenmem/data.sock)");
+  }
+  const std::string lease = EnvOrEmpty(kEnvLease);
+  if (lease.empty()) {
+    return InvalidArgument(std::string(kEnvLease) + " is not set: it must hold the lease as ID:SECRET");
+  }
+  const size_t colon = lease.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == lease.size()) {
+    return InvalidArgument(std::string(kEnvLease) + " is malformed: expected ID:SECRET");
+  }
+  options.lease_id = lease.substr(0, colon);
+  options.lease_secret = lease.substr(colon + 1);
+  options.default_pool = EnvOrEmpty(kEnvDefaultPool);
+  const std::string quota = EnvOrEmpty(kEnvQuotaBytes);
+  if (!quota.empty() && !ParseDecimal(quota, &options.quota_bytes)) {
+    return InvalidArgument(std::string(kEnvQuotaBytes) + " is malformed: expected a decimal number of bytes, got '" +
+                           quota + "'");
+  }
+  return options;
+}
+
+Result<std::unique_ptr<Client>> Client::FromEnv() {
+  TM_ASSIGN_OR_RETURN(ClientOptions options, OptionsFromEnv());
+  return Connect(options);
+}
+
+bool Client::connected() const { return !session_->broken(); }
+
+Result<std::shared_ptr<Pool>> Client::AttachDefault() {
+  if (options_.default_pool.empty()) {
+    return FailedPrecondition("no default pool (set " + std::string(kEnvDefaultPool) +
+                              " or ClientOptions::default_pool)");
+  }
+  return Attach(options_.default_pool);
+}
+
+Result<std::shared_ptr<Pool>> Client::Attach(std::string_view pool_name) {
+  if (pool_name.empty() || pool_name.size() > kMaxPoolName ||
+      pool_name.find('\0') != std::string_view::npos) {
+    return InvalidArgument("pool name must be 1 to 63 bytes");
+  }
+  const std::string name(pool_name);
+  std::lock_guard lock(pools_mu_);
+  auto cached = pools_.find(name);
+  if (cached != pools_.end()) {
+    if (auto pool = cached->second.lock()) return pool;
+  }
+
+  layout::AttachRequest request{};
+  std::memcpy(request.pool, name.data(), name.size());
+  PayloadWriter w;
+  w.Put(request);
+  auto reply = session_->Call(layout::kAttach, w.bytes());
+  if (!reply.ok()) return reply.status().WithContext("ATTACH " + name);
+  PayloadReader r(reply->payload);
+  layout::AttachReply head{};
+  std::vector<layout::SegmentInfo> segments;
+  if (!r.Get(&head) || !r.GetArray(head.segment_count, &segments) ||
+      reply->fds.size() != 2 + static_cast<size_t>(head.segment_count)) {
+    return Internal("malformed ATTACH reply from the agent");
+  }
+  TM_ASSIGN_OR_RETURN(
+      std::unique_ptr<PoolMap> map,
+      PoolMap::Create(name, head, std::move(reply->fds[0]), std::move(reply->fds[1])));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    TM_RETURN_IF_ERROR(map->AddSegment(segments[i], std::move(reply->fds[2 + i])));
+  }
+  auto impl = std::make_unique<Pool::Impl>(session_, name, head.pool_id, std::move(map));
+  std::shared_ptr<Pool> pool(new Pool(std::move(impl)));
+  pools_[name] = pool;
+  return pool;
+}
+
+}  // namespace tokenmem

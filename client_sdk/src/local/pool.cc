@@ -1,0 +1,511 @@
+// The read and write paths of tokenmem::Pool (see tokenmem/client.h).
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "local/pool_impl.h"
+#include "local/wire.h"
+#include "tokenmem/common/crc32c.h"
+#include "tokenmem/layout/local_protocol.h"
+#include "tokenmem/layout/shm_index.h"
+
+namespace tokenmem {
+namespace {
+
+using client_internal::PayloadReader;
+using client_internal::PayloadWriter;
+using client_internal::PoolMap;
+
+// Attempts at one block before a reader that keeps losing the race to the
+// agent reports a miss.
+constexpr int kReadAttempts = 16;
+// Rounds of FETCH for blocks that keep landing back on NVMe.
+constexpr int kFetchRounds = 2;
+// How many keys ahead LookupPrefix prefetches index entries.
+constexpr size_t kPrefetchAhead = 16;
+
+size_t PiecesBytes(std::span<const IoVec> pieces) {
+  size_t total = 0;
+  for (const IoVec& p : pieces) total += p.len;
+  return total;
+}
+
+Status ItemError(StatusCode code, const BlockKey& key, std::string_view what) {
+  return Status(code, "block " + key.ToHex() + ": " + std::string(what));
+}
+
+std::string_view Describe(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument:
+      return "invalid argument (size)";
+    case StatusCode::kResourceExhausted:
+      return "quota or capacity exceeded";
+    case StatusCode::kPermissionDenied:
+      return "permission denied";
+    case StatusCode::kUnavailable:
+      return "the agent is unavailable";
+    default:
+      return StatusCodeName(code);
+  }
+}
+
+// Keeps the first failure (not a miss) of a batch.
+void NoteFailure(Status* first, StatusCode code, const BlockKey& key) {
+  if (first->ok() && code != StatusCode::kOk && code != StatusCode::kNotFound) {
+    *first = ItemError(code, key, Describe(code));
+  }
+}
+
+void CopyOut(std::span<const IoVec> pieces, const std::byte* src, size_t length) {
+  for (const IoVec& p : pieces) {
+    if (length == 0) break;
+    const size_t n = std::min(p.len, length);
+    layout::CopyFromSlot(p.data, src, n);
+    src += n;
+    length -= n;
+  }
+}
+
+// Copies the pieces into the slot and returns their CRC32C.
+uint32_t CopyIn(std::span<const IoVec> pieces, std::byte* dst) {
+  uint32_t crc = 0;
+  for (const IoVec& p : pieces) {
+    if (p.len == 0) continue;
+    layout::CopyToSlot(dst, p.data, p.len);
+    crc = Crc32c(std::span<const std::byte>(static_cast<const std::byte*>(p.data), p.len), crc);
+    dst += p.len;
+  }
+  return crc;
+}
+
+}  // namespace
+
+Pool::Impl& PoolImplForTesting(Pool& pool) { return *pool.impl_; }
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pool::~Pool() = default;
+
+const std::string& Pool::name() const { return impl_->name; }
+uint64_t Pool::block_size() const { return impl_->map->header().block_size; }
+bool Pool::read_only() const { return impl_->map->read_only(); }
+
+void Pool::Impl::AddTally(const Tally& t) {
+  layout::ClientArea& area = map->client_area();
+  for (uint32_t i = 0; i < layout::kTierCount; ++i) {
+    if (t.hits[i] != 0) area.hits[i].fetch_add(t.hits[i], std::memory_order_relaxed);
+    if (t.bytes[i] != 0) area.bytes_read[i].fetch_add(t.bytes[i], std::memory_order_relaxed);
+  }
+  if (t.misses != 0) area.misses.fetch_add(t.misses, std::memory_order_relaxed);
+}
+
+Pool::Impl::LocalRead Pool::Impl::ReadLocal(const BlockKey& key, std::span<const IoVec> pieces,
+                                            size_t capacity, Tally* tally) {
+  LocalRead out;
+  const void* index = map->index();
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    layout::EntryView v;
+    const layout::FindResult found = layout::FindEntry(index, key.hi, key.lo, &v);
+    if (found == layout::FindResult::kMissing) break;
+    if (found == layout::FindResult::kBusy) continue;
+    if (v.tier >= client_internal::kMemoryTiers) {
+      out.on_nvme = true;
+      return out;
+    }
+    if (v.length > capacity) {
+      out.result = {StatusCode::kInvalidArgument, v.length};
+      return out;
+    }
+    std::byte* src = nullptr;
+    uint32_t segment = 0;
+    switch (map->Locate(v.tier, v.slot, v.length, &src, &segment)) {
+      case PoolMap::Where::kMapped:
+        break;
+      case PoolMap::Where::kUnmapped: {
+        Status s = MapSegment(v.tier, segment);
+        if (!s.ok()) {
+          out.result = {s.code(), 0};
+          return out;
+        }
+        continue;
+      }
+      case PoolMap::Where::kInvalid:
+        // A consistent entry that names no valid slot: the index is wrong.
+        if (layout::StillValid(index, v)) {
+          out.result = {StatusCode::kInternal, 0};
+          return out;
+        }
+        continue;
+    }
+    CopyOut(pieces, src, v.length);
+    if (after_copy_for_testing) after_copy_for_testing(key);
+    if (!layout::StillValid(index, v)) continue;
+    uint8_t* accessed = map->accessed() + v.position;
+    if (__atomic_load_n(accessed, __ATOMIC_RELAXED) == 0) {
+      __atomic_store_n(accessed, uint8_t{1}, __ATOMIC_RELAXED);
+    }
+    tally->hits[v.tier] += 1;
+    tally->bytes[v.tier] += v.length;
+    out.result = {StatusCode::kOk, v.length};
+    return out;
+  }
+  out.result = {StatusCode::kNotFound, 0};
+  return out;
+}
+
+Status Pool::Impl::MapSegment(uint32_t tier, uint32_t segment) {
+  std::lock_guard lock(map_mu);
+  if (map->HasSegment(tier, segment)) return Status::Ok();  // another thread mapped it
+  PayloadWriter w;
+  w.Put(layout::SegmentsRequest{pool_id, tier, segment, 0});
+  auto reply = session->Call(layout::kSegments, w.bytes());
+  if (!reply.ok()) return reply.status().WithContext("SEGMENTS");
+  PayloadReader r(reply->payload);
+  layout::SegmentsReply head{};
+  std::vector<layout::SegmentInfo> infos;
+  if (!r.Get(&head) || !r.GetArray(head.segment_count, &infos) ||
+      reply->fds.size() != head.segment_count) {
+    return Internal("malformed SEGMENTS reply from the agent");
+  }
+  for (size_t i = 0; i < infos.size(); ++i) {
+    TM_RETURN_IF_ERROR(map->AddSegment(infos[i], std::move(reply->fds[i])));
+  }
+  if (!map->HasSegment(tier, segment)) {
+    return Internal("the agent did not send segment " + std::to_string(segment) + " of tier " +
+                    std::to_string(tier));
+  }
+  return Status::Ok();
+}
+
+Status Pool::Impl::KeysCall(uint16_t type, std::span<const BlockKey> keys,
+                            std::span<StatusCode> codes) {
+  const bool per_key = type != layout::kLookup;
+  Status first;
+  for (size_t begin = 0; begin < keys.size(); begin += layout::kMaxBatch) {
+    const size_t n = std::min<size_t>(layout::kMaxBatch, keys.size() - begin);
+    PayloadWriter w;
+    w.Reserve(sizeof(layout::KeysRequest) + n * sizeof(layout::Key));
+    w.Put(layout::KeysRequest{pool_id, static_cast<uint32_t>(n)});
+    for (size_t i = 0; i < n; ++i) w.Put(layout::Key{keys[begin + i].hi, keys[begin + i].lo});
+    auto reply = session->Call(type, w.bytes());
+    Status batch = reply.status();
+    std::vector<int32_t> item_codes;
+    if (reply.ok()) {
+      PayloadReader r(reply->payload);
+      layout::BatchReply head{};
+      if (!r.Get(&head) || (per_key && (head.count != n || !r.GetArray(n, &item_codes)))) {
+        batch = Internal("malformed batch reply from the agent");
+      }
+    }
+    for (size_t i = 0; i < n && !codes.empty(); ++i) {
+      StatusCode c = batch.code();
+      if (batch.ok() && per_key) {
+        const int32_t raw = item_codes[i];
+        c = raw >= 0 && raw <= static_cast<int32_t>(StatusCode::kInternal)
+                ? static_cast<StatusCode>(raw)
+                : StatusCode::kInternal;
+      }
+      codes[begin + i] = c;
+      NoteFailure(&first, c, keys[begin + i]);
+    }
+    if (!batch.ok() && first.ok()) first = batch;
+  }
+  return first;
+}
+
+Status Pool::Put(const BlockKey& key, std::span<const std::byte> data) {
+  const IoVec piece{const_cast<std::byte*>(data.data()), data.size()};
+  const BlockIo item{key, std::span<const IoVec>(&piece, 1)};
+  IoResult result;
+  Status s = PutMany(std::span<const BlockIo>(&item, 1), std::span<IoResult>(&result, 1));
+  if (!s.ok()) return s;
+  return Status::Ok();
+}
+
+Result<size_t> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
+  const IoVec piece{out.data(), out.size()};
+  const BlockIo item{key, std::span<const IoVec>(&piece, 1)};
+  IoResult result;
+  Status s = GetMany(std::span<const BlockIo>(&item, 1), std::span<IoResult>(&result, 1));
+  if (!s.ok()) return s;
+  if (result.code == StatusCode::kNotFound) return NotFound("block " + key.ToHex() + " not found");
+  return result.length;
+}
+
+Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results) {
+  if (items.size() != results.size()) {
+    return InvalidArgument("GetMany: " + std::to_string(items.size()) + " items but " +
+                           std::to_string(results.size()) + " results");
+  }
+  Impl::Tally tally;
+  std::vector<size_t> on_nvme;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Impl::LocalRead r =
+        impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &tally);
+    if (r.on_nvme) {
+      on_nvme.push_back(i);
+      results[i] = {StatusCode::kNotFound, 0};
+    } else {
+      results[i] = r.result;
+    }
+  }
+  Status first;
+  for (int round = 0; round < kFetchRounds && !on_nvme.empty(); ++round) {
+    std::vector<BlockKey> keys;
+    keys.reserve(on_nvme.size());
+    for (size_t i : on_nvme) keys.push_back(items[i].key);
+    std::vector<StatusCode> codes(keys.size());
+    Status fetch = impl_->KeysCall(layout::kFetch, keys, codes);
+    if (!fetch.ok() && first.ok() && fetch.code() != StatusCode::kNotFound) {
+      // Keep the agent's own message for a whole-request failure.
+      first = fetch.WithContext("FETCH");
+    }
+    std::vector<size_t> again;
+    for (size_t j = 0; j < on_nvme.size(); ++j) {
+      const size_t i = on_nvme[j];
+      if (codes[j] != StatusCode::kOk) {
+        results[i] = {codes[j], 0};
+        continue;
+      }
+      Impl::LocalRead r =
+          impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &tally);
+      if (r.on_nvme) {
+        again.push_back(i);
+      } else {
+        results[i] = r.result;
+      }
+    }
+    on_nvme = std::move(again);
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (results[i].code == StatusCode::kNotFound) ++tally.misses;
+    if (results[i].code == StatusCode::kInvalidArgument && first.ok()) {
+      first = ItemError(StatusCode::kInvalidArgument, items[i].key,
+                        "the destination holds " + std::to_string(PiecesBytes(items[i].pieces)) +
+                            " bytes, the block " + std::to_string(results[i].length));
+    }
+    NoteFailure(&first, results[i].code, items[i].key);
+  }
+  impl_->AddTally(tally);
+  return first;
+}
+
+Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results) {
+  if (items.size() != results.size()) {
+    return InvalidArgument("PutMany: " + std::to_string(items.size()) + " items but " +
+                           std::to_string(results.size()) + " results");
+  }
+  if (read_only()) {
+    for (IoResult& r : results) r = {StatusCode::kPermissionDenied, 0};
+    return PermissionDenied("pool '" + impl_->name + "' is attached with a read-only lease");
+  }
+  Status first;
+  const uint64_t limit = block_size();
+  std::vector<size_t> todo;
+  todo.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const size_t bytes = PiecesBytes(items[i].pieces);
+    results[i] = {StatusCode::kOk, bytes};
+    if (bytes > limit) {
+      results[i].code = StatusCode::kInvalidArgument;
+      if (first.ok()) {
+        first = ItemError(StatusCode::kInvalidArgument, items[i].key,
+                          std::to_string(bytes) + " bytes exceed the pool's block size " +
+                              std::to_string(limit));
+      }
+      continue;
+    }
+    todo.push_back(i);
+  }
+
+  Impl& impl = *impl_;
+  for (size_t begin = 0; begin < todo.size(); begin += layout::kMaxBatch) {
+    const size_t n = std::min<size_t>(layout::kMaxBatch, todo.size() - begin);
+    const std::span<const size_t> batch(todo.data() + begin, n);
+    auto fail_batch = [&](const Status& s, size_t from) {
+      for (size_t j = from; j < n; ++j) results[batch[j]].code = s.code();
+      if (first.ok()) first = s;
+    };
+
+    PayloadWriter reserve;
+    reserve.Put(layout::ReserveRequest{impl.pool_id, static_cast<uint32_t>(n)});
+    auto reserved = impl.session->Call(layout::kReserve, reserve.bytes());
+    if (!reserved.ok()) {
+      fail_batch(reserved.status().WithContext("RESERVE"), 0);
+      continue;
+    }
+    PayloadReader rr(reserved->payload);
+    layout::ReserveReply head{};
+    std::vector<layout::SlotGrant> grants;
+    if (!rr.Get(&head) || head.count > n || !rr.GetArray(head.count, &grants)) {
+      fail_batch(Internal("malformed RESERVE reply from the agent"), 0);
+      continue;
+    }
+    if (grants.size() < n) {
+      fail_batch(ResourceExhausted("the agent granted " + std::to_string(grants.size()) + " of " +
+                                   std::to_string(n) + " slots"),
+                 grants.size());
+    }
+
+    std::vector<layout::CommitItem> commits;
+    std::vector<size_t> committed;  // item index of each commit
+    std::vector<uint64_t> aborts;
+    commits.reserve(grants.size());
+    committed.reserve(grants.size());
+    for (size_t j = 0; j < grants.size(); ++j) {
+      const size_t i = batch[j];
+      const layout::SlotGrant& g = grants[j];
+      const size_t bytes = results[i].length;
+      std::byte* dst = nullptr;
+      uint32_t segment = 0;
+      PoolMap::Where where = impl.map->Locate(g.tier, g.slot, bytes, &dst, &segment);
+      Status s;
+      if (where == PoolMap::Where::kUnmapped) {
+        s = impl.MapSegment(g.tier, segment);
+        if (s.ok()) where = impl.map->Locate(g.tier, g.slot, bytes, &dst, &segment);
+      }
+      if (s.ok() && where != PoolMap::Where::kMapped) {
+        s = Internal("the agent granted slot " + std::to_string(g.slot) + " of tier " +
+                     std::to_string(g.tier) + ", which cannot hold " + std::to_string(bytes) +
+                     " bytes");
+      }
+      if (!s.ok()) {
+        results[i].code = s.code();
+        if (first.ok()) first = s.WithContext("block " + items[i].key.ToHex());
+        aborts.push_back(g.reservation);
+        continue;
+      }
+      const uint32_t crc = CopyIn(items[i].pieces, dst);
+      commits.push_back({g.reservation, items[i].key.hi, items[i].key.lo,
+                         static_cast<uint32_t>(bytes), crc});
+      committed.push_back(i);
+    }
+
+    if (!commits.empty()) {
+      PayloadWriter w;
+      w.Reserve(sizeof(layout::CommitRequest) + commits.size() * sizeof(layout::CommitItem));
+      w.Put(layout::CommitRequest{impl.pool_id, static_cast<uint32_t>(commits.size())});
+      for (const auto& c : commits) w.Put(c);
+      auto reply = impl.session->Call(layout::kCommit, w.bytes());
+      Status whole = reply.status().WithContext("COMMIT");
+      std::vector<int32_t> codes;
+      if (reply.ok()) {
+        PayloadReader r(reply->payload);
+        layout::BatchReply bh{};
+        if (!r.Get(&bh) || bh.count != commits.size() || !r.GetArray(bh.count, &codes)) {
+          whole = Internal("malformed COMMIT reply from the agent");
+        }
+      }
+      for (size_t k = 0; k < committed.size(); ++k) {
+        const size_t i = committed[k];
+        if (!whole.ok()) {
+          results[i].code = whole.code();
+          if (!impl.session->broken()) aborts.push_back(commits[k].reservation);
+          continue;
+        }
+        const int32_t raw = codes[k];
+        results[i].code = raw >= 0 && raw <= static_cast<int32_t>(StatusCode::kInternal)
+                              ? static_cast<StatusCode>(raw)
+                              : StatusCode::kInternal;
+        NoteFailure(&first, results[i].code, items[i].key);
+      }
+      if (!whole.ok() && first.ok()) first = whole;
+    }
+
+    if (!aborts.empty() && !impl.session->broken()) {
+      PayloadWriter w;
+      w.Put(layout::AbortRequest{impl.pool_id, static_cast<uint32_t>(aborts.size())});
+      for (uint64_t a : aborts) w.Put(a);
+      // Best effort: the agent also frees uncommitted slots when we disconnect.
+      (void)impl.session->Call(layout::kAbort, w.bytes());
+    }
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (results[i].code != StatusCode::kOk) results[i].length = 0;
+  }
+  return first;
+}
+
+bool Pool::Contains(const BlockKey& key) const {
+  layout::EntryView v;
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    const layout::FindResult r = layout::FindEntry(impl_->map->index(), key.hi, key.lo, &v);
+    if (r != layout::FindResult::kBusy) return r == layout::FindResult::kFound;
+  }
+  return false;
+}
+
+uint32_t Pool::LookupPrefix(std::span<const BlockKey> keys) {
+  const void* index = impl_->map->index();
+  const layout::IndexEntry* entries = layout::Entries(index);
+  const uint64_t capacity = impl_->map->capacity();
+  auto prefetch = [&](size_t i) {
+    __builtin_prefetch(&entries[layout::Home(keys[i].hi, keys[i].lo, capacity)], 0, 3);
+  };
+  const size_t n = std::min<size_t>(keys.size(), UINT32_MAX);
+  for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) prefetch(i);
+  std::vector<BlockKey> on_nvme;
+  uint32_t matched = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kPrefetchAhead < n) prefetch(i + kPrefetchAhead);
+    layout::EntryView v;
+    layout::FindResult r = layout::FindResult::kBusy;
+    for (int attempt = 0; attempt < kReadAttempts && r == layout::FindResult::kBusy; ++attempt) {
+      r = layout::FindEntry(index, keys[i].hi, keys[i].lo, &v);
+    }
+    if (r != layout::FindResult::kFound) break;
+    if (v.tier >= client_internal::kMemoryTiers) on_nvme.push_back(keys[i]);
+    ++matched;
+  }
+  layout::ClientArea& area = impl_->map->client_area();
+  area.prefix_lookups.fetch_add(1, std::memory_order_relaxed);
+  area.prefix_keys_matched.fetch_add(matched, std::memory_order_relaxed);
+  if (!on_nvme.empty()) {
+    // Starts the agent promoting; the count stands whatever it answers.
+    (void)impl_->KeysCall(layout::kLookup, on_nvme, {});
+  }
+  return matched;
+}
+
+namespace {
+// Removing needs a writable lease, which the agent checks too; refusing
+// here spares the round trip. Pins are the agent's to allow or refuse.
+Status Single(Pool::Impl& impl, bool refuse, uint16_t type, const BlockKey& key) {
+  if (refuse) {
+    return PermissionDenied("pool '" + impl.name + "' is attached with a read-only lease");
+  }
+  StatusCode code = StatusCode::kOk;
+  Status s = impl.KeysCall(type, std::span<const BlockKey>(&key, 1), std::span<StatusCode>(&code, 1));
+  if (!s.ok()) return s;
+  if (code == StatusCode::kNotFound) return NotFound("block " + key.ToHex() + " not found");
+  return Status::Ok();
+}
+
+Status Many(Pool::Impl& impl, bool refuse, uint16_t type, std::span<const BlockKey> keys,
+            std::span<StatusCode> results) {
+  if (keys.size() != results.size()) {
+    return InvalidArgument(std::to_string(keys.size()) + " keys but " +
+                           std::to_string(results.size()) + " results");
+  }
+  if (refuse) {
+    std::fill(results.begin(), results.end(), StatusCode::kPermissionDenied);
+    return PermissionDenied("pool '" + impl.name + "' is attached with a read-only lease");
+  }
+  return impl.KeysCall(type, keys, results);
+}
+}  // namespace
+
+Status Pool::Remove(const BlockKey& key) { return Single(*impl_, read_only(), layout::kRemove, key); }
+Status Pool::Pin(const BlockKey& key) { return Single(*impl_, false, layout::kPin, key); }
+Status Pool::Unpin(const BlockKey& key) { return Single(*impl_, false, layout::kUnpin, key); }
+
+Status Pool::RemoveMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  return Many(*impl_, read_only(), layout::kRemove, keys, results);
+}
+Status Pool::PinMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  return Many(*impl_, false, layout::kPin, keys, results);
+}
+Status Pool::UnpinMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  return Many(*impl_, false, layout::kUnpin, keys, results);
+}
+
+}  // namespace tokenmem

@@ -1,0 +1,64 @@
+// Session: the SDK's connection to the agent's data socket, shared by a
+// Client and the Pools it attached.
+//
+// Thread-safe: Call() holds a mutex for the whole request/reply exchange,
+// so concurrent callers take turns. Every send and receive is bounded by
+// the client's timeout. Any transport failure (the agent closed the socket
+// or died, a timeout, a malformed reply) ends the session for good: the
+// socket is shut down and every later Call() returns kUnavailable at once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "local/fd.h"
+#include "tokenmem/client.h"
+#include "tokenmem/common/status.h"
+
+namespace tokenmem {
+
+class Session {
+ public:
+  struct Reply {
+    // The reply payload, starting with its int32 code (always 0 here).
+    std::vector<std::byte> payload;
+    // Descriptors that came with the reply, in order; closed with the Reply.
+    std::vector<client_internal::UniqueFd> fds;
+  };
+
+  // Connects and says HELLO with the lease. Errors as Client::Connect.
+  static Result<std::shared_ptr<Session>> Open(const ClientOptions& options);
+
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Sends one request of `type` and waits for its reply. A reply whose code
+  // is not 0 becomes that Status, carrying the agent's message.
+  Result<Reply> Call(uint16_t type, std::span<const std::byte> payload);
+
+  bool broken() const { return broken_.load(std::memory_order_acquire); }
+  const std::string& socket_path() const { return path_; }
+
+ private:
+  Session(std::string path, client_internal::UniqueFd fd, std::chrono::milliseconds timeout);
+  // Ends the session (caller holds mu_) and returns `why`.
+  Status Break(Status why);
+  Status Hello(const ClientOptions& options);
+
+  const std::string path_;
+  const std::chrono::milliseconds timeout_;
+  std::mutex mu_;
+  client_internal::UniqueFd fd_;       // guarded by mu_
+  uint32_t next_request_id_ = 1;       // guarded by mu_
+  std::vector<std::byte> recv_buffer_;  // guarded by mu_
+  std::string broken_reason_;          // guarded by mu_
+  std::atomic<bool> broken_{false};
+};
+
+}  // namespace tokenmem
