@@ -1,8 +1,10 @@
 #include "agent.h"
 
+#include <chrono>
 #include <fstream>
 #include <sstream>
 
+#include "nvme/io_observer.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/units.h"
 
@@ -99,8 +101,12 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   ParseLogLevel(config.log_level, &level);
   SetLogLevel(level);
 
+  const auto started = std::chrono::system_clock::now();
   std::unique_ptr<Agent> agent(new Agent());
   TM_RETURN_IF_ERROR(agent->ResolveTiers(config));
+  agent->metrics_ = std::make_unique<http::AgentMetrics>();
+  nvme::SetIoObserver(agent->metrics_.get());
+  agent->info_.observe_operation = agent->metrics_->OperationRecorder(http::DataPath::kControl);
 
   std::filesystem::path nvme_root;
   if (config.nvme.capacity_bytes != 0) {
@@ -158,6 +164,22 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
                       local::LocalServer::Start(DataSocketPath(config.control.socket_path),
                                                config.control.socket_mode, agent->pools_.get(),
                                                &agent->leases_));
+  if (!config.http.listen.empty()) {
+    http::AgentHttpOptions web{
+        .listen = config.http.listen,
+        .facts = {.version = kVersion,
+                  .node_name = config.node_name,
+                  .started = started,
+                  .control_socket = config.control.socket_path},
+        .pools = agent->pools_.get(),
+        .leases = &agent->leases_,
+        .metrics = agent->metrics_.get(),
+        .local_clients = [local = agent->local_.get()] { return local->connections(); }};
+    for (const auto& t : agent->info_.tiers) {
+      web.facts.tiers.push_back({t.kind, t.numa_nodes, t.capacity_bytes, t.path});
+    }
+    TM_ASSIGN_OR_RETURN(agent->http_, http::AgentHttp::Start(std::move(web)));
+  }
   TM_LOG(INFO, "agent") << "tokenmem-agent " << kVersion << " ready on node " << config.node_name
                         << ": dram " << FormatByteSize(config.dram.capacity_bytes) << " (nodes "
                         << JoinNodes(agent->dram_nodes_) << "), cxl "
@@ -171,9 +193,12 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
 }
 
 void Agent::Stop() {
+  if (http_) http_->SetStopping();  // /readyz says so while the rest stops
   if (local_) local_->Shutdown();
   if (control_) control_->Shutdown();
   mover_.reset();
+  http_.reset();
+  if (metrics_) nvme::ClearIoObserver(metrics_.get());
 }
 
 Agent::~Agent() { Stop(); }

@@ -1,7 +1,7 @@
 // Agent: builds the node agent's parts from a validated configuration and
 // runs them: topology -> pools (reopening NVMe data) -> leases -> mover ->
-// control server -> local data server. Stop() tears them down in the
-// reverse order.
+// control server -> local data server -> HTTP server (metrics, health).
+// Stop() tears them down in the reverse order.
 #pragma once
 
 #include <memory>
@@ -9,6 +9,8 @@
 #include "config/agent_config.h"
 #include "control/control_server.h"
 #include "control/control_service.h"
+#include "http/agent_http.h"
+#include "http/agent_metrics.h"
 #include "local/local_server.h"
 #include "pool/lease_table.h"
 #include "pool/mover.h"
@@ -42,12 +44,14 @@ class Agent {
   topology::Topology topology_;
   std::vector<int> dram_nodes_;
   std::vector<int> cxl_nodes_;
+  std::unique_ptr<http::AgentMetrics> metrics_;  // before everything that reports to it
   control::AgentInfo info_;
   std::unique_ptr<pool::PoolManager> pools_;
   pool::LeaseTable leases_;
   std::unique_ptr<pool::Mover> mover_;
   std::unique_ptr<control::ControlServer> control_;
   std::unique_ptr<local::LocalServer> local_;
+  std::unique_ptr<http::AgentHttp> http_;
 };
 
 }  // namespace tokenmem

@@ -14,8 +14,8 @@ struct GlobalFlag {
   bool takes_value;
 };
 constexpr GlobalFlag kGlobalFlags[] = {
-    {"socket", true}, {"address", true}, {"admin-token-file", true},
-    {"timeout", true}, {"json", false},  {"help", false},
+    {"socket", true},  {"address", true}, {"admin-token-file", true},
+    {"timeout", true}, {"json", false},   {"help", false},
 };
 
 const GlobalFlag* FindGlobal(std::string_view name) {
@@ -62,8 +62,7 @@ Result<std::chrono::milliseconds> ParseTimeout(std::string_view text) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(seconds * 1000)));
 }
 
-Status ApplyGlobal(std::string_view name, const std::string& value, GlobalOptions* g,
-                   bool* help) {
+Status ApplyGlobal(std::string_view name, const std::string& value, GlobalOptions* g, bool* help) {
   if (name == "socket") {
     g->socket = value;
   } else if (name == "address") {
@@ -103,7 +102,11 @@ const std::vector<CommandSpec>& Commands() {
         {.name = "read-only", .takes_value = false},
         {.name = "owner"}}},
       {"lease list", "", "List leases (secrets are never shown again).", {}, {}},
-      {"lease release", "ID", "Release a lease; the blocks it stored are dropped.", {"ID"}, {}},
+      {"lease release",
+       "ID",
+       "Release a lease; blocks it stored stay cached, no longer charged to it.",
+       {"ID"},
+       {}},
       {"put",
        "--pool P --key HEX32 --file PATH|- [--lease ID:SECRET]",
        "Store a file (or stdin) as one block.",
@@ -127,7 +130,10 @@ const std::vector<CommandSpec>& Commands() {
        {{.name = "pool", .required = true},
         {.name = "key", .repeatable = true, .required = true},
         {.name = "lease"}}},
-      {"stats", "[--pool P]", "Show counters per pool and tier: hits, movement, evictions.", {},
+      {"stats",
+       "[--pool P]",
+       "Show counters per pool and tier: hits, movement, evictions.",
+       {},
        {{.name = "pool"}}},
       {"help", "", "Show this text.", {}, {}},
   };

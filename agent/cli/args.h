@@ -25,9 +25,9 @@ struct FlagSpec {
 };
 
 struct CommandSpec {
-  std::string_view name;     // one or two words, e.g. "status", "pool create"
-  std::string_view synopsis;  // what follows the name in the usage text
-  std::string_view summary;   // one line
+  std::string_view name;                      // one or two words, e.g. "status", "pool create"
+  std::string_view synopsis;                  // what follows the name in the usage text
+  std::string_view summary;                   // one line
   std::vector<std::string_view> positionals;  // names of the required arguments, in order
   std::vector<FlagSpec> flags;
 };

@@ -24,8 +24,8 @@ TEST(ArgsTest, DefaultsTimeoutToTenSeconds) {
 }
 
 TEST(ArgsTest, ParsesCommandFlagsAndPositionals) {
-  auto inv = Parse({"pool", "create", "p1", "--block-size", "64KiB", "--dram=8MiB", "--eviction",
-                    "none"});
+  auto inv =
+      Parse({"pool", "create", "p1", "--block-size", "64KiB", "--dram=8MiB", "--eviction", "none"});
   ASSERT_TRUE(inv.ok()) << inv.status().ToString();
   EXPECT_EQ(inv->command->name, "pool create");
   ASSERT_EQ(inv->positionals.size(), 1u);
@@ -38,8 +38,8 @@ TEST(ArgsTest, ParsesCommandFlagsAndPositionals) {
 }
 
 TEST(ArgsTest, CollectsRepeatableFlagsAndBooleans) {
-  auto inv = Parse({"lease", "create", "--quota", "1GiB", "--pool", "a", "--pool", "b",
-                    "--read-only"});
+  auto inv =
+      Parse({"lease", "create", "--quota", "1GiB", "--pool", "a", "--pool", "b", "--read-only"});
   ASSERT_TRUE(inv.ok()) << inv.status().ToString();
   EXPECT_EQ(inv->GetAll("pool"), (std::vector<std::string>{"a", "b"}));
   EXPECT_TRUE(inv->Has("read-only"));

@@ -3,10 +3,10 @@
 // Internal to tokenmemctl.
 #pragma once
 
+#include <grpcpp/client_context.h>
+
 #include <ostream>
 #include <string>
-
-#include <grpcpp/client_context.h>
 
 #include "cli/args.h"
 #include "tokenmem/common/status.h"
@@ -47,17 +47,17 @@ class Context {
 using Handler = int (*)(Context&);
 
 // One handler per command, by file.
-int RunStatus(Context& ctx);       // info_commands.cc
-int RunStats(Context& ctx);        // info_commands.cc
-int RunPoolCreate(Context& ctx);   // pool_commands.cc
-int RunPoolList(Context& ctx);     // pool_commands.cc
-int RunPoolGet(Context& ctx);      // pool_commands.cc
-int RunPoolDelete(Context& ctx);   // pool_commands.cc
-int RunLeaseCreate(Context& ctx);  // lease_commands.cc
-int RunLeaseList(Context& ctx);    // lease_commands.cc
-int RunLeaseRelease(Context& ctx); // lease_commands.cc
-int RunPut(Context& ctx);          // data_commands.cc
-int RunGet(Context& ctx);          // data_commands.cc
-int RunExists(Context& ctx);       // data_commands.cc
+int RunStatus(Context& ctx);        // info_commands.cc
+int RunStats(Context& ctx);         // info_commands.cc
+int RunPoolCreate(Context& ctx);    // pool_commands.cc
+int RunPoolList(Context& ctx);      // pool_commands.cc
+int RunPoolGet(Context& ctx);       // pool_commands.cc
+int RunPoolDelete(Context& ctx);    // pool_commands.cc
+int RunLeaseCreate(Context& ctx);   // lease_commands.cc
+int RunLeaseList(Context& ctx);     // lease_commands.cc
+int RunLeaseRelease(Context& ctx);  // lease_commands.cc
+int RunPut(Context& ctx);           // data_commands.cc
+int RunGet(Context& ctx);           // data_commands.cc
+int RunExists(Context& ctx);        // data_commands.cc
 
 }  // namespace tokenmem::cli

@@ -2,6 +2,9 @@
 // to pin down output, error lines and exit statuses without an agent.
 #include "cli/commands.h"
 
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -10,10 +13,6 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-#include <gtest/gtest.h>
 
 #include "cli/args.h"
 #include "wire/key_bytes.h"
@@ -36,8 +35,8 @@ class FakeControl final : public v1::Control::Service {
                           v1::PoolInfo* reply) override {
     std::lock_guard lock(mu_);
     const std::string& name = req->spec().name();
-    if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") !=
-                            std::string::npos) {
+    if (name.empty() ||
+        name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") != std::string::npos) {
       return {grpc::StatusCode::INVALID_ARGUMENT, "bad pool name '" + name + "'"};
     }
     if (pools_.count(name)) return {grpc::StatusCode::ALREADY_EXISTS, "pool exists"};
@@ -256,8 +255,8 @@ TEST_F(CommandsTest, BadKeysAndMissingFilesAreCaughtLocally) {
   EXPECT_EQ(r.code, kExitUsage);
   EXPECT_NE(r.err.find("32 hexadecimal"), std::string::npos);
 
-  r = Run({"put", "--pool", "p", "--key", Key(1), "--file", dir_ + "/absent", "--lease",
-           "L1:sekrit"});
+  r = Run(
+      {"put", "--pool", "p", "--key", Key(1), "--file", dir_ + "/absent", "--lease", "L1:sekrit"});
   EXPECT_EQ(r.code, kExitError);
   EXPECT_NE(r.err.find("IO_ERROR"), std::string::npos);
 }

@@ -100,8 +100,7 @@ int RunGet(Context& ctx) {
   const v1::BlockRead& block = reply.blocks(0);
   const std::string hex = target->keys[0].ToHex();
   if (!block.found()) {
-    ctx.err << "tokenmemctl: NOT_FOUND: key " << hex << " is not in pool " << target->pool
-            << "\n";
+    ctx.err << "tokenmemctl: NOT_FOUND: key " << hex << " is not in pool " << target->pool << "\n";
     return kExitMissing;
   }
   if (file == "-") {

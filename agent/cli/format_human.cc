@@ -1,8 +1,8 @@
 #include "cli/format.h"
-#include "wire/table.h"
 #include "tokenmem/common/units.h"
 #include "wire/codes.h"
 #include "wire/lease.h"
+#include "wire/table.h"
 
 namespace tokenmem::cli {
 
@@ -125,7 +125,8 @@ std::string PoolText(const v1::PoolInfo& pool) {
            {"PINNED", Align::kRight}});
   for (v1::TierKind tier : kTiers) {
     const v1::TierUsage* u = UsageOf(pool, tier);
-    uint64_t capacity = u && u->capacity_bytes() ? u->capacity_bytes() : CapacityOf(pool.spec(), tier);
+    uint64_t capacity =
+        u && u->capacity_bytes() ? u->capacity_bytes() : CapacityOf(pool.spec(), tier);
     if (capacity == 0 && u == nullptr) continue;
     uint64_t used = u ? u->used_bytes() : 0;
     t.AddRow({std::string(wire::TierName(tier)), Bytes(capacity), Bytes(used),
@@ -204,9 +205,9 @@ std::string StatsText(const v1::StatsReply& stats) {
                   std::to_string(p.capacity_rejections())});
     for (const auto& t : view.tiers) {
       const auto& c = t.counters;
-      std::string used = t.usage.capacity_bytes() == 0
-                             ? Bytes(t.usage.used_bytes())
-                             : Bytes(t.usage.used_bytes()) + " / " + Bytes(t.usage.capacity_bytes());
+      std::string used = t.usage.capacity_bytes() == 0 ? Bytes(t.usage.used_bytes())
+                                                       : Bytes(t.usage.used_bytes()) + " / " +
+                                                             Bytes(t.usage.capacity_bytes());
       tiers.AddRow({p.pool(), std::string(wire::TierName(t.tier)), std::to_string(c.hits()),
                     FormatPercent(c.hits(), view.lookups), Bytes(c.bytes_read()),
                     Bytes(c.bytes_written()),

@@ -118,8 +118,8 @@ TEST(FormatTest, LeaseCreatedShowsSecretAndExportLine) {
 
 TEST(FormatTest, StatsShowRatiosAndMovement) {
   std::string text = StatsText(SampleStats());
-  EXPECT_NE(text.find("75.0%"), std::string::npos);   // 3 hits of 4 lookups
-  EXPECT_NE(text.find("50.0%"), std::string::npos);   // dram's share
+  EXPECT_NE(text.find("75.0%"), std::string::npos);  // 3 hits of 4 lookups
+  EXPECT_NE(text.find("50.0%"), std::string::npos);  // dram's share
   EXPECT_NE(text.find("5 (320.0 KiB)"), std::string::npos);
 
   auto json = ParseJson(StatsJson(SampleStats()));
@@ -134,8 +134,14 @@ TEST(FormatTest, StatsShowRatiosAndMovement) {
   v1::StatsReply empty_pool;
   empty_pool.add_pools()->set_pool("idle");
   auto idle = ParseJson(StatsJson(empty_pool));
-  EXPECT_EQ(idle.fields().at("pools").list_value().values(0).struct_value().fields().at(
-                "hit_ratio").kind_case(),
+  EXPECT_EQ(idle.fields()
+                .at("pools")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("hit_ratio")
+                .kind_case(),
             google::protobuf::Value::kNullValue);
 }
 
@@ -155,8 +161,14 @@ TEST(FormatTest, StatusTextAndJson) {
   EXPECT_NE(text.find("25.0%"), std::string::npos);
   auto json = ParseJson(StatusJson(s));
   EXPECT_EQ(json.fields().at("version").string_value(), "0.1.0");
-  EXPECT_EQ(json.fields().at("tiers").list_value().values(0).struct_value().fields().at(
-                "kind").string_value(),
+  EXPECT_EQ(json.fields()
+                .at("tiers")
+                .list_value()
+                .values(0)
+                .struct_value()
+                .fields()
+                .at("kind")
+                .string_value(),
             "nvme");
 }
 

@@ -52,8 +52,11 @@ int RunLeaseRelease(Context& ctx) {
         .EndObject();
     ctx.Print(w.str());
   } else {
-    ctx.Print("released lease " + request.id() + " (" + std::to_string(reply.released_blocks()) +
-              " blocks dropped)");
+    std::string text = "released lease " + request.id();
+    if (reply.released_blocks() > 0) {
+      text += " (" + std::to_string(reply.released_blocks()) + " blocks released)";
+    }
+    ctx.Print(text);
   }
   return kExitOk;
 }

@@ -71,6 +71,19 @@ Status CheckControl(const ControlConfig& c) {
   return Status::Ok();
 }
 
+Status CheckHttp(const HttpConfig& h) {
+  if (h.listen.empty()) return Status::Ok();
+  auto hp = ParseHostPort(h.listen);
+  if (hp.ok()) return Status::Ok();
+  // Port 0 (any free port) is fine here, unlike for the control API:
+  // scrapers find the port through service discovery or the log.
+  if (h.listen.ends_with(":0") &&
+      ParseHostPort(h.listen.substr(0, h.listen.size() - 1) + "1").ok()) {
+    return Status::Ok();
+  }
+  return Bad("http.listen", std::string(hp.status().message()));
+}
+
 Status CheckNumaNodes(std::string_view path, const std::vector<int>& nodes,
                       std::set<int>* seen_in_other) {
   std::set<int> seen;
@@ -220,8 +233,8 @@ bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
 
 bool operator==(const AgentConfig& a, const AgentConfig& b) {
   return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
-         a.control == b.control && a.dram == b.dram && a.cxl == b.cxl && a.nvme == b.nvme &&
-         a.movement == b.movement &&
+         a.control == b.control && a.http == b.http && a.dram == b.dram && a.cxl == b.cxl &&
+         a.nvme == b.nvme && a.movement == b.movement &&
          std::equal(a.pools.begin(), a.pools.end(), b.pools.begin(), b.pools.end(), SamePoolSpec);
 }
 
@@ -273,6 +286,7 @@ Status Validate(const AgentConfig& c) {
   }
   TM_RETURN_IF_ERROR(CheckNodeName(c.node_name));
   TM_RETURN_IF_ERROR(CheckControl(c.control));
+  TM_RETURN_IF_ERROR(CheckHttp(c.http));
   TM_RETURN_IF_ERROR(CheckTiers(c));
   TM_RETURN_IF_ERROR(CheckMovement(c.movement));
   TM_RETURN_IF_ERROR(CheckPools(c));

@@ -37,6 +37,14 @@ struct ControlConfig {
   bool operator==(const ControlConfig&) const = default;
 };
 
+struct HttpConfig {
+  // "host:port" of the HTTP server (/metrics, /healthz, /readyz, /v1/status);
+  // port 0 picks a free port (logged); empty = off.
+  std::string listen = "127.0.0.1:9464";
+
+  bool operator==(const HttpConfig&) const = default;
+};
+
 struct MemoryTierConfig {
   uint64_t capacity_bytes = 0;  // 0 = tier off; else a multiple of 4KiB
   std::vector<int> numa_nodes;  // empty = every node of that kind
@@ -70,6 +78,7 @@ struct AgentConfig {
   std::string log_level = "info";  // debug|info|warn|error
   std::filesystem::path sysfs_root = "/sys";
   ControlConfig control;
+  HttpConfig http;
   MemoryTierConfig dram;
   MemoryTierConfig cxl;
   NvmeTierConfig nvme;
@@ -83,7 +92,8 @@ bool operator==(const AgentConfig& a, const AgentConfig& b);
 
 // The embedded default: DRAM 1GiB, no CXL, NVMe 4GiB under /var/lib/tokenmem/nvme with
 // create_directory=true, control socket /run/tokenmem/agent.sock (its parent directory is created
-// by the agent), one pool "default" (block_size 256KiB, dram 512MiB, nvme 2GiB, lru, no TTL).
+// by the agent), HTTP on 127.0.0.1:9464, one pool "default" (block_size 256KiB, dram 512MiB,
+// nvme 2GiB, lru, no TTL).
 AgentConfig DefaultConfig();
 
 // "host:port" split; the host keeps no brackets ("[::1]:7070" gives "::1").
@@ -103,14 +113,14 @@ Result<HostPort> ParseHostPort(std::string_view text);
 // spaces, control characters or '/'; control.socket non-empty and short enough for a Unix
 // socket address; socket_mode <= 0777; max_message_size 4KiB..2GiB-1; tcp_listen (when set) is
 // host:port with port 1..65535, and then admin_token_file is set, is a regular file and is
-// non-empty; memory tier capacities multiples of 4KiB; NUMA nodes 0..1023, none listed twice or
-// in both memory tiers; nvme segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple
-// of segment_size, queue_depth 1..4096; watermarks 0 < low < high < 1; interval_ms and
-// ttl_sweep_ms >= 1; pools valid (pool::ValidatePoolSpec), unique names, blocks that use NVMe no
-// larger than a segment, and the sum of pool capacities per tier <= that tier's capacity (the
-// message names the tier, the sum and the capacity).
-// Filesystem checks (run last): sysfs_root is a directory; when the NVMe tier is on,
-// nvme.directory is a directory, or with create_directory its nearest existing ancestor is.
+// non-empty; http.listen (when set) is host:port with port 0..65535; memory tier capacities
+// multiples of 4KiB; NUMA nodes 0..1023, none listed twice or in both memory tiers; nvme
+// segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple of segment_size,
+// queue_depth 1..4096; watermarks 0 < low < high < 1; interval_ms and ttl_sweep_ms >= 1; pools
+// valid (pool::ValidatePoolSpec), unique names, blocks that use NVMe no larger than a segment, and
+// the sum of pool capacities per tier <= that tier's capacity (the message names the tier, the sum
+// and the capacity). Filesystem checks (run last): sysfs_root is a directory; when the NVMe tier is
+// on, nvme.directory is a directory, or with create_directory its nearest existing ancestor is.
 // Reads the filesystem only; changes nothing.
 Status Validate(const AgentConfig& config);
 

@@ -45,6 +45,7 @@ TEST(DefaultConfigTest, HoldsTheDocumentedValues) {
   EXPECT_EQ(c.control.socket_mode, 0660u);
   EXPECT_EQ(c.control.tcp_listen, "");
   EXPECT_EQ(c.control.max_message_bytes, 256ull << 20);
+  EXPECT_EQ(c.http.listen, "127.0.0.1:9464");
   EXPECT_EQ(c.dram.capacity_bytes, 1ull << 30);
   EXPECT_EQ(c.cxl.capacity_bytes, 0u);
   EXPECT_EQ(c.nvme.directory, "/var/lib/tokenmem/nvme");
@@ -80,6 +81,9 @@ TEST(DefaultConfigTest, EqualityComparesEveryPart) {
   EXPECT_FALSE(a == b);
   b = a;
   b.movement.high_watermark = 0.3;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.http.listen = "";
   EXPECT_FALSE(a == b);
 }
 
@@ -236,6 +240,18 @@ TEST_F(ValidateTest, TcpListenMustBeHostPort) {
       c.control.admin_token_file = token;
     });
     EXPECT_TRUE(IsInvalid(s, "control.tcp_listen: ")) << bad;
+  }
+}
+
+TEST_F(ValidateTest, HttpListenIsHostPortOrEmpty) {
+  for (const char* good : {"", "127.0.0.1:9464", "0.0.0.0:0", "[::]:9464", "[::1]:0", "node:1"}) {
+    Status s = ValidateWith([&](AgentConfig& c) { c.http.listen = good; });
+    EXPECT_TRUE(s.ok()) << good << ": " << s.ToString();
+  }
+  for (const char* bad : {"9464", "host:", ":9464", "host:65536", "host:9x", "::1:9464", "[::1]",
+                          "a b:80", ":0", "host:00x"}) {
+    Status s = ValidateWith([&](AgentConfig& c) { c.http.listen = bad; });
+    EXPECT_TRUE(IsInvalid(s, "http.listen: ")) << bad;
   }
 }
 

@@ -68,6 +68,12 @@ constexpr Flag kFlags[] = {
        c->control.admin_token_file = std::string(v);
        return Status::Ok();
      }},
+    {"http-listen", "HOST:PORT",
+     "serve /metrics, /healthz, /readyz, /v1/status; empty = off (default: 127.0.0.1:9464)",
+     [](std::string_view v, AgentConfig* c) {
+       c->http.listen = std::string(v);
+       return Status::Ok();
+     }},
     {"dram-capacity", "SIZE", "DRAM tier capacity, 0 = off (default: 1GiB)",
      [](std::string_view v, AgentConfig* c) { return SetSize(v, &c->dram.capacity_bytes); }},
     {"cxl-capacity", "SIZE", "CXL tier capacity, 0 = off (default: 0)",

@@ -71,7 +71,7 @@ TEST_F(CommandLineTest, EveryFlagInBothForms) {
       {"sysfs-root", "/tmp/sys"},     {"dram-capacity", "2GiB"},
       {"cxl-capacity", "512MiB"},     {"nvme-dir", "/tmp/nvme"},
       {"nvme-capacity", "8GiB"},      {"node-name", "n9"},
-      {"log-level", "error"}};
+      {"log-level", "error"},         {"http-listen", "0.0.0.0:9100"}};
   for (bool joined : {false, true}) {
     std::vector<std::string> args;
     for (const auto& [name, value] : flags) {
@@ -96,6 +96,7 @@ TEST_F(CommandLineTest, EveryFlagInBothForms) {
     EXPECT_EQ(c.nvme.capacity_bytes, 8ull << 30);
     EXPECT_EQ(c.node_name, "n9");
     EXPECT_EQ(c.log_level, "error");
+    EXPECT_EQ(c.http.listen, "0.0.0.0:9100");
   }
 }
 
@@ -104,6 +105,10 @@ TEST_F(CommandLineTest, EqualsFormAllowsAnEmptyValue) {
   auto cl = Parse({"--config=" + file.string(), "--tcp-listen="});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
   EXPECT_EQ(cl->config.control.tcp_listen, "");
+
+  cl = Parse({"--http-listen="});
+  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+  EXPECT_EQ(cl->config.http.listen, "");  // off
 }
 
 TEST_F(CommandLineTest, LastOfARepeatedFlagWins) {
@@ -169,7 +174,8 @@ TEST_F(CommandLineTest, UsageTextListsEveryFlag) {
        {"--config FILE", "--socket PATH", "--socket-mode OCTAL", "--tcp-listen HOST:PORT",
         "--admin-token-file PATH", "--sysfs-root PATH", "--dram-capacity SIZE",
         "--cxl-capacity SIZE", "--nvme-dir PATH", "--nvme-capacity SIZE", "--node-name NAME",
-        "--log-level LEVEL", "--check-config", "--help", "--version", "TOKENMEM_CONFIG"}) {
+        "--log-level LEVEL", "--http-listen HOST:PORT", "--check-config", "--help", "--version",
+        "TOKENMEM_CONFIG"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

@@ -185,13 +185,14 @@ class Reader {
     }
     return ForEachKey(
         root, "", top,
-        {"node_name", "log_level", "sysfs_root", "control", "tiers", "movement", "pools"},
+        {"node_name", "log_level", "sysfs_root", "control", "http", "tiers", "movement", "pools"},
         [&](const std::string& key, const YAML::Node& v, const std::string& path,
             const YAML::Mark& at) -> Status {
           if (key == "node_name") return String(v, path, at, &c->node_name);
           if (key == "log_level") return String(v, path, at, &c->log_level);
           if (key == "sysfs_root") return Path(v, path, at, &c->sysfs_root);
           if (key == "control") return Control(v, path, at, &c->control);
+          if (key == "http") return Http(v, path, at, &c->http);
           if (key == "tiers") return Tiers(v, path, at, c);
           if (key == "movement") return Movement(v, path, at, &c->movement);
           return Pools(v, path, at, &c->pools);
@@ -211,6 +212,13 @@ class Reader {
           if (key == "admin_token_file") return Path(v, p, m, &c->admin_token_file);
           return Size(v, p, m, &c->max_message_bytes);
         });
+  }
+
+  Status Http(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+              HttpConfig* h) const {
+    return ForEachKey(n, path, at, {"listen"},
+                      [&](const std::string&, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status { return String(v, p, m, &h->listen); });
   }
 
   Status Tiers(const YAML::Node& n, const std::string& path, const YAML::Mark& at,

@@ -44,12 +44,13 @@ struct CommandLine {
 
 // Flags: --config FILE (loaded first, whatever its position), then these override it:
 // --socket PATH, --socket-mode OCTAL, --tcp-listen HOST:PORT, --admin-token-file PATH,
-// --sysfs-root PATH, --dram-capacity SIZE, --cxl-capacity SIZE, --nvme-dir PATH,
-// --nvme-capacity SIZE, --node-name NAME, --log-level LEVEL, --check-config, --help (-h),
-// --version. Both "--flag value" and "--flag=value" work; "--flag=" gives an empty value
-// (so --tcp-listen= turns TCP off). A flag given twice: the last one wins (--config twice is an
-// error). Without --config, the file named by $TOKENMEM_CONFIG (when set and non-empty) is
-// loaded. With --help or --version no file is loaded and the config is DefaultConfig().
+// --http-listen HOST:PORT, --sysfs-root PATH, --dram-capacity SIZE, --cxl-capacity SIZE,
+// --nvme-dir PATH, --nvme-capacity SIZE, --node-name NAME, --log-level LEVEL, --check-config,
+// --help (-h), --version. Both "--flag value" and "--flag=value" work; "--flag=" gives an empty
+// value (so --tcp-listen= turns TCP off, --http-listen= the HTTP server). A flag given twice:
+// the last one wins (--config twice is an error). Without --config, the file named by
+// $TOKENMEM_CONFIG (when set and non-empty) is loaded. With --help or --version no file is
+// loaded and the config is DefaultConfig().
 // Errors (kInvalidArgument, naming the flag): unknown flags, missing values, values given to
 // flags that take none, positional arguments, bad values; errors from loading the file as
 // LoadConfigFile. Does NOT call Validate (the caller does, after ApplyEnvironmentDefaults).

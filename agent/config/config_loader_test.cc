@@ -52,6 +52,7 @@ control:
   tcp_listen: "[::]:7070"
   admin_token_file: /etc/token
   max_message_size: 64MiB
+http: {listen: "0.0.0.0:9100"}
 tiers:
   dram: {capacity: 3GiB, numa_nodes: [0, 1]}
   cxl: {capacity: 1.5GiB, numa_nodes: [2]}
@@ -75,6 +76,7 @@ pools:
   EXPECT_EQ(c->control.tcp_listen, "[::]:7070");
   EXPECT_EQ(c->control.admin_token_file, "/etc/token");
   EXPECT_EQ(c->control.max_message_bytes, 64ull << 20);
+  EXPECT_EQ(c->http.listen, "0.0.0.0:9100");
   EXPECT_EQ(c->dram.capacity_bytes, 3ull << 30);
   EXPECT_EQ(c->dram.numa_nodes, (std::vector<int>{0, 1}));
   EXPECT_EQ(c->cxl.capacity_bytes, 3ull << 29);
@@ -113,6 +115,8 @@ TEST(LoadConfigYamlTest, UnknownKeysNameTheirPathAndLine) {
   EXPECT_TRUE(
       IsInvalid(s, "test.yaml:3: tiers.dram.capcity: unknown key (known: capacity, numa_nodes)"));
   EXPECT_TRUE(IsInvalid(LoadError("nodename: x\n"), "test.yaml:1: nodename: unknown key"));
+  EXPECT_TRUE(IsInvalid(LoadError("http:\n  listn: x\n"),
+                        "test.yaml:2: http.listn: unknown key (known: listen)"));
   EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    evict: lru\n"),
                         "test.yaml:3: pools[0].evict: unknown key"));
   EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    capacity: {ssd: 1GiB}\n"),
@@ -225,6 +229,7 @@ AgentConfig Unusual() {
   c.control.tcp_listen = "[::1]:7070";
   c.control.admin_token_file = "0660";
   c.control.max_message_bytes = 1000;
+  c.http.listen = "";
   c.dram = {3ull << 30, {0, 1}};
   c.cxl = {12345ull * 4096, {3}};
   c.nvme = {"relative/dir\ttab", 7ull << 30, 1ull << 30, 7, false};
@@ -254,10 +259,11 @@ TEST(ToYamlTest, WritesTheDocumentedSchema) {
   std::string yaml = ToYaml(DefaultConfig());
   for (const char* line :
        {"log_level: \"info\"\n", "  socket: \"/run/tokenmem/agent.sock\"\n",
-        "  socket_mode: \"0660\"\n", "  max_message_size: 256MiB\n", "    capacity: 1GiB\n",
-        "    capacity: 0\n", "    segment_size: 256MiB\n", "    create_directory: true\n",
-        "  low_watermark: 0.1\n", "  - name: \"default\"\n",
-        "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n", "    eviction: lru\n"}) {
+        "  socket_mode: \"0660\"\n", "  max_message_size: 256MiB\n",
+        "http:\n  listen: \"127.0.0.1:9464\"\n", "    capacity: 1GiB\n", "    capacity: 0\n",
+        "    segment_size: 256MiB\n", "    create_directory: true\n", "  low_watermark: 0.1\n",
+        "  - name: \"default\"\n", "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n",
+        "    eviction: lru\n"}) {
     EXPECT_NE(yaml.find(line), std::string::npos) << line << "\n" << yaml;
   }
   EXPECT_NE(ToYaml(AgentConfig{}).find("pools: []\n"), std::string::npos);

@@ -70,6 +70,8 @@ std::string ToYaml(const AgentConfig& c) {
     << "  tcp_listen: " << Quoted(c.control.tcp_listen) << "\n"
     << "  admin_token_file: " << Quoted(c.control.admin_token_file.string()) << "\n"
     << "  max_message_size: " << Size(c.control.max_message_bytes) << "\n"
+    << "http:\n"
+    << "  listen: " << Quoted(c.http.listen) << "\n"
     << "tiers:\n";
   for (auto [name, tier] : {std::pair{"dram", &c.dram}, std::pair{"cxl", &c.cxl}}) {
     o << "  " << name << ":\n"

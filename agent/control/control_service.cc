@@ -25,6 +25,15 @@ ControlService::ControlService(pool::PoolManager* pools, pool::LeaseTable* lease
                                const AgentInfo* info, std::string admin_token)
     : pools_(pools), leases_(leases), info_(info), admin_token_(std::move(admin_token)) {}
 
+template <typename Body>
+grpc::Status ControlService::Observed(std::string_view operation, Body&& body) {
+  if (info_ == nullptr || !info_->observe_operation) return body();
+  const auto started = std::chrono::steady_clock::now();
+  grpc::Status status = body();
+  info_->observe_operation(operation, std::chrono::steady_clock::now() - started, status.ok());
+  return status;
+}
+
 grpc::Status ControlService::Authorize(const grpc::ServerContext* ctx) const {
   if (admin_token_.empty()) return grpc::Status::OK;
   const auto& metadata = ctx->client_metadata();
@@ -41,8 +50,8 @@ grpc::Status ControlService::Authorize(const grpc::ServerContext* ctx) const {
   return grpc::Status::OK;
 }
 
-grpc::Status ControlService::Open(const grpc::ServerContext* ctx,
-                                  const v1::LeaseCredentials& creds, const std::string& pool_name,
+grpc::Status ControlService::Open(const grpc::ServerContext* ctx, const v1::LeaseCredentials& creds,
+                                  const std::string& pool_name,
                                   const google::protobuf::RepeatedPtrField<std::string>& keys,
                                   bool write, Access* access) const {
   if (auto auth = Authorize(ctx); !auth.ok()) return auth;
@@ -175,94 +184,112 @@ grpc::Status ControlService::ListLeases(grpc::ServerContext* ctx, const v1::List
 
 grpc::Status ControlService::Put(grpc::ServerContext* ctx, const v1::PutRequest* req,
                                  v1::PutReply* reply) {
-  google::protobuf::RepeatedPtrField<std::string> keys;
-  keys.Reserve(req->blocks_size());
-  for (const auto& block : req->blocks()) *keys.Add() = block.key();
-  Access access;
-  if (auto s = Open(ctx, req->lease(), req->pool(), keys, /*write=*/true, &access); !s.ok()) return s;
-  const auto& spec = access.pool->spec();
-  for (int i = 0; i < req->blocks_size(); ++i) {
-    if (req->blocks(i).data().size() > spec.block_size) {
-      return Invalid("block " + std::to_string(i) + " has " +
-                     std::to_string(req->blocks(i).data().size()) + " bytes; pool '" + spec.name +
-                     "' holds at most " + std::to_string(spec.block_size));
+  return Observed("put", [&]() -> grpc::Status {
+    google::protobuf::RepeatedPtrField<std::string> keys;
+    keys.Reserve(req->blocks_size());
+    for (const auto& block : req->blocks()) *keys.Add() = block.key();
+    Access access;
+    if (auto s = Open(ctx, req->lease(), req->pool(), keys, /*write=*/true, &access); !s.ok())
+      return s;
+    const auto& spec = access.pool->spec();
+    for (int i = 0; i < req->blocks_size(); ++i) {
+      if (req->blocks(i).data().size() > spec.block_size) {
+        return Invalid("block " + std::to_string(i) + " has " +
+                       std::to_string(req->blocks(i).data().size()) + " bytes; pool '" + spec.name +
+                       "' holds at most " + std::to_string(spec.block_size));
+      }
     }
-  }
-  const auto& lease = *access.lease;
-  const uint64_t need = static_cast<uint64_t>(req->blocks_size()) * spec.block_size;
-  if (lease.used_bytes() + need > lease.options().quota_bytes) {
-    return {grpc::StatusCode::RESOURCE_EXHAUSTED,
-            "lease '" + lease.id() + "' quota exceeded: the batch needs " + std::to_string(need) +
-                " bytes, " + std::to_string(lease.options().quota_bytes - std::min(lease.used_bytes(), lease.options().quota_bytes)) +
-                " are left"};
-  }
-  for (int i = 0; i < req->blocks_size(); ++i) {
-    const std::string& data = req->blocks(i).data();
-    auto put = access.pool->Put(
-        access.keys[i], std::as_bytes(std::span(data.data(), data.size())), access.lease);
-    auto* result = reply->add_results();
-    if (put.ok()) {
-      result->set_tier(ToProto(*put));
-    } else {
-      result->set_code(static_cast<int32_t>(put.status().code()));
-      result->set_message(put.status().message());
+    const auto& lease = *access.lease;
+    const uint64_t need = static_cast<uint64_t>(req->blocks_size()) * spec.block_size;
+    if (lease.used_bytes() + need > lease.options().quota_bytes) {
+      return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "lease '" + lease.id() + "' quota exceeded: the batch needs " + std::to_string(need) +
+                  " bytes, " +
+                  std::to_string(lease.options().quota_bytes -
+                                 std::min(lease.used_bytes(), lease.options().quota_bytes)) +
+                  " are left"};
     }
-  }
-  return grpc::Status::OK;
+    for (int i = 0; i < req->blocks_size(); ++i) {
+      const std::string& data = req->blocks(i).data();
+      auto put = access.pool->Put(access.keys[i],
+                                  std::as_bytes(std::span(data.data(), data.size())), access.lease);
+      auto* result = reply->add_results();
+      if (put.ok()) {
+        result->set_tier(ToProto(*put));
+      } else {
+        result->set_code(static_cast<int32_t>(put.status().code()));
+        result->set_message(put.status().message());
+      }
+    }
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlService::Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
                                  v1::GetReply* reply) {
-  Access access;
-  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
-  const uint64_t block_size = access.pool->spec().block_size;
-  for (size_t i = 0; i < access.keys.size(); ++i) reply->add_blocks();
-  // Tail first: the head of a chain ends up the most recently used.
-  for (size_t i = access.keys.size(); i-- > 0;) {
-    auto* block = reply->mutable_blocks(static_cast<int>(i));
-    std::string* data = block->mutable_data();
-    data->resize(block_size);
-    auto got = access.pool->Get(access.keys[i], std::as_writable_bytes(std::span(data->data(), data->size())));
-    if (got.ok()) {
-      data->resize(got->length);
-      block->set_found(true);
-      block->set_tier(ToProto(got->tier));
-    } else if (got.status().IsNotFound()) {
-      data->clear();
-    } else {
-      return ToGrpc(got.status().WithContext("key " + std::to_string(i)));
+  return Observed("get", [&]() -> grpc::Status {
+    Access access;
+    if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok())
+      return s;
+    const uint64_t block_size = access.pool->spec().block_size;
+    for (size_t i = 0; i < access.keys.size(); ++i) reply->add_blocks();
+    // Tail first: the head of a chain ends up the most recently used.
+    for (size_t i = access.keys.size(); i-- > 0;) {
+      auto* block = reply->mutable_blocks(static_cast<int>(i));
+      std::string* data = block->mutable_data();
+      data->resize(block_size);
+      auto got = access.pool->Get(access.keys[i],
+                                  std::as_writable_bytes(std::span(data->data(), data->size())));
+      if (got.ok()) {
+        data->resize(got->length);
+        block->set_found(true);
+        block->set_tier(ToProto(got->tier));
+      } else if (got.status().IsNotFound()) {
+        data->clear();
+      } else {
+        return ToGrpc(got.status().WithContext("key " + std::to_string(i)));
+      }
     }
-  }
-  return grpc::Status::OK;
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlService::Exists(grpc::ServerContext* ctx, const v1::ExistsRequest* req,
                                     v1::ExistsReply* reply) {
-  Access access;
-  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
-  for (const auto& key : access.keys) reply->add_present(access.pool->Locate(key).ok());
-  return grpc::Status::OK;
+  return Observed("exists", [&]() -> grpc::Status {
+    Access access;
+    if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok())
+      return s;
+    for (const auto& key : access.keys) reply->add_present(access.pool->Locate(key).ok());
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlService::LookupPrefix(grpc::ServerContext* ctx,
                                           const v1::LookupPrefixRequest* req,
                                           v1::LookupPrefixReply* reply) {
-  Access access;
-  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok()) return s;
-  std::vector<pool::TierKind> tiers;
-  reply->set_matched(access.pool->LookupPrefix(access.keys, &tiers));
-  for (pool::TierKind t : tiers) reply->add_tiers(ToProto(t));
-  return grpc::Status::OK;
+  return Observed("lookup_prefix", [&]() -> grpc::Status {
+    Access access;
+    if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok())
+      return s;
+    std::vector<pool::TierKind> tiers;
+    reply->set_matched(access.pool->LookupPrefix(access.keys, &tiers));
+    for (pool::TierKind t : tiers) reply->add_tiers(ToProto(t));
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlService::Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
                                     v1::DeleteReply* reply) {
-  Access access;
-  if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), true, &access); !s.ok()) return s;
-  uint32_t deleted = 0;
-  for (const auto& key : access.keys) deleted += access.pool->Remove(key).ok() ? 1 : 0;
-  reply->set_deleted(deleted);
-  return grpc::Status::OK;
+  return Observed("delete", [&]() -> grpc::Status {
+    Access access;
+    if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), true, &access); !s.ok())
+      return s;
+    uint32_t deleted = 0;
+    for (const auto& key : access.keys) deleted += access.pool->Remove(key).ok() ? 1 : 0;
+    reply->set_deleted(deleted);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlService::PinOrUnpin(grpc::ServerContext* ctx, const v1::PinRequest* req,
@@ -284,12 +311,12 @@ grpc::Status ControlService::PinOrUnpin(grpc::ServerContext* ctx, const v1::PinR
 
 grpc::Status ControlService::Pin(grpc::ServerContext* ctx, const v1::PinRequest* req,
                                  v1::PinReply* reply) {
-  return PinOrUnpin(ctx, req, reply, true);
+  return Observed("pin", [&]() -> grpc::Status { return PinOrUnpin(ctx, req, reply, true); });
 }
 
 grpc::Status ControlService::Unpin(grpc::ServerContext* ctx, const v1::PinRequest* req,
                                    v1::PinReply* reply) {
-  return PinOrUnpin(ctx, req, reply, false);
+  return Observed("unpin", [&]() -> grpc::Status { return PinOrUnpin(ctx, req, reply, false); });
 }
 
 grpc::Status ControlService::GetStats(grpc::ServerContext* ctx, const v1::StatsRequest* req,

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pool/lease_table.h"
@@ -14,6 +16,13 @@
 #include "tokenmem/v1/control.grpc.pb.h"
 
 namespace tokenmem::control {
+
+// Sees how long each data call took: `operation` is one of put, get,
+// exists, lookup_prefix, delete, pin, unpin; `ok` is false when the call as a
+// whole failed (a refused put of one block inside a successful reply is ok).
+// Called from gRPC's threads, concurrently: must be thread-safe and cheap.
+using OperationObserver =
+    std::function<void(std::string_view operation, std::chrono::nanoseconds elapsed, bool ok)>;
 
 // What GetStatus reports about the agent itself.
 struct AgentInfo {
@@ -27,6 +36,8 @@ struct AgentInfo {
   std::string node_name;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::vector<Tier> tiers;
+  // Not reported: where the service sends its call latencies; empty: nowhere.
+  OperationObserver observe_operation;
 };
 
 inline constexpr size_t kMaxKeysPerCall = 65536;
@@ -82,8 +93,12 @@ class ControlService final : public tokenmem::v1::Control::Service {
   // Authenticates the lease for the pool and parses the keys; any failure
   // is the whole call's answer.
   grpc::Status Open(const grpc::ServerContext* ctx, const v1::LeaseCredentials& creds,
-                    const std::string& pool, const google::protobuf::RepeatedPtrField<std::string>& keys,
-                    bool write, Access* access) const;
+                    const std::string& pool,
+                    const google::protobuf::RepeatedPtrField<std::string>& keys, bool write,
+                    Access* access) const;
+  // Runs `body` and reports its duration and outcome to the observer.
+  template <typename Body>
+  grpc::Status Observed(std::string_view operation, Body&& body);
   grpc::Status PinOrUnpin(grpc::ServerContext* ctx, const v1::PinRequest* req, v1::PinReply* reply,
                           bool pin);
 

@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
     std::cerr << "tokenmem-demo: " << channel.status().message() << "\n";
     return 2;
   }
-  std::string ctl_flags = endpoint.address.empty()
-                              ? "--socket " + endpoint.socket_path
-                              : "--address " + endpoint.address + " --admin-token-file " +
-                                    options->admin_token_file;
+  std::string ctl_flags =
+      endpoint.address.empty()
+          ? "--socket " + endpoint.socket_path
+          : "--address " + endpoint.address + " --admin-token-file " + options->admin_token_file;
 
   auto stub = v1::Control::NewStub(*channel);
   // With --json, stdout carries only the JSON object.
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
               << (report->verification_failures > 0
                       ? std::to_string(report->verification_failures) +
                             " blocks failed verification"
-                      : std::to_string(report->put_failures) + " puts were refused: " +
-                            report->first_put_failure)
+                      : std::to_string(report->put_failures) +
+                            " puts were refused: " + report->first_put_failure)
               << "\n";
     return 1;
   }

@@ -2,7 +2,7 @@
 
 #include <charconv>
 #include <cmath>
-#include <limits>
+#include <cstdint>
 #include <string_view>
 
 #include "tokenmem/common/units.h"
@@ -11,22 +11,16 @@ namespace tokenmem::demo {
 
 namespace {
 
-template <typename T>
-Status ParseCount(std::string_view name, const std::string& text, T min, T* out) {
-  T v{};
+Status ParseCount(std::string_view name, const std::string& text, uint64_t min, uint64_t max,
+                  uint64_t* out) {
+  uint64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v < min) {
-    return InvalidArgument("--" + std::string(name) + " wants a whole number >= " +
-                           std::to_string(min) + ", got '" + text + "'");
+  if (ec != std::errc() || end != text.data() + text.size() || v < min || v > max) {
+    return InvalidArgument("--" + std::string(name) + " wants a whole number from " +
+                           std::to_string(min) + " to " + std::to_string(max) + ", got '" + text +
+                           "'");
   }
   *out = v;
-  return Status::Ok();
-}
-
-Status ParseSize(std::string_view name, const std::string& text, uint64_t* out) {
-  auto size = ParseByteSize(text);
-  if (!size.ok()) return size.status().WithContext("--" + std::string(name));
-  *out = *size;
   return Status::Ok();
 }
 
@@ -41,29 +35,72 @@ Status ParseSeconds(const std::string& text, std::chrono::milliseconds* out) {
   return Status::Ok();
 }
 
+struct TextOption {
+  std::string_view name;
+  std::string DemoOptions::*field;
+};
+constexpr TextOption kTextOptions[] = {
+    {"socket", &DemoOptions::socket},
+    {"address", &DemoOptions::address},
+    {"admin-token-file", &DemoOptions::admin_token_file},
+    {"pool", &DemoOptions::pool},
+    {"namespace", &DemoOptions::model_namespace},
+    {"lease", &DemoOptions::lease},
+};
+
+struct SizeOption {
+  std::string_view name;
+  uint64_t DemoOptions::*field;
+};
+constexpr SizeOption kSizeOptions[] = {
+    {"block-size", &DemoOptions::block_size},
+    {"dram", &DemoOptions::dram},
+    {"cxl", &DemoOptions::cxl},
+    {"nvme", &DemoOptions::nvme},
+    {"kv-bytes-per-block", &DemoOptions::kv_bytes_per_block},
+    {"quota", &DemoOptions::quota},
+};
+
+struct CountOption {
+  std::string_view name;
+  uint32_t DemoOptions::*field;
+  uint32_t min;
+};
+constexpr CountOption kCountOptions[] = {
+    {"sessions", &DemoOptions::sessions, 1},
+    {"turns", &DemoOptions::turns, 1},
+    {"system-prompt-tokens", &DemoOptions::system_prompt_tokens, 0},
+    {"user-tokens", &DemoOptions::user_tokens, 0},
+    {"reply-tokens", &DemoOptions::reply_tokens, 0},
+    {"block-tokens", &DemoOptions::block_tokens, 1},
+};
+
 Status Apply(DemoOptions* o, std::string_view name, const std::string& v) {
-  if (name == "socket") o->socket = v;
-  else if (name == "address") o->address = v;
-  else if (name == "admin-token-file") o->admin_token_file = v;
-  else if (name == "timeout") return ParseSeconds(v, &o->timeout);
-  else if (name == "pool") o->pool = v;
-  else if (name == "block-size") return ParseSize(name, v, &o->block_size);
-  else if (name == "dram") return ParseSize(name, v, &o->dram);
-  else if (name == "cxl") return ParseSize(name, v, &o->cxl);
-  else if (name == "nvme") return ParseSize(name, v, &o->nvme);
-  else if (name == "sessions") return ParseCount(name, v, 1, &o->sessions);
-  else if (name == "turns") return ParseCount(name, v, 1, &o->turns);
-  else if (name == "system-prompt-tokens") return ParseCount(name, v, 0u, &o->system_prompt_tokens);
-  else if (name == "user-tokens") return ParseCount(name, v, 0u, &o->user_tokens);
-  else if (name == "reply-tokens") return ParseCount(name, v, 0u, &o->reply_tokens);
-  else if (name == "block-tokens") return ParseCount(name, v, 1u, &o->block_tokens);
-  else if (name == "kv-bytes-per-block") return ParseSize(name, v, &o->kv_bytes_per_block);
-  else if (name == "seed") return ParseCount(name, v, uint64_t{0}, &o->seed);
-  else if (name == "namespace") o->model_namespace = v;
-  else if (name == "lease") o->lease = v;
-  else if (name == "quota") return ParseSize(name, v, &o->quota);
-  else return InvalidArgument("unknown option '--" + std::string(name) + "'");
-  return Status::Ok();
+  for (const auto& opt : kTextOptions) {
+    if (opt.name == name) {
+      o->*opt.field = v;
+      return Status::Ok();
+    }
+  }
+  for (const auto& opt : kSizeOptions) {
+    if (opt.name == name) {
+      auto size = ParseByteSize(v);
+      if (!size.ok()) return size.status().WithContext("--" + std::string(name));
+      o->*opt.field = *size;
+      return Status::Ok();
+    }
+  }
+  for (const auto& opt : kCountOptions) {
+    if (opt.name == name) {
+      uint64_t n = 0;
+      TM_RETURN_IF_ERROR(ParseCount(name, v, opt.min, 1u << 24, &n));
+      o->*opt.field = static_cast<uint32_t>(n);
+      return Status::Ok();
+    }
+  }
+  if (name == "seed") return ParseCount(name, v, 0, UINT64_MAX, &o->seed);
+  if (name == "timeout") return ParseSeconds(v, &o->timeout);
+  return InvalidArgument("unknown option '--" + std::string(name) + "'");
 }
 
 }  // namespace
@@ -110,7 +147,8 @@ std::string DemoUsageText() {
          "every byte read back, and reports reuse, tier hits and movement.\n"
          "\n"
          "Agent:\n"
-         "  --socket PATH              (default $TOKENMEM_AGENT_SOCKET, else /run/tokenmem/agent.sock)\n"
+         "  --socket PATH              (default $TOKENMEM_AGENT_SOCKET, else "
+         "/run/tokenmem/agent.sock)\n"
          "  --address HOST:PORT --admin-token-file FILE   reach the agent over TCP\n"
          "  --timeout SECONDS          deadline per call (10)\n"
          "Pool (created when absent, reused as it is otherwise):\n"

@@ -25,8 +25,8 @@ struct DemoOptions {
   uint64_t nvme = 256ull << 20;
 
   // The workload.
-  int sessions = 6;
-  int turns = 6;
+  uint32_t sessions = 6;
+  uint32_t turns = 6;
   uint32_t system_prompt_tokens = 1024;
   uint32_t user_tokens = 96;
   uint32_t reply_tokens = 160;

@@ -54,8 +54,8 @@ std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
   std::string out = "tokenmem-demo: " + std::to_string(r.sessions) + " sessions x " +
                     std::to_string(r.turns) + " turns in pool " + r.pool +
                     (r.pool_created ? " (created)" : " (reused)") + ": block " +
-                    Bytes(r.block_size) + ", " + std::to_string(r.block_tokens) +
-                    " tokens and " + Bytes(r.kv_bytes_per_block) + " of KV per block, " +
+                    Bytes(r.block_size) + ", " + std::to_string(r.block_tokens) + " tokens and " +
+                    Bytes(r.kv_bytes_per_block) + " of KV per block, " +
                     [&] {
                       char buf[32];
                       std::snprintf(buf, sizeof(buf), "%.2f s", r.seconds);
@@ -68,9 +68,9 @@ std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
   out += wire::KeyValueLines({
       {"prompts", std::to_string(r.prompts)},
       {"prompt tokens", std::to_string(r.prompt_tokens)},
-      {"prefix tokens reused",
-       std::to_string(r.reused_tokens) + "  (" + Percent(r.reused_tokens, r.prompt_tokens) +
-           " of prompt tokens)"},
+      {"prefix tokens reused", std::to_string(r.reused_tokens) + "  (" +
+                                   Percent(r.reused_tokens, r.prompt_tokens) +
+                                   " of prompt tokens)"},
       {"blocks looked up", std::to_string(r.blocks_looked_up) + "  (" +
                                std::to_string(r.blocks_matched) + " found, " +
                                Percent(r.blocks_matched, r.blocks_looked_up) + ")"},
@@ -83,12 +83,12 @@ std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
            " (recomputed)\n";
   }
   if (r.put_failures > 0) {
-    out += "PUTS REFUSED: " + std::to_string(r.put_failures) + " (first: " +
-           r.first_put_failure + ")\n";
+    out += "PUTS REFUSED: " + std::to_string(r.put_failures) + " (first: " + r.first_put_failure +
+           ")\n";
   }
 
-  wire::Table hits({{"TIER"}, {"HITS", wire::Table::Align::kRight},
-                    {"HIT RATIO", wire::Table::Align::kRight}});
+  wire::Table hits(
+      {{"TIER"}, {"HITS", wire::Table::Align::kRight}, {"HIT RATIO", wire::Table::Align::kRight}});
   for (v1::TierKind t : kTiers) {
     hits.AddRow({std::string(wire::TierName(t)), std::to_string(r.hits_by_tier[t]),
                  Percent(r.hits_by_tier[t], r.blocks_read)});
@@ -117,11 +117,8 @@ std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
   }
 
   if (r.lease_created) {
-    out += "\nlease " + r.lease_id +
-           (r.lease_released ? " released (" + std::to_string(r.released_blocks) +
-                                   " blocks dropped)"
-                             : " kept") +
-           "\n";
+    out += "\nlease " + r.lease_id + (r.lease_released ? " released" : " kept") +
+           " (the stored blocks stay cached for the next run)\n";
   }
   out += "\nSee the agent:\n  tokenmemctl " + ctl_flags + " status\n  tokenmemctl " + ctl_flags +
          " stats --pool " + r.pool + "\n";
@@ -137,8 +134,8 @@ std::string ReportJson(const DemoReport& r) {
       .UintField("block_size", r.block_size)
       .UintField("kv_bytes_per_block", r.kv_bytes_per_block)
       .UintField("block_tokens", r.block_tokens)
-      .IntField("sessions", r.sessions)
-      .IntField("turns", r.turns)
+      .UintField("sessions", r.sessions)
+      .UintField("turns", r.turns)
       .UintField("prompts", r.prompts)
       .UintField("prompt_tokens", r.prompt_tokens)
       .UintField("reused_tokens", r.reused_tokens);

@@ -275,13 +275,15 @@ Result<DemoReport> DemoRunner::Run() {
   const BlockKey root = NamespaceRoot(options_.model_namespace);
   std::vector<Session> sessions;
   const std::vector<uint32_t> system = SystemPrompt(options_.seed, options_.system_prompt_tokens);
-  for (int s = 0; s < options_.sessions; ++s) sessions.emplace_back(s, system);
+  for (uint32_t s = 0; s < options_.sessions; ++s) {
+    sessions.emplace_back(static_cast<int>(s), system);
+  }
 
   Status failure = Status::Ok();
-  for (int turn = 0; turn < options_.turns && failure.ok(); ++turn) {
+  for (uint32_t turn = 0; turn < options_.turns && failure.ok(); ++turn) {
     Round round;
     for (Session& session : sessions) {
-      failure = PlayTurn(session, turn, root, &round);
+      failure = PlayTurn(session, static_cast<int>(turn), root, &round);
       if (!failure.ok()) break;
     }
     report_.prompts += round.prompts;
@@ -291,7 +293,7 @@ Result<DemoReport> DemoRunner::Run() {
 
     char line[256];
     std::snprintf(line, sizeof(line),
-                  "turn %d/%d: %llu prompts, %llu tokens, %llu reused (%.1f%%), %llu blocks "
+                  "turn %u/%u: %llu prompts, %llu tokens, %llu reused (%.1f%%), %llu blocks "
                   "stored, %llu read back (dram %llu, cxl %llu, nvme %llu)\n",
                   turn + 1, options_.turns, static_cast<unsigned long long>(round.prompts),
                   static_cast<unsigned long long>(round.prompt_tokens),
@@ -309,8 +311,7 @@ Result<DemoReport> DemoRunner::Run() {
   if (failure.ok()) failure = FetchStats();
   ReleaseLease();
   if (!failure.ok()) return failure;
-  report_.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report_;
 }
 

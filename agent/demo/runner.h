@@ -33,8 +33,8 @@ struct DemoReport {
   uint64_t block_size = 0;  // the pool's
   uint64_t kv_bytes_per_block = 0;
   uint32_t block_tokens = 0;
-  int sessions = 0;
-  int turns = 0;
+  uint32_t sessions = 0;
+  uint32_t turns = 0;
 
   uint64_t prompts = 0;
   uint64_t prompt_tokens = 0;
@@ -46,7 +46,7 @@ struct DemoReport {
   uint64_t blocks_stored = 0;     // blocks Put accepted
   uint64_t bytes_read = 0;
   uint64_t bytes_stored = 0;
-  TierArray hits_by_tier{};       // which tier served each block read
+  TierArray hits_by_tier{};  // which tier served each block read
 
   uint64_t verification_failures = 0;  // blocks read back with wrong bytes: corruption
   uint64_t vanished_blocks = 0;        // matched, then missing at Get (evicted between the calls)

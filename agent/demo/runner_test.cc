@@ -2,15 +2,14 @@
 // behaviour is simple enough to predict every count.
 #include "demo/runner.h"
 
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <map>
 #include <mutex>
 #include <sstream>
-
-#include <grpcpp/server.h>
-#include <grpcpp/server_builder.h>
-#include <gtest/gtest.h>
 
 #include "demo/report.h"
 

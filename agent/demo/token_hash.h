@@ -3,9 +3,10 @@
 // key_0 = ChainKey(NamespaceRoot(ns), tokens of block 0), key_i =
 // ChainKey(key_{i-1}, tokens of block i): a block's key names its whole
 // prefix, so equal prefixes give equal keys and one changed token changes
-// every later key. The SDK will own the canonical token hashing (with test
-// vectors shared by C++, C and Python); this hash is only the demo's and
-// promises nothing beyond being deterministic and well mixed.
+// every later key. The SDK owns the canonical token hashing (specified in
+// docs/token-keys.md, with test vectors shared by C++, C and Python); this
+// hash is only the demo's, keeps the demo free of SDK code, and promises
+// nothing beyond being deterministic and well mixed.
 // Pure functions; thread-safe.
 #pragma once
 

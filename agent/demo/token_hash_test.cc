@@ -1,9 +1,9 @@
 #include "demo/token_hash.h"
 
+#include <gtest/gtest.h>
+
 #include <bit>
 #include <set>
-
-#include <gtest/gtest.h>
 
 namespace tokenmem::demo {
 namespace {
@@ -21,9 +21,9 @@ TEST(TokenHashTest, DependsOnNamespaceParentOrderAndLength) {
   std::vector<uint32_t> shorter = {1, 2, 3};
   std::vector<uint32_t> zero_tail = {1, 2, 3, 0};
   BlockKey r1 = NamespaceRoot("model-a"), r2 = NamespaceRoot("model-b");
-  std::set<BlockKey> keys = {ChainKey(r1, a), ChainKey(r2, a), ChainKey(r1, swapped),
-                             ChainKey(r1, shorter), ChainKey(r1, zero_tail),
-                             ChainKey(BlockKey{}, a)};
+  std::set<BlockKey> keys = {ChainKey(r1, a),         ChainKey(r2, a),
+                             ChainKey(r1, swapped),   ChainKey(r1, shorter),
+                             ChainKey(r1, zero_tail), ChainKey(BlockKey{}, a)};
   EXPECT_EQ(keys.size(), 6u);
   EXPECT_NE(NamespaceRoot(""), NamespaceRoot(std::string_view("\0", 1)));
 }

@@ -5,12 +5,12 @@
 // and reconnect by themselves after the agent restarts.
 #pragma once
 
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
-
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
 
 #include "tokenmem/common/status.h"
 
@@ -23,7 +23,7 @@ inline constexpr char kDefaultSocketPath[] = "/run/tokenmem/agent.sock";
 
 struct Endpoint {
   std::string socket_path{};  // the agent's Unix socket; used when `address` is empty
-  std::string address{};    // HOST:PORT for TCP
+  std::string address{};      // HOST:PORT for TCP
   std::string admin_token{};  // when set, every call carries "authorization: Bearer <token>"
 };
 

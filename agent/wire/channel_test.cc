@@ -1,14 +1,13 @@
 #include "wire/channel.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
-
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "tokenmem/v1/control.grpc.pb.h"
 

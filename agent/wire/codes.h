@@ -3,11 +3,11 @@
 // and tier kinds. Pure functions; thread-safe.
 #pragma once
 
+#include <grpcpp/support/status.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
-
-#include <grpcpp/support/status.h>
 
 #include "tokenmem/common/status.h"
 #include "tokenmem/v1/control.pb.h"

@@ -56,13 +56,27 @@ std::string JsonQuote(std::string_view text) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\u00";
@@ -184,8 +198,6 @@ JsonWriter& JsonWriter::IntField(std::string_view key, int64_t value) {
 JsonWriter& JsonWriter::DoubleField(std::string_view key, double value) {
   return Key(key).Double(value);
 }
-JsonWriter& JsonWriter::BoolField(std::string_view key, bool value) {
-  return Key(key).Bool(value);
-}
+JsonWriter& JsonWriter::BoolField(std::string_view key, bool value) { return Key(key).Bool(value); }
 
 }  // namespace tokenmem::wire

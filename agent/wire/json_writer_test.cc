@@ -1,9 +1,9 @@
 #include "wire/json_writer.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace tokenmem::wire {
 namespace {
@@ -57,8 +57,8 @@ TEST(JsonWriterTest, KeepsValidUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(JsonQuote("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
             "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
   EXPECT_EQ(JsonQuote("\xff"), R"("\ufffd")");
-  EXPECT_EQ(JsonQuote("\xc3"), R"("\ufffd")");           // truncated sequence
-  EXPECT_EQ(JsonQuote("\xc0\xaf"), R"("\ufffd\ufffd")");  // overlong '/'
+  EXPECT_EQ(JsonQuote("\xc3"), R"("\ufffd")");                      // truncated sequence
+  EXPECT_EQ(JsonQuote("\xc0\xaf"), R"("\ufffd\ufffd")");            // overlong '/'
   EXPECT_EQ(JsonQuote("\xed\xa0\x80"), R"("\ufffd\ufffd\ufffd")");  // surrogate
   EXPECT_EQ(JsonQuote("\xe2\x82"), R"("\ufffd\ufffd")");
 }

@@ -25,7 +25,8 @@ TEST(KeyBytesTest, BytesSpellTheHexFormInOrder) {
 }
 
 TEST(KeyBytesTest, RoundTrips) {
-  for (BlockKey key : {BlockKey{0, 0}, BlockKey{~0ULL, ~0ULL}, BlockKey{1, 0x8000000000000000ULL}}) {
+  for (BlockKey key :
+       {BlockKey{0, 0}, BlockKey{~0ULL, ~0ULL}, BlockKey{1, 0x8000000000000000ULL}}) {
     auto back = KeyFromBytes(KeyToBytes(key));
     ASSERT_TRUE(back.ok()) << back.status().ToString();
     EXPECT_EQ(*back, key);

@@ -14,7 +14,8 @@ size_t DisplayWidth(const std::string& s) {
 
 }  // namespace
 
-Table::Table(std::vector<Column> columns) : columns_(std::move(columns)), header_(!columns_.empty()) {}
+Table::Table(std::vector<Column> columns)
+    : columns_(std::move(columns)), header_(!columns_.empty()) {}
 
 void Table::AddRow(std::vector<std::string> cells) {
   if (columns_.empty()) columns_.resize(cells.size());

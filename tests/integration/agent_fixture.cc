@@ -1,9 +1,14 @@
 #include "agent_fixture.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,9 +18,6 @@
 #include <sstream>
 #include <system_error>
 #include <thread>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include "wire/codes.h"
 
@@ -80,6 +82,24 @@ std::string Quote(const std::string& s) {
   return out + "\"";
 }
 
+// A TCP port on 127.0.0.1 that nobody listens on right now.
+Result<int> FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError("socket", errno);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError("bind 127.0.0.1:0", err);
+  }
+  ::close(fd);
+  return static_cast<int>(ntohs(addr.sin_port));
+}
+
 }  // namespace
 
 AgentProcess::AgentProcess(AgentOptions options) : options_(std::move(options)) {
@@ -106,15 +126,21 @@ std::string AgentProcess::ConfigYaml() const {
   std::ostringstream y;
   y << "log_level: " << options_.log_level << "\n";
   if (!options_.sysfs_root.empty()) y << "sysfs_root: " << Quote(options_.sysfs_root) << "\n";
-  y << "control: {socket: " << Quote(socket_path()) << "}\n"
+  y << "control: {socket: " << Quote(socket_path());
+  if (!tcp_address_.empty()) {
+    y << ", tcp_listen: " << Quote(tcp_address_)
+      << ", admin_token_file: " << Quote(admin_token_path());
+  }
+  y << "}\n"
+    << "http: {listen: " << Quote(options_.http_listen) << "}\n"
     << "tiers:\n"
     << "  dram: {capacity: " << options_.dram << "}\n"
     << "  cxl: {capacity: " << options_.cxl << "}\n"
     << "  nvme: {directory: " << Quote(nvme_dir()) << ", capacity: " << options_.nvme
     << ", segment_size: " << options_.segment_size << ", create_directory: true}\n"
     << "movement: {low_watermark: " << options_.low_watermark
-    << ", high_watermark: " << options_.high_watermark
-    << ", interval_ms: " << options_.interval_ms << "}\n";
+    << ", high_watermark: " << options_.high_watermark << ", interval_ms: " << options_.interval_ms
+    << "}\n";
   if (options_.pools.empty()) {
     y << "pools: []\n";
   } else {
@@ -153,6 +179,12 @@ Status AgentProcess::Start() {
   if (!dir_error_.ok()) return dir_error_;
   if (running()) return FailedPrecondition("the agent is already running");
   if (!config_written_) {
+    if (options_.tcp) {
+      TM_ASSIGN_OR_RETURN(int port, FreeLoopbackPort());
+      tcp_address_ = "127.0.0.1:" + std::to_string(port);
+      admin_token_ = "test-admin-token-" + std::to_string(port);
+      TM_RETURN_IF_ERROR(WriteFile(admin_token_path(), admin_token_ + "\n"));
+    }
     TM_RETURN_IF_ERROR(WriteFile(config_path(), ConfigYaml()));
     config_written_ = true;
   }
@@ -222,6 +254,17 @@ Status AgentProcess::WaitReady(std::chrono::milliseconds timeout) {
       return WithLog(Unavailable("the agent ended (" + DescribeWait(status) +
                                  ") before it answered GetStatus"));
     }
+    if (::access(socket_path().c_str(), F_OK) != 0) {
+      // Not listening yet; calling now would only put the channel into reconnect backoff.
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        WaitExit(kStopTimeout);
+        return WithLog(Unavailable("the agent did not create " + socket_path() + " within " +
+                                   std::to_string(timeout.count()) + " ms; killed"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      continue;
+    }
     grpc::ClientContext call;
     // Without wait_for_ready a channel that failed to connect answers every call at once with
     // its old error and, in this gRPC, may not try again; with it, the call itself connects.
@@ -270,8 +313,8 @@ Status AgentProcess::Stop() {
   }
   if (last_wait_status_ != -1 &&
       !(WIFEXITED(last_wait_status_) && WEXITSTATUS(last_wait_status_) == 0)) {
-    return WithLog(Internal("the agent ended with " + DescribeWait(last_wait_status_) +
-                            " after SIGTERM"));
+    return WithLog(
+        Internal("the agent ended with " + DescribeWait(last_wait_status_) + " after SIGTERM"));
   }
   return Status::Ok();
 }

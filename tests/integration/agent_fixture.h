@@ -49,9 +49,11 @@ struct AgentOptions {
   double high_watermark = 0.20;
   uint32_t interval_ms = 10;
   std::vector<PoolOptions> pools;  // none: "pools: []"
-  std::string sysfs_root;          // empty: the agent's default (/sys)
-  std::string extra_yaml;          // appended to the config as it is (top-level keys)
-  std::string binary;              // empty: the tokenmem-agent built with the tests
+  bool tcp = false;                // also serve on 127.0.0.1:<a free port>, with an admin token
+  std::string http_listen = "127.0.0.1:0";  // metrics/health server; port 0: any free port
+  std::string sysfs_root;                   // empty: the agent's default (/sys)
+  std::string extra_yaml;                   // appended to the config as it is (top-level keys)
+  std::string binary;                       // empty: the tokenmem-agent built with the tests
 };
 
 class AgentProcess {
@@ -94,8 +96,13 @@ class AgentProcess {
   std::string config_path() const { return (dir_ / "agent.yaml").string(); }
   std::string log_path() const { return (dir_ / "agent.log").string(); }
   std::string nvme_dir() const { return (dir_ / "nvme").string(); }
+  // With options.tcp: "127.0.0.1:PORT" (fixed at the first Start), the token
+  // and the file holding it; empty otherwise.
+  const std::string& tcp_address() const { return tcp_address_; }
+  const std::string& admin_token() const { return admin_token_; }
+  std::string admin_token_path() const { return (dir_ / "admin-token").string(); }
 
-  // The YAML that Start writes.
+  // The YAML that Start writes (the TCP address only once Start chose it).
   std::string ConfigYaml() const;
 
   // A stub on one channel that reconnects quickly; valid for the object's
@@ -121,6 +128,8 @@ class AgentProcess {
   std::filesystem::path dir_;
   Status dir_error_;
   bool config_written_ = false;
+  std::string tcp_address_;
+  std::string admin_token_;
   int starts_ = 0;
   pid_t pid_ = -1;
   int last_wait_status_ = -1;

@@ -1,10 +1,10 @@
 // tokenmemctl and tokenmem-demo, run as binaries against a real agent.
-#include <fstream>
-#include <random>
-
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
 
 #include "agent_fixture.h"
 
@@ -43,9 +43,10 @@ const Struct* FindIn(const Struct& doc, const std::string& list, const std::stri
 class CtlTest : public ::testing::Test {
  protected:
   CtlTest()
-      : agent_({.dram = "32MiB",
-                .nvme = "64MiB",
-                .pools = {{.name = "p1", .block_size = "64KiB", .dram = "4MiB", .nvme = "16MiB"}}}) {}
+      : agent_(
+            {.dram = "32MiB",
+             .nvme = "64MiB",
+             .pools = {{.name = "p1", .block_size = "64KiB", .dram = "4MiB", .nvme = "16MiB"}}}) {}
 
   void SetUp() override {
     Status started = agent_.Start();
@@ -171,8 +172,8 @@ TEST_F(CtlTest, PutAndGetAreByteExact) {
 
   r = Ctl({"exists", "--pool", "p1", "--key", kKeyA, "--lease", lease});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = Ctl({"exists", "--pool", "p1", "--key", kKeyA, "--key", kKeyMissing, "--lease", lease,
-           "--json"});
+  r = Ctl(
+      {"exists", "--pool", "p1", "--key", kKeyA, "--key", kKeyMissing, "--lease", lease, "--json"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_EQ(Field(ParseJson(r.out), "absent").number_value(), 1);
 
@@ -184,7 +185,8 @@ TEST_F(CtlTest, PutAndGetAreByteExact) {
 
   r = Ctl({"stats", "--pool", "p1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const Struct* stats = FindIn(ParseJson(r.out), "pools", "pool", "p1");
+  Struct all_stats = ParseJson(r.out);
+  const Struct* stats = FindIn(all_stats, "pools", "pool", "p1");
   ASSERT_NE(stats, nullptr) << r.out;
   EXPECT_GE(Field(*stats, "puts").number_value(), 1) << r.out;
   EXPECT_GE(Field(*stats, "hits").number_value(), 2) << r.out;
@@ -260,12 +262,58 @@ TEST_F(CtlTest, UnreachableAgentIsAnError) {
   EXPECT_EQ(r.err.rfind("tokenmemctl: UNAVAILABLE: ", 0), 0u) << r.err;
 }
 
+TEST(CtlTcpTest, AdminTokenOpensTheTcpListener) {
+  AgentProcess agent({.dram = "16MiB", .nvme = "16MiB", .tcp = true});
+  Status started = agent.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  ASSERT_FALSE(agent.tcp_address().empty());
+
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {TOKENMEM_CTL_BINARY, "--address", agent.tcp_address()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = RunCommand(argv);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : CommandResult{};
+  };
+  CommandResult r = run({"--admin-token-file", agent.admin_token_path(), "status", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(Field(ParseJson(r.out), "version").string_value().empty());
+
+  std::string wrong = (agent.dir() / "wrong-token").string();
+  std::ofstream(wrong) << "not-the-token\n";
+  r = run({"--admin-token-file", wrong, "pool", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tokenmemctl: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find("not-the-token"), std::string::npos) << r.err;
+
+  r = run({"pool", "list"});  // no token at all
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+
+  r = run({"--admin-token-file", (agent.dir() / "absent").string(), "status"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("IO_ERROR"), std::string::npos) << r.err;
+}
+
 std::vector<std::string> DemoArgs(const AgentProcess& agent) {
-  return {TOKENMEM_DEMO_BINARY, "--socket",     agent.socket_path(), "--sessions",
-          "3",                  "--turns",      "3",                 "--system-prompt-tokens",
-          "256",                "--user-tokens", "32",               "--reply-tokens",
-          "48",                 "--block-size", "16KiB",             "--dram",
-          "512KiB",             "--nvme",       "16MiB"};
+  return {TOKENMEM_DEMO_BINARY,
+          "--socket",
+          agent.socket_path(),
+          "--sessions",
+          "3",
+          "--turns",
+          "3",
+          "--system-prompt-tokens",
+          "256",
+          "--user-tokens",
+          "32",
+          "--reply-tokens",
+          "48",
+          "--block-size",
+          "16KiB",
+          "--dram",
+          "512KiB",
+          "--nvme",
+          "16MiB"};
 }
 
 TEST_F(CtlTest, DemoReusesPrefixesAndVerifiesEveryBlock) {
@@ -289,7 +337,8 @@ TEST_F(CtlTest, DemoReusesPrefixesAndVerifiesEveryBlock) {
   // The pool stays for tokenmemctl to inspect.
   CommandResult stats = Ctl({"stats", "--pool", "demo", "--json"});
   ASSERT_EQ(stats.exit_code, 0) << stats.err;
-  const Struct* demo = FindIn(ParseJson(stats.out), "pools", "pool", "demo");
+  Struct all_stats = ParseJson(stats.out);
+  const Struct* demo = FindIn(all_stats, "pools", "pool", "demo");
   ASSERT_NE(demo, nullptr) << stats.out;
   EXPECT_GT(Field(*demo, "puts").number_value(), 0);
 }
