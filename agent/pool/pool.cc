@@ -561,6 +561,7 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   const int64_t now = d.Now();
 
   std::optional<TierKind> target;
+  TierKind tier = TierKind::kDram;  // *target once chosen
   std::optional<uint32_t> slot;
   for (int attempt = 0; attempt < 4 && !slot; ++attempt) {
     target.reset();
@@ -585,11 +586,12 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
                  ? last
                  : Status(last.code(), "pool '" + spec_.name + "' is full: " + last.message());
     }
-    if (*target == TierKind::kNvme) {
+    tier = *target;
+    if (tier == TierKind::kNvme) {
       auto s = d.TakeNvmeSlot();
       if (s.ok()) slot = *s;
     } else {
-      auto s = d.arenas[Index(*target)]->Allocate();
+      auto s = d.arenas[Index(tier)]->Allocate();
       if (s.ok()) slot = *s;
     }
   }
@@ -599,7 +601,7 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
     return Unavailable("pool '" + spec_.name + "': no slot after retries (heavy contention)");
   }
 
-  if (*target == TierKind::kNvme) {
+  if (tier == TierKind::kNvme) {
     lock.unlock();
     Status written = d.nvme->Write(*slot, key, generation, static_cast<uint64_t>(now), data);
     lock.lock();
@@ -610,12 +612,12 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
       return written;
     }
   } else {
-    std::memcpy(d.MemorySlot(*target, *slot).data(), data.data(), data.size());
+    std::memcpy(d.MemorySlot(tier, *slot).data(), data.data(), data.size());
   }
 
   if (auto old = d.index.find(key); old != d.index.end()) d.Drop(old);
   Block b;
-  b.tier = *target;
+  b.tier = tier;
   b.slot = *slot;
   b.length = static_cast<uint32_t>(data.size());
   b.checksum = Crc32c(data);
@@ -625,8 +627,8 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   auto [it, inserted] = d.index.emplace(key, std::move(b));
   d.Link(key, it->second);
   ++d.counters.puts;
-  d.counters.tiers[Index(*target)].bytes_written += data.size();
-  return *target;
+  d.counters.tiers[Index(tier)].bytes_written += data.size();
+  return tier;
 }
 
 Result<ReadResult> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
@@ -969,32 +971,37 @@ std::vector<Status> Pool::Fetch(std::span<const BlockKey> keys) {
   results.reserve(keys.size());
   std::vector<std::byte> buffer;
   for (const BlockKey& key : keys) {
-    auto it = d.index.find(key);
-    if (it == d.index.end()) {
-      results.push_back(NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'"));
-      continue;
+    Status result = NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+    // A block that moves (or goes) while it is read is looked up again.
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      auto it = d.index.find(key);
+      if (it == d.index.end()) break;
+      if (IsMemory(it->second.tier)) {
+        result = Status::Ok();
+        break;
+      }
+      buffer.resize(spec_.block_size);
+      uint64_t generation = 0;
+      auto read = d.ReadNvme(it, buffer, lock, &generation);
+      if (!read.ok()) {
+        if (read.status().code() == StatusCode::kUnavailable) continue;
+        if (!read.status().IsNotFound()) result = read.status();
+        break;
+      }
+      auto& c = d.counters.tiers[Index(TierKind::kNvme)];
+      ++c.hits;
+      c.bytes_read += *read;
+      d.PlaceInMemory(key, generation, std::span(buffer).first(*read), lock, true);
+      auto now_it = d.index.find(key);
+      if (now_it == d.index.end()) break;
+      if (IsMemory(now_it->second.tier)) {
+        result = Status::Ok();
+        break;
+      }
+      result = ResourceExhausted("no memory slot could be freed for block " + key.ToHex() +
+                                 " (every block in memory is pinned or busy)");
     }
-    if (IsMemory(it->second.tier)) {
-      results.push_back(Status::Ok());
-      continue;
-    }
-    buffer.resize(spec_.block_size);
-    uint64_t generation = 0;
-    auto read = d.ReadNvme(it, buffer, lock, &generation);
-    if (!read.ok()) {
-      results.push_back(read.status().code() == StatusCode::kUnavailable
-                            ? Unavailable("block moved while it was fetched; retry")
-                            : read.status());
-      continue;
-    }
-    auto& c = d.counters.tiers[Index(TierKind::kNvme)];
-    ++c.hits;
-    c.bytes_read += *read;
-    d.PlaceInMemory(key, generation, std::span(buffer).first(*read), lock, true);
-    auto now_it = d.index.find(key);
-    results.push_back(now_it != d.index.end() && IsMemory(now_it->second.tier)
-                          ? Status::Ok()
-                          : Unavailable("no memory slot could be freed for block " + key.ToHex()));
+    results.push_back(std::move(result));
   }
   return results;
 }

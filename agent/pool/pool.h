@@ -144,7 +144,9 @@ class Pool {
   // Frees reservations of `owner` (all of them when `ids` is empty).
   void Abort(uint64_t owner, std::span<const uint64_t> ids);
   // Brings NVMe blocks into memory so clients can read them in place.
-  // Per key: OK (in memory now), NOT_FOUND, or UNAVAILABLE (no room).
+  // Per key: OK (in memory now), NOT_FOUND (absent, gone meanwhile, or
+  // failed its checksum), RESOURCE_EXHAUSTED (memory holds only pinned or
+  // busy blocks), or an I/O error.
   std::vector<Status> Fetch(std::span<const BlockKey> keys);
 
   // Refunds every block's charge; called before the pool is deleted.
