@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "local_bench.h"
 #include "nvme_bench.h"
 #include "tokenmem/common/units.h"
 #include "wire/json_writer.h"
@@ -20,6 +21,10 @@ namespace {
 constexpr const char* kUsage = R"(usage: tokenmem-bench [--json] COMMAND [options]
 
 commands:
+  local   the local shared-memory path (SDK) beside single-thread memcpy: get and
+          put bandwidth for 4KiB..4MiB blocks, 4KiB get latency, lookup_prefix
+            --working-set SIZE    bytes per block size, default 512MiB
+            --samples N           single 4KiB gets timed, default 200000
   nvme    NVMe tier bandwidth beside fio (O_DIRECT, same directory, block size
           and concurrency), and the agent's restart time with many NVMe blocks
             --dir DIR             scratch directory on the file system to measure
@@ -68,7 +73,30 @@ int main(int argc, char** argv) {
   const std::string command = args[i++];
   wire::JsonWriter out;
   out.BeginObject();
-  if (command == "nvme") {
+  if (command == "local") {
+    bench::LocalBenchOptions o;
+    for (; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      const std::string* v = i + 1 < args.size() ? &args[i + 1] : nullptr;
+      if (!v) return Usage("missing value for " + a);
+      ++i;
+      if (a == "--working-set") {
+        auto parsed = ParseByteSize(*v);
+        if (!parsed.ok() || *parsed == 0) return Usage("bad --working-set");
+        o.working_set_bytes = *parsed;
+      } else if (a == "--samples") {
+        o.latency_samples = std::strtoull(v->c_str(), nullptr, 10);
+        if (o.latency_samples == 0) return Usage("bad --samples");
+      } else {
+        return Usage("unknown local option " + a);
+      }
+    }
+    Status s = bench::RunLocalBench(o, out);
+    if (!s.ok()) {
+      std::cerr << "tokenmem-bench: " << s.ToString() << "\n";
+      return 1;
+    }
+  } else if (command == "nvme") {
     bench::NvmeBenchOptions o;
     o.directory = "/var/tmp/tokenmem-bench";
     o.agent_binary = BesideSelf("tokenmem-agent");

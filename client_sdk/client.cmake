@@ -71,9 +71,12 @@ endif()
 
 # Against the real agent, once it serves the local data path (agent/local/).
 if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/agent_integration_test.cc
-   AND EXISTS ${PROJECT_SOURCE_DIR}/agent/local AND TARGET tokenmem-agent
+   AND EXISTS ${PROJECT_SOURCE_DIR}/agent/local/local_server.h
    AND EXISTS ${PROJECT_SOURCE_DIR}/tests/integration/agent_fixture.h)
+  # tokenmem_agent_fixture (tests/integration) is defined after this file
+  # is read; targets are resolved when the build is generated.
   tokenmem_add_test(client_sdk_agent_integration_test
     SOURCES tests/agent_integration_test.cc
     LIBS tokenmem_sdk tokenmem_agent_fixture)
+  target_include_directories(client_sdk_agent_integration_test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
 endif()

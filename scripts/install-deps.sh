@@ -10,7 +10,7 @@ PACKAGES=(
   prometheus-cpp-dev libcpp-httplib-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev
   libxxhash-dev python3-xxhash
-  fio prometheus
+  fio prometheus python3-numpy
 )
 
 missing=()

@@ -270,7 +270,7 @@ std::string UsageText() {
   out +=
       "\n"
       "Options:\n"
-      "  --socket PATH            the agent's Unix socket (default: $TOKENMEM_AGENT_SOCKET,\n"
+      "  --socket PATH            the agent's Unix socket (default: $TOKENMEM_CONTROL_SOCKET,\n"
       "                           else /run/tokenmem/agent.sock)\n"
       "  --address HOST:PORT      reach the agent over TCP instead\n"
       "  --admin-token-file FILE  admin token sent with every call (needed over TCP)\n"

@@ -36,7 +36,7 @@ struct CommandSpec {
 const std::vector<CommandSpec>& Commands();
 
 struct GlobalOptions {
-  std::string socket;            // --socket; empty: $TOKENMEM_AGENT_SOCKET or the default
+  std::string socket;            // --socket; empty: $TOKENMEM_CONTROL_SOCKET or the default
   std::string address;           // --address HOST:PORT
   std::string admin_token_file;  // --admin-token-file
   bool json = false;             // --json

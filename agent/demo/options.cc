@@ -147,7 +147,7 @@ std::string DemoUsageText() {
          "every byte read back, and reports reuse, tier hits and movement.\n"
          "\n"
          "Agent:\n"
-         "  --socket PATH              (default $TOKENMEM_AGENT_SOCKET, else "
+         "  --socket PATH              (default $TOKENMEM_CONTROL_SOCKET, else "
          "/run/tokenmem/agent.sock)\n"
          "  --address HOST:PORT --admin-token-file FILE   reach the agent over TCP\n"
          "  --timeout SECONDS          deadline per call (10)\n"

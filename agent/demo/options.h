@@ -12,7 +12,7 @@ namespace tokenmem::demo {
 
 struct DemoOptions {
   // Where the agent is (see wire/channel.h).
-  std::string socket;  // empty: $TOKENMEM_AGENT_SOCKET or /run/tokenmem/agent.sock
+  std::string socket;  // empty: $TOKENMEM_CONTROL_SOCKET or /run/tokenmem/agent.sock
   std::string address;
   std::string admin_token_file;
   std::chrono::milliseconds timeout{10'000};  // per call

@@ -560,11 +560,11 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   const uint64_t generation = d.next_generation++;
   const int64_t now = d.Now();
 
-  std::optional<TierKind> target;
-  TierKind tier = TierKind::kDram;  // *target once chosen
+  TierKind tier = TierKind::kDram;
+  bool chosen = false;
   std::optional<uint32_t> slot;
   for (int attempt = 0; attempt < 4 && !slot; ++attempt) {
-    target.reset();
+    chosen = false;
     // The fastest tier takes every put and the tiers below only receive
     // demoted blocks, so the tiers together form one LRU cascade. Making
     // room is a memcpy to CXL or, without CXL, one NVMe write; the mover's
@@ -575,18 +575,18 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
       if (!d.HasTier(t)) continue;
       last = d.EnsureFree(t, lock, 0);
       if (last.ok() && d.FreeSlots(t) > 0) {
-        target = t;
+        tier = t;
+        chosen = true;
         break;
       }
     }
-    if (!target) {
+    if (!chosen) {
       refund();
       ++d.counters.capacity_rejections;
       return last.code() == StatusCode::kResourceExhausted
                  ? last
                  : Status(last.code(), "pool '" + spec_.name + "' is full: " + last.message());
     }
-    tier = *target;
     if (tier == TierKind::kNvme) {
       auto s = d.TakeNvmeSlot();
       if (s.ok()) slot = *s;

@@ -18,7 +18,7 @@ namespace tokenmem::wire {
 
 // The environment variable naming the agent's socket, and the socket used
 // when neither a flag nor that variable names one.
-inline constexpr char kSocketEnvVar[] = "TOKENMEM_AGENT_SOCKET";
+inline constexpr char kSocketEnvVar[] = "TOKENMEM_CONTROL_SOCKET";
 inline constexpr char kDefaultSocketPath[] = "/run/tokenmem/agent.sock";
 
 struct Endpoint {
@@ -27,7 +27,7 @@ struct Endpoint {
   std::string admin_token{};  // when set, every call carries "authorization: Bearer <token>"
 };
 
-// $TOKENMEM_AGENT_SOCKET when set and non-empty, else kDefaultSocketPath.
+// $TOKENMEM_CONTROL_SOCKET when set and non-empty, else kDefaultSocketPath.
 std::string DefaultSocketPath();
 
 // The gRPC target string: "unix:<socket_path>" or the address.

@@ -16,13 +16,13 @@ extern char** environ;
 
 static int failures = 0;
 
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, \
-              __LINE__, #cond, tm_last_error());                             \
-      ++failures;                                                            \
-    }                                                                        \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+              tm_last_error());                                                                \
+      ++failures;                                                                              \
+    }                                                                                          \
   } while (0)
 
 static char dir[] = "/tmp/tmsdkc.XXXXXX";
@@ -40,8 +40,9 @@ static int start_agent(const char* binary) {
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
   posix_spawn_file_actions_addclose(&actions, in_pipe[1]);
   posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
-  char* argv[] = {(char*)binary, "--socket", socket_path, "--lease", "lease1:secret1",
-                  "--pool", "p1", "--nvme-block", "11112222333344440000000000000007=from nvme",
+  char* argv[] = {(char*)binary, "--socket",       socket_path,
+                  "--lease",     "lease1:secret1", "--pool",
+                  "p1",          "--nvme-block",   "11112222333344440000000000000007=from nvme",
                   NULL};
   int rc = posix_spawn(&agent_pid, binary, &actions, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&actions);

@@ -1,4 +1,6 @@
 // tokenmem::Client and tokenmem::Pool against the FakeAgent.
+#include "tokenmem/client.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -18,7 +20,6 @@
 
 #include "fake_agent.h"
 #include "local/pool_impl.h"
-#include "tokenmem/client.h"
 #include "tokenmem/layout/local_protocol.h"
 
 namespace tokenmem {
@@ -213,7 +214,8 @@ TEST_F(ClientTest, ScatterGatherBatchesAreByteExact) {
   for (size_t i = 0; i < kBlocks; ++i) {
     std::string& b = blocks[i];
     const size_t cuts[] = {0, 1000, 1024, 3000, b.size()};
-    for (int p = 0; p < 4; ++p) put_pieces[i].push_back({b.data() + cuts[p], cuts[p + 1] - cuts[p]});
+    for (int p = 0; p < 4; ++p)
+      put_pieces[i].push_back({b.data() + cuts[p], cuts[p + 1] - cuts[p]});
     puts.push_back({K(i), put_pieces[i]});
   }
   std::vector<IoResult> put_results(kBlocks);
@@ -415,7 +417,11 @@ TEST_F(ClientTest, ConcurrentRewritesAreNeverSeenTorn) {
   ASSERT_TRUE(agent_->Store("p1", K(1), a).ok());
   std::atomic<bool> stop{false};
   std::thread writer([&] {
-    for (int i = 0; !stop.load(); ++i) agent_->Rewrite("p1", K(1), i % 2 ? a : b);
+    for (int i = 0; !stop.load(); ++i) {
+      agent_->Rewrite("p1", K(1), i % 2 ? a : b);
+      // Room for readers to finish a copy now and then (slow sanitizer builds).
+      if (i % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
   });
   std::atomic<int> torn{0}, reads{0};
   std::vector<std::thread> readers;
@@ -620,7 +626,8 @@ TEST_F(ClientTest, PoolOutlivesItsClient) {
 class EnvTest : public ClientTest {
  protected:
   void SetUp() override {
-    for (const char* v : {kEnvAgentSocket, kEnvLease, kEnvDefaultPool, kEnvQuotaBytes}) ::unsetenv(v);
+    for (const char* v : {kEnvAgentSocket, kEnvLease, kEnvDefaultPool, kEnvQuotaBytes})
+      ::unsetenv(v);
   }
   void TearDown() override { SetUp(); }
 };
@@ -632,7 +639,8 @@ TEST_F(EnvTest, MissingAndMalformedVariablesAreNamed) {
 
   ::setenv(kEnvAgentSocket, "/nonexistent/data.sock", 1);
   o = Client::OptionsFromEnv();
-  EXPECT_NE(o.status().message().find("TOKENMEM_LEASE"), std::string::npos) << o.status().ToString();
+  EXPECT_NE(o.status().message().find("TOKENMEM_LEASE"), std::string::npos)
+      << o.status().ToString();
 
   for (const char* bad : {"nocolon", ":secret", "id:"}) {
     ::setenv(kEnvLease, bad, 1);

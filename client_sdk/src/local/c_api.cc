@@ -123,14 +123,16 @@ extern "C" {
 int tm_client_connect(const char* socket_path, const char* lease_id, const char* lease_secret,
                       uint32_t timeout_ms, tm_client** out) {
   return Guard([&] {
-    if (socket_path == nullptr || lease_id == nullptr || lease_secret == nullptr || out == nullptr) {
+    if (socket_path == nullptr || lease_id == nullptr || lease_secret == nullptr ||
+        out == nullptr) {
       return Invalid("socket_path, lease_id, lease_secret and out must not be NULL");
     }
     tokenmem::ClientOptions options;
     options.socket_path = socket_path;
     options.lease_id = lease_id;
     options.lease_secret = lease_secret;
-    options.timeout = std::chrono::milliseconds(timeout_ms == 0 ? TM_DEFAULT_TIMEOUT_MS : timeout_ms);
+    options.timeout =
+        std::chrono::milliseconds(timeout_ms == 0 ? TM_DEFAULT_TIMEOUT_MS : timeout_ms);
     auto client = tokenmem::Client::Connect(options);
     if (!client.ok()) return Record(client.status());
     *out = new tm_client{std::move(client).value()};
@@ -191,7 +193,8 @@ int tm_get(tm_pool* pool, const tm_key* key, void* buf, size_t cap, size_t* len)
     const IoVec piece{buf, cap};
     const BlockIo item{ToKey(*key), std::span<const IoVec>(&piece, 1)};
     IoResult result;
-    Status s = pool->pool->GetMany(std::span<const BlockIo>(&item, 1), std::span<IoResult>(&result, 1));
+    Status s =
+        pool->pool->GetMany(std::span<const BlockIo>(&item, 1), std::span<IoResult>(&result, 1));
     if (len != nullptr) *len = result.length;
     if (s.ok() && result.code == StatusCode::kNotFound) {
       return Fail(StatusCode::kNotFound, "block " + item.key.ToHex() + " not found");
@@ -202,12 +205,14 @@ int tm_get(tm_pool* pool, const tm_key* key, void* buf, size_t cap, size_t* len)
 
 int tm_put_many(tm_pool* pool, size_t n, const tm_key* keys, const size_t* iovcnt,
                 const tm_iovec* iov, int* codes, size_t* lengths) {
-  return Guard([&] { return Many(pool, n, keys, iovcnt, iov, codes, lengths, &tokenmem::Pool::PutMany); });
+  return Guard(
+      [&] { return Many(pool, n, keys, iovcnt, iov, codes, lengths, &tokenmem::Pool::PutMany); });
 }
 
 int tm_get_many(tm_pool* pool, size_t n, const tm_key* keys, const size_t* iovcnt,
                 const tm_iovec* iov, int* codes, size_t* lengths) {
-  return Guard([&] { return Many(pool, n, keys, iovcnt, iov, codes, lengths, &tokenmem::Pool::GetMany); });
+  return Guard(
+      [&] { return Many(pool, n, keys, iovcnt, iov, codes, lengths, &tokenmem::Pool::GetMany); });
 }
 
 int tm_contains(tm_pool* pool, const tm_key* key) {

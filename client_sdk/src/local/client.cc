@@ -70,7 +70,8 @@ Result<ClientOptions> Client::OptionsFromEnv() {
   }
   const std::string lease = EnvOrEmpty(kEnvLease);
   if (lease.empty()) {
-    return InvalidArgument(std::string(kEnvLease) + " is not set: it must hold the lease as ID:SECRET");
+    return InvalidArgument(std::string(kEnvLease) +
+                           " is not set: it must hold the lease as ID:SECRET");
   }
   const size_t colon = lease.find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == lease.size()) {
@@ -81,8 +82,9 @@ Result<ClientOptions> Client::OptionsFromEnv() {
   options.default_pool = EnvOrEmpty(kEnvDefaultPool);
   const std::string quota = EnvOrEmpty(kEnvQuotaBytes);
   if (!quota.empty() && !ParseDecimal(quota, &options.quota_bytes)) {
-    return InvalidArgument(std::string(kEnvQuotaBytes) + " is malformed: expected a decimal number of bytes, got '" +
-                           quota + "'");
+    return InvalidArgument(std::string(kEnvQuotaBytes) +
+                           " is malformed: expected a decimal number of bytes, got '" + quota +
+                           "'");
   }
   return options;
 }

@@ -86,7 +86,7 @@ Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pool::~Pool() = default;
 
 const std::string& Pool::name() const { return impl_->name; }
-uint64_t Pool::block_size() const { return impl_->map->header().block_size; }
+uint64_t Pool::block_size() const { return impl_->map->block_size(); }
 bool Pool::read_only() const { return impl_->map->read_only(); }
 
 void Pool::Impl::AddTally(const Tally& t) {
@@ -308,9 +308,9 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
     if (bytes > limit) {
       results[i].code = StatusCode::kInvalidArgument;
       if (first.ok()) {
-        first = ItemError(StatusCode::kInvalidArgument, items[i].key,
-                          std::to_string(bytes) + " bytes exceed the pool's block size " +
-                              std::to_string(limit));
+        first = ItemError(
+            StatusCode::kInvalidArgument, items[i].key,
+            std::to_string(bytes) + " bytes exceed the pool's block size " + std::to_string(limit));
       }
       continue;
     }
@@ -375,8 +375,8 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
         continue;
       }
       const uint32_t crc = CopyIn(items[i].pieces, dst);
-      commits.push_back({g.reservation, items[i].key.hi, items[i].key.lo,
-                         static_cast<uint32_t>(bytes), crc});
+      commits.push_back(
+          {g.reservation, items[i].key.hi, items[i].key.lo, static_cast<uint32_t>(bytes), crc});
       committed.push_back(i);
     }
 
@@ -474,7 +474,8 @@ Status Single(Pool::Impl& impl, bool refuse, uint16_t type, const BlockKey& key)
     return PermissionDenied("pool '" + impl.name + "' is attached with a read-only lease");
   }
   StatusCode code = StatusCode::kOk;
-  Status s = impl.KeysCall(type, std::span<const BlockKey>(&key, 1), std::span<StatusCode>(&code, 1));
+  Status s =
+      impl.KeysCall(type, std::span<const BlockKey>(&key, 1), std::span<StatusCode>(&code, 1));
   if (!s.ok()) return s;
   if (code == StatusCode::kNotFound) return NotFound("block " + key.ToHex() + " not found");
   return Status::Ok();
@@ -494,7 +495,9 @@ Status Many(Pool::Impl& impl, bool refuse, uint16_t type, std::span<const BlockK
 }
 }  // namespace
 
-Status Pool::Remove(const BlockKey& key) { return Single(*impl_, read_only(), layout::kRemove, key); }
+Status Pool::Remove(const BlockKey& key) {
+  return Single(*impl_, read_only(), layout::kRemove, key);
+}
 Status Pool::Pin(const BlockKey& key) { return Single(*impl_, false, layout::kPin, key); }
 Status Pool::Unpin(const BlockKey& key) { return Single(*impl_, false, layout::kUnpin, key); }
 

@@ -37,9 +37,11 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
   std::unique_ptr<PoolMap> map(new PoolMap());
   map->read_only_ = reply.read_only != 0;
   if (reply.index_bytes < layout::kIndexHeaderBytes) {
-    return Internal("the agent reported an index of " + std::to_string(reply.index_bytes) + " bytes");
+    return Internal("the agent reported an index of " + std::to_string(reply.index_bytes) +
+                    " bytes");
   }
-  TM_ASSIGN_OR_RETURN(map->index_, MapFd(index_fd.get(), reply.index_bytes, PROT_READ, "block index"));
+  TM_ASSIGN_OR_RETURN(map->index_,
+                      MapFd(index_fd.get(), reply.index_bytes, PROT_READ, "block index"));
   const auto& h = map->header();
   if (h.magic != layout::kIndexMagic || h.version != layout::kIndexVersion ||
       h.entry_bytes != sizeof(layout::IndexEntry)) {
@@ -51,14 +53,15 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
     return Internal("the pool's block index has a bad capacity " + std::to_string(capacity));
   }
   map->capacity_ = capacity;
-  if (h.block_size == 0) return Internal("the pool's block index has block size 0");
+  map->block_size_ = h.block_size;
+  if (map->block_size_ == 0) return Internal("the pool's block index has block size 0");
   const size_t name_length = strnlen(h.pool_name, sizeof(h.pool_name));
   if (std::string_view(h.pool_name, name_length) != pool_name) {
     return Internal("the agent sent the index of pool '" + std::string(h.pool_name, name_length) +
                     "' for pool '" + std::string(pool_name) + "'");
   }
   for (uint32_t t = 0; t < kMemoryTiers; ++t) {
-    const layout::TierGeometry& g = h.tiers[t];
+    const layout::TierGeometry g = h.tiers[t];  // a copy: validated, then kept
     if (!g.present) continue;
     if (g.slots_per_segment == 0 || g.slot_bytes == 0 || g.capacity_slots > (1ull << 32)) {
       return Internal("the pool's block index has a bad geometry for tier " + std::to_string(t));
@@ -67,12 +70,14 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
     if (count > kMaxSegmentsPerTier) {
       return Internal("the pool's tier " + std::to_string(t) + " has too many segments");
     }
+    map->tiers_[t].geometry = g;
     map->tiers_[t].count = static_cast<uint32_t>(count);
     map->tiers_[t].segments = std::make_unique<Segment[]>(count);
   }
   if (reply.client_area_bytes < layout::ClientAreaBytes(capacity)) {
-    return Internal("the agent reported a client area of " + std::to_string(reply.client_area_bytes) +
-                    " bytes; the index needs " + std::to_string(layout::ClientAreaBytes(capacity)));
+    return Internal("the agent reported a client area of " +
+                    std::to_string(reply.client_area_bytes) + " bytes; the index needs " +
+                    std::to_string(layout::ClientAreaBytes(capacity)));
   }
   TM_ASSIGN_OR_RETURN(map->client_area_, MapFd(client_area_fd.get(), reply.client_area_bytes,
                                                PROT_READ | PROT_WRITE, "client area"));
@@ -82,7 +87,7 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
 PoolMap::Where PoolMap::Locate(uint32_t tier, uint32_t slot, uint64_t length, std::byte** address,
                                uint32_t* segment) const {
   if (tier >= kMemoryTiers || tiers_[tier].count == 0) return Where::kInvalid;
-  const layout::TierGeometry& g = header().tiers[tier];
+  const layout::TierGeometry& g = tiers_[tier].geometry;
   if (slot >= g.capacity_slots || length > g.slot_bytes) return Where::kInvalid;
   const uint32_t seg = slot / g.slots_per_segment;
   const uint64_t offset = static_cast<uint64_t>(slot % g.slots_per_segment) * g.slot_bytes;

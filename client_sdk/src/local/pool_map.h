@@ -40,6 +40,7 @@ class PoolMap {
     return *static_cast<const layout::IndexHeader*>(index_.base());
   }
   uint64_t capacity() const { return capacity_; }
+  uint64_t block_size() const { return block_size_; }
   bool read_only() const { return read_only_; }
   layout::ClientArea& client_area() const {
     return *static_cast<layout::ClientArea*>(client_area_.base());
@@ -71,6 +72,9 @@ class PoolMap {
     uint64_t bytes = 0;  // written before `base` is published
   };
   struct TierMap {
+    // The geometry as attach found it: read once, so nothing the shared
+    // header says later can send a reader out of bounds.
+    layout::TierGeometry geometry{};
     uint32_t count = 0;  // segments the geometry allows
     std::unique_ptr<Segment[]> segments;
   };
@@ -80,6 +84,7 @@ class PoolMap {
   Mapping index_;
   Mapping client_area_;
   uint64_t capacity_ = 0;
+  uint64_t block_size_ = 0;
   bool read_only_ = false;
   TierMap tiers_[kMemoryTiers];
   std::vector<Mapping> segment_mappings_;  // owned; appended under the caller's lock

