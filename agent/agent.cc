@@ -66,7 +66,9 @@ Status Agent::ResolveTiers(const config::AgentConfig& config) {
     } else {
       for (int id : tier.numa_nodes) {
         const auto* node = topology_.Find(id);
-        if (!node) return InvalidArgument("tiers." + name + ".numa_nodes: node " + std::to_string(id) + " does not exist");
+        if (!node)
+          return InvalidArgument("tiers." + name + ".numa_nodes: node " + std::to_string(id) +
+                                 " does not exist");
         if (node->kind != kind) {
           return InvalidArgument("tiers." + name + ".numa_nodes: node " + std::to_string(id) +
                                  " is " + std::string(topology::MemoryKindName(node->kind)) +
@@ -76,8 +78,9 @@ Status Agent::ResolveTiers(const config::AgentConfig& config) {
       *out = tier.numa_nodes;
     }
     if (out->empty()) {
-      return InvalidArgument("tiers." + name + ".capacity is " + FormatByteSize(tier.capacity_bytes) +
-                             " but " + config.sysfs_root.string() + " shows no " + name + " NUMA node");
+      return InvalidArgument("tiers." + name + ".capacity is " +
+                             FormatByteSize(tier.capacity_bytes) + " but " +
+                             config.sysfs_root.string() + " shows no " + name + " NUMA node");
     }
     uint64_t total = 0;
     for (int id : *out) total += topology_.Find(id)->total_bytes;
@@ -138,17 +141,20 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   agent->info_.version = kVersion;
   agent->info_.node_name = config.node_name;
   if (config.dram.capacity_bytes) {
-    agent->info_.tiers.push_back({pool::TierKind::kDram, agent->dram_nodes_, config.dram.capacity_bytes, ""});
+    agent->info_.tiers.push_back(
+        {pool::TierKind::kDram, agent->dram_nodes_, config.dram.capacity_bytes, ""});
   }
   if (config.cxl.capacity_bytes) {
-    agent->info_.tiers.push_back({pool::TierKind::kCxl, agent->cxl_nodes_, config.cxl.capacity_bytes, ""});
+    agent->info_.tiers.push_back(
+        {pool::TierKind::kCxl, agent->cxl_nodes_, config.cxl.capacity_bytes, ""});
   }
   if (config.nvme.capacity_bytes) {
-    agent->info_.tiers.push_back({pool::TierKind::kNvme, {}, config.nvme.capacity_bytes, nvme_root.string()});
+    agent->info_.tiers.push_back(
+        {pool::TierKind::kNvme, {}, config.nvme.capacity_bytes, nvme_root.string()});
   }
 
-  agent->mover_ = std::make_unique<pool::Mover>(agent->pools_.get(),
-                                                std::chrono::milliseconds(config.movement.interval_ms));
+  agent->mover_ = std::make_unique<pool::Mover>(
+      agent->pools_.get(), std::chrono::milliseconds(config.movement.interval_ms));
 
   control::ControlServerOptions server;
   server.socket_path = config.control.socket_path;
@@ -158,12 +164,13 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   if (!server.tcp_listen.empty()) {
     TM_ASSIGN_OR_RETURN(server.admin_token, ReadToken(config.control.admin_token_file));
   }
-  TM_ASSIGN_OR_RETURN(agent->control_, control::ControlServer::Start(server, agent->pools_.get(),
-                                                                     &agent->leases_, &agent->info_));
-  TM_ASSIGN_OR_RETURN(agent->local_,
-                      local::LocalServer::Start(DataSocketPath(config.control.socket_path),
-                                               config.control.socket_mode, agent->pools_.get(),
-                                               &agent->leases_));
+  TM_ASSIGN_OR_RETURN(
+      agent->control_,
+      control::ControlServer::Start(server, agent->pools_.get(), &agent->leases_, &agent->info_));
+  TM_ASSIGN_OR_RETURN(
+      agent->local_,
+      local::LocalServer::Start(DataSocketPath(config.control.socket_path),
+                                config.control.socket_mode, agent->pools_.get(), &agent->leases_));
   if (!config.http.listen.empty()) {
     http::AgentHttpOptions web{
         .listen = config.http.listen,

@@ -16,8 +16,7 @@ namespace {
 
 struct AlignedBuffer {
   explicit AlignedBuffer(size_t n)
-      : data(static_cast<std::byte*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096))),
-        size(n) {
+      : data(static_cast<std::byte*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096))), size(n) {
     std::memset(data, 0x5a, size);  // fault the pages in before timing
   }
   ~AlignedBuffer() { std::free(data); }
@@ -39,10 +38,10 @@ class Harness {
     options.tier_capacity = {.dram = dram_bytes};
     TM_ASSIGN_OR_RETURN(h->pools_, pool::PoolManager::Open(options));
     TM_ASSIGN_OR_RETURN(h->server_, local::LocalServer::Start(h->dir_ / "data.sock", 0600,
-                                                             h->pools_.get(), &h->leases_));
+                                                              h->pools_.get(), &h->leases_));
     TM_ASSIGN_OR_RETURN(auto lease, h->leases_.Create({.quota_bytes = 1ull << 50}));
     TM_ASSIGN_OR_RETURN(h->client_, Client::Connect((h->dir_ / "data.sock").string(),
-                                                   lease.account->id(), lease.secret));
+                                                    lease.account->id(), lease.secret));
     return h;
   }
   ~Harness() {
@@ -139,8 +138,8 @@ Status RunLocalBench(const LocalBenchOptions& o, wire::JsonWriter& out) {
     const double ratio = get_bw / memcpy_bw;
     if (block >= (256u << 10) && ratio < 0.85) bandwidth_met = false;
     Progress("local " + FormatByteSize(block) + ": get " + HumanBytes(get_bw) + "/s, put " +
-             HumanBytes(put_bw) + "/s (batched " + HumanBytes(put_batched_bw) + "/s), memcpy " + HumanBytes(memcpy_bw) + "/s (get/memcpy " +
-             std::to_string(ratio).substr(0, 5) + ")");
+             HumanBytes(put_bw) + "/s (batched " + HumanBytes(put_batched_bw) + "/s), memcpy " +
+             HumanBytes(memcpy_bw) + "/s (get/memcpy " + std::to_string(ratio).substr(0, 5) + ")");
     out.BeginObject();
     out.UintField("block_size", block);
     out.UintField("blocks", blocks);

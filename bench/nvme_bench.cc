@@ -9,9 +9,9 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <memory>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -167,14 +167,16 @@ Result<Restart> MeasureRestart(const NvmeBenchOptions& o) {
     Progress("restart: writing " + std::to_string(o.restart_blocks) + " blocks of " +
              FormatByteSize(o.restart_block_size));
     std::atomic<uint64_t> done{0};
-    TM_RETURN_IF_ERROR(Split(o.threads, slots.size(), [&](int, uint64_t first, uint64_t count) -> Status {
-      std::vector<std::byte> data(o.restart_block_size, std::byte{0x5a});
-      for (uint64_t i = first; i < first + count; ++i) {
-        TM_RETURN_IF_ERROR(store->Write(slots[i], BlockKey{2, i}, i + 1, 1, data));
-        if (done.fetch_add(1) % 100000 == 99999) Progress("restart: " + std::to_string(done.load()) + " blocks written");
-      }
-      return Status::Ok();
-    }));
+    TM_RETURN_IF_ERROR(
+        Split(o.threads, slots.size(), [&](int, uint64_t first, uint64_t count) -> Status {
+          std::vector<std::byte> data(o.restart_block_size, std::byte{0x5a});
+          for (uint64_t i = first; i < first + count; ++i) {
+            TM_RETURN_IF_ERROR(store->Write(slots[i], BlockKey{2, i}, i + 1, 1, data));
+            if (done.fetch_add(1) % 100000 == 99999)
+              Progress("restart: " + std::to_string(done.load()) + " blocks written");
+          }
+          return Status::Ok();
+        }));
   }
   uint64_t tier = (spec.capacity.nvme + segment - 1) / segment * segment;
   const auto config = root / "agent.yaml";

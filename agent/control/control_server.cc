@@ -37,12 +37,14 @@ Status PrepareSocketPath(const std::filesystem::path& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return FailedPrecondition(path.string() + " exists and is not a socket; refusing to replace it");
+      return FailedPrecondition(path.string() +
+                                " exists and is not a socket; refusing to replace it");
     }
     if (SocketAnswers(path)) {
       return FailedPrecondition("another process is serving on " + path.string());
     }
-    if (::unlink(path.c_str()) != 0) return ErrnoError("remove stale socket " + path.string(), errno);
+    if (::unlink(path.c_str()) != 0)
+      return ErrnoError("remove stale socket " + path.string(), errno);
     TM_LOG(INFO, "control") << "removed stale socket " << path.string();
   }
   return Status::Ok();
@@ -56,7 +58,8 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Start(const ControlServerO
                                                             const AgentInfo* info) {
   std::unique_ptr<ControlServer> server(new ControlServer());
   TM_RETURN_IF_ERROR(PrepareSocketPath(options.socket_path));
-  const int max_message = static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT32_MAX));
+  const int max_message =
+      static_cast<int>(std::min<uint64_t>(options.max_message_bytes, INT32_MAX));
 
   server->unix_service_ = std::make_unique<ControlService>(pools, leases, info, "");
   grpc::ServerBuilder unix_builder;

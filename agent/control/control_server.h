@@ -6,11 +6,11 @@
 // agent runs there, which is an error. The socket gets the configured mode.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "control/control_service.h"
 
@@ -19,8 +19,8 @@ namespace tokenmem::control {
 struct ControlServerOptions {
   std::filesystem::path socket_path;
   uint32_t socket_mode = 0660;
-  std::string tcp_listen;    // "host:port"; empty: no TCP
-  std::string admin_token;   // required when tcp_listen is set
+  std::string tcp_listen;   // "host:port"; empty: no TCP
+  std::string admin_token;  // required when tcp_listen is set
   uint64_t max_message_bytes = 256ull << 20;
 };
 

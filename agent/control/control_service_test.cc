@@ -29,8 +29,8 @@ class ControlServiceTest : public ::testing::Test {
     auto started = ControlServer::Start(server, pools_.get(), &leases_, &info_);
     ASSERT_TRUE(started.ok()) << started.status().ToString();
     server_ = std::move(started).value();
-    stub_ = v1::Control::NewStub(
-        grpc::CreateChannel("unix:" + server.socket_path.string(), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Control::NewStub(grpc::CreateChannel("unix:" + server.socket_path.string(),
+                                                     grpc::InsecureChannelCredentials()));
     tcp_stub_ = v1::Control::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->tcp_port()), grpc::InsecureChannelCredentials()));
 
@@ -56,7 +56,8 @@ class ControlServiceTest : public ::testing::Test {
   }
 
   grpc::Status Put(const v1::LeaseInfo& lease, const std::string& pool,
-                   const std::vector<std::pair<BlockKey, std::string>>& blocks, v1::PutReply* reply) {
+                   const std::vector<std::pair<BlockKey, std::string>>& blocks,
+                   v1::PutReply* reply) {
     grpc::ClientContext ctx;
     v1::PutRequest req;
     req.mutable_lease()->set_id(lease.id());
@@ -150,7 +151,8 @@ TEST_F(ControlServiceTest, BadInputIsRejectedAndChangesNothing) {
   EXPECT_EQ(Put(lease_, "nope", {{{1, 2}, "x"}}, &put).error_code(), grpc::StatusCode::NOT_FOUND);
   v1::LeaseInfo wrong = lease_;
   wrong.set_secret("00000000000000000000000000000000");
-  EXPECT_EQ(Put(wrong, "p", {{{1, 2}, "x"}}, &put).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Put(wrong, "p", {{{1, 2}, "x"}}, &put).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 0u);
 
   grpc::ClientContext pool_ctx;
@@ -181,12 +183,14 @@ TEST_F(ControlServiceTest, TcpNeedsTheAdminToken) {
   v1::StatusReply reply;
   {
     grpc::ClientContext ctx;
-    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
   }
   {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer wrong");
-    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(tcp_stub_->GetStatus(&ctx, {}, &reply).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
   }
   {
     grpc::ClientContext ctx;

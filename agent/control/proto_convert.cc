@@ -10,17 +10,38 @@ grpc::Status ToGrpc(const Status& status) {
   using grpc::StatusCode;
   StatusCode code = StatusCode::INTERNAL;
   switch (status.code()) {
-    case tokenmem::StatusCode::kOk: return grpc::Status::OK;
-    case tokenmem::StatusCode::kNotFound: code = StatusCode::NOT_FOUND; break;
-    case tokenmem::StatusCode::kInvalidArgument: code = StatusCode::INVALID_ARGUMENT; break;
-    case tokenmem::StatusCode::kAlreadyExists: code = StatusCode::ALREADY_EXISTS; break;
-    case tokenmem::StatusCode::kResourceExhausted: code = StatusCode::RESOURCE_EXHAUSTED; break;
-    case tokenmem::StatusCode::kPermissionDenied: code = StatusCode::PERMISSION_DENIED; break;
-    case tokenmem::StatusCode::kFailedPrecondition: code = StatusCode::FAILED_PRECONDITION; break;
-    case tokenmem::StatusCode::kCorruption: code = StatusCode::DATA_LOSS; break;
-    case tokenmem::StatusCode::kIoError: code = StatusCode::INTERNAL; break;
-    case tokenmem::StatusCode::kUnavailable: code = StatusCode::UNAVAILABLE; break;
-    case tokenmem::StatusCode::kInternal: code = StatusCode::INTERNAL; break;
+    case tokenmem::StatusCode::kOk:
+      return grpc::Status::OK;
+    case tokenmem::StatusCode::kNotFound:
+      code = StatusCode::NOT_FOUND;
+      break;
+    case tokenmem::StatusCode::kInvalidArgument:
+      code = StatusCode::INVALID_ARGUMENT;
+      break;
+    case tokenmem::StatusCode::kAlreadyExists:
+      code = StatusCode::ALREADY_EXISTS;
+      break;
+    case tokenmem::StatusCode::kResourceExhausted:
+      code = StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case tokenmem::StatusCode::kPermissionDenied:
+      code = StatusCode::PERMISSION_DENIED;
+      break;
+    case tokenmem::StatusCode::kFailedPrecondition:
+      code = StatusCode::FAILED_PRECONDITION;
+      break;
+    case tokenmem::StatusCode::kCorruption:
+      code = StatusCode::DATA_LOSS;
+      break;
+    case tokenmem::StatusCode::kIoError:
+      code = StatusCode::INTERNAL;
+      break;
+    case tokenmem::StatusCode::kUnavailable:
+      code = StatusCode::UNAVAILABLE;
+      break;
+    case tokenmem::StatusCode::kInternal:
+      code = StatusCode::INTERNAL;
+      break;
   }
   return {code, status.message()};
 }
@@ -44,19 +65,26 @@ std::string KeyToBytes(const BlockKey& key) {
 
 v1::TierKind ToProto(pool::TierKind tier) {
   switch (tier) {
-    case pool::TierKind::kDram: return v1::TIER_KIND_DRAM;
-    case pool::TierKind::kCxl: return v1::TIER_KIND_CXL;
-    case pool::TierKind::kNvme: return v1::TIER_KIND_NVME;
+    case pool::TierKind::kDram:
+      return v1::TIER_KIND_DRAM;
+    case pool::TierKind::kCxl:
+      return v1::TIER_KIND_CXL;
+    case pool::TierKind::kNvme:
+      return v1::TIER_KIND_NVME;
   }
   return v1::TIER_KIND_UNSPECIFIED;
 }
 
 Result<pool::TierKind> FromProto(v1::TierKind tier) {
   switch (tier) {
-    case v1::TIER_KIND_DRAM: return pool::TierKind::kDram;
-    case v1::TIER_KIND_CXL: return pool::TierKind::kCxl;
-    case v1::TIER_KIND_NVME: return pool::TierKind::kNvme;
-    default: return InvalidArgument("unknown tier kind " + std::to_string(static_cast<int>(tier)));
+    case v1::TIER_KIND_DRAM:
+      return pool::TierKind::kDram;
+    case v1::TIER_KIND_CXL:
+      return pool::TierKind::kCxl;
+    case v1::TIER_KIND_NVME:
+      return pool::TierKind::kNvme;
+    default:
+      return InvalidArgument("unknown tier kind " + std::to_string(static_cast<int>(tier)));
   }
 }
 
@@ -70,10 +98,15 @@ Result<pool::PoolSpec> FromProto(const v1::PoolSpec& in) {
   }
   switch (in.eviction()) {
     case v1::EVICTION_POLICY_UNSPECIFIED:
-    case v1::EVICTION_POLICY_LRU: spec.eviction = pool::EvictionPolicy::kLru; break;
-    case v1::EVICTION_POLICY_NONE: spec.eviction = pool::EvictionPolicy::kNone; break;
+    case v1::EVICTION_POLICY_LRU:
+      spec.eviction = pool::EvictionPolicy::kLru;
+      break;
+    case v1::EVICTION_POLICY_NONE:
+      spec.eviction = pool::EvictionPolicy::kNone;
+      break;
     default:
-      return InvalidArgument("unknown eviction policy " + std::to_string(static_cast<int>(in.eviction())));
+      return InvalidArgument("unknown eviction policy " +
+                             std::to_string(static_cast<int>(in.eviction())));
   }
   spec.ttl_seconds = in.ttl_seconds();
   return spec;
@@ -94,7 +127,8 @@ void ToProto(const pool::PoolSpec& spec, v1::PoolSpec* out) {
 }
 
 namespace {
-void UsageToProto(const pool::PoolSnapshot& s, google::protobuf::RepeatedPtrField<v1::TierUsage>* out) {
+void UsageToProto(const pool::PoolSnapshot& s,
+                  google::protobuf::RepeatedPtrField<v1::TierUsage>* out) {
   for (pool::TierKind t : kTiers) {
     const auto& u = s.usage[static_cast<size_t>(t)];
     if (u.capacity_bytes == 0) continue;

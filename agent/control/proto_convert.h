@@ -1,9 +1,9 @@
 // Conversions between the control protocol's messages and the agent's types.
 #pragma once
 
-#include <string>
-
 #include <grpcpp/grpcpp.h>
+
+#include <string>
 
 #include "pool/pool_spec.h"
 #include "pool/pool_stats.h"

@@ -16,8 +16,11 @@ TEST(ProtoConvertTest, KeysAreBigEndianHiThenLo) {
 }
 
 TEST(ProtoConvertTest, PoolSpecRoundTripAndUnknownEnums) {
-  pool::PoolSpec spec{.name = "p", .block_size = 8192, .capacity = {.dram = 1 << 20, .nvme = 2 << 20},
-                      .eviction = pool::EvictionPolicy::kNone, .ttl_seconds = 5};
+  pool::PoolSpec spec{.name = "p",
+                      .block_size = 8192,
+                      .capacity = {.dram = 1 << 20, .nvme = 2 << 20},
+                      .eviction = pool::EvictionPolicy::kNone,
+                      .ttl_seconds = 5};
   v1::PoolSpec proto;
   ToProto(spec, &proto);
   auto back = FromProto(proto);

@@ -25,7 +25,8 @@ TEST(ShmIndexWriterTest, InsertFindUpdateRemove) {
   const auto* header = static_cast<const layout::IndexHeader*>(w->base());
   EXPECT_EQ(header->magic, layout::kIndexMagic);
   EXPECT_EQ(header->tiers[0].slots_per_segment, 16u);
-  auto pos = w->Insert({1, 2}, {.tier = 0, .slot = 5, .length = 100, .checksum = 7, .generation = 9});
+  auto pos =
+      w->Insert({1, 2}, {.tier = 0, .slot = 5, .length = 100, .checksum = 7, .generation = 9});
   ASSERT_TRUE(pos.ok());
   layout::EntryView v{};
   ASSERT_EQ(FindEntry(w->base(), 1, 2, &v), FindResult::kFound);
@@ -90,7 +91,8 @@ TEST(ShmIndexWriterTest, ConcurrentReaderSeesOnlyWholeEntries) {
   });
   // Keep writing until the reader has checked many views while writes ran.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (uint32_t i = 1; i < 200000 || (seen.load() < 10000 && std::chrono::steady_clock::now() < deadline); ++i) {
+  for (uint32_t i = 1;
+       i < 200000 || (seen.load() < 10000 && std::chrono::steady_clock::now() < deadline); ++i) {
     w->Update(*pos, {.slot = i, .length = i, .checksum = i * 3, .generation = uint64_t{i} * 7});
   }
   stop = true;

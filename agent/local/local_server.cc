@@ -41,7 +41,8 @@ Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::p
   }
   std::error_code ec;
   std::filesystem::create_directories(socket_path.parent_path(), ec);
-  if (ec) return IoError("cannot create " + socket_path.parent_path().string() + ": " + ec.message());
+  if (ec)
+    return IoError("cannot create " + socket_path.parent_path().string() + ": " + ec.message());
   struct stat st {};
   if (::lstat(socket_path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {

@@ -98,8 +98,10 @@ class LocalServerTest : public ::testing::Test {
     auto pools = pool::PoolManager::Open(options);
     ASSERT_TRUE(pools.ok());
     pools_ = std::move(pools).value();
-    ASSERT_TRUE(pools_->Create({.name = "a", .block_size = 4096, .capacity = {.dram = 64 * 4096}}).ok());
-    ASSERT_TRUE(pools_->Create({.name = "b", .block_size = 4096, .capacity = {.dram = 64 * 4096}}).ok());
+    ASSERT_TRUE(
+        pools_->Create({.name = "a", .block_size = 4096, .capacity = {.dram = 64 * 4096}}).ok());
+    ASSERT_TRUE(
+        pools_->Create({.name = "b", .block_size = 4096, .capacity = {.dram = 64 * 4096}}).ok());
     auto server = LocalServer::Start(dir_ / "data.sock", 0660, pools_.get(), &leases_);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
@@ -142,7 +144,8 @@ TEST_F(LocalServerTest, WrongSecretIsRefusedAndTheConnectionClosed) {
 TEST_F(LocalServerTest, RequestsBeforeHelloAndMalformedOnesEndTheSession) {
   RawClient c(dir_ / "data.sock");
   L::AttachRequest req{};
-  EXPECT_EQ(Code(c.Call(L::kAttach, Bytes(req))), static_cast<int32_t>(StatusCode::kFailedPrecondition));
+  EXPECT_EQ(Code(c.Call(L::kAttach, Bytes(req))),
+            static_cast<int32_t>(StatusCode::kFailedPrecondition));
   auto [id, secret] = Lease({.quota_bytes = 1 << 20});
   RawClient d(dir_ / "data.sock");
   ASSERT_EQ(Hello(d, id, secret), 0);
@@ -164,7 +167,8 @@ TEST_F(LocalServerTest, AttachReserveWriteCommitAndReadInPlace) {
   void* index = ::mmap(nullptr, reply.index_bytes, PROT_READ, MAP_SHARED, fds[0], 0);
   ASSERT_NE(index, MAP_FAILED);
   // The index is read-only for clients.
-  EXPECT_EQ(::mmap(nullptr, reply.index_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0), MAP_FAILED);
+  EXPECT_EQ(::mmap(nullptr, reply.index_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0),
+            MAP_FAILED);
 
   L::ReserveRequest reserve{reply.pool_id, 2};
   auto granted = c.Call(L::kReserve, Bytes(reserve));
@@ -198,7 +202,8 @@ TEST_F(LocalServerTest, AttachReserveWriteCommitAndReadInPlace) {
   auto committed = c.Call(L::kCommit, commit);
   ASSERT_EQ(Code(committed), 0);
   EXPECT_EQ(Read<int32_t>(committed, sizeof(L::BatchReply)), 0);
-  EXPECT_EQ(Read<int32_t>(committed, sizeof(L::BatchReply) + 4), static_cast<int32_t>(StatusCode::kCorruption));
+  EXPECT_EQ(Read<int32_t>(committed, sizeof(L::BatchReply) + 4),
+            static_cast<int32_t>(StatusCode::kCorruption));
   EXPECT_EQ(leases_.List()[0]->used_bytes(), 4096u);  // the failed item was refunded
 
   L::EntryView v{};
@@ -247,7 +252,8 @@ TEST_F(LocalServerTest, ReadOnlyLeaseGetsReadOnlySegmentsAndCannotWrite) {
   EXPECT_NE(ro, MAP_FAILED);
   ::munmap(ro, info.bytes);
   L::ReserveRequest reserve{reply.pool_id, 1};
-  EXPECT_EQ(Code(c.Call(L::kReserve, Bytes(reserve))), static_cast<int32_t>(StatusCode::kPermissionDenied));
+  EXPECT_EQ(Code(c.Call(L::kReserve, Bytes(reserve))),
+            static_cast<int32_t>(StatusCode::kPermissionDenied));
   for (int fd : fds) ::close(fd);
 }
 
@@ -270,7 +276,8 @@ TEST_F(LocalServerTest, QuotaIsEnforcedOnReserve) {
   auto attach = Attach(c, "a", &fds);
   for (int fd : fds) ::close(fd);
   L::ReserveRequest reserve{Read<L::AttachReply>(attach).pool_id, 4};
-  EXPECT_EQ(Code(c.Call(L::kReserve, Bytes(reserve))), static_cast<int32_t>(StatusCode::kResourceExhausted));
+  EXPECT_EQ(Code(c.Call(L::kReserve, Bytes(reserve))),
+            static_cast<int32_t>(StatusCode::kResourceExhausted));
   EXPECT_EQ(leases_.List()[0]->used_bytes(), 0u);
 }
 

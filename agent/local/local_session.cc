@@ -94,17 +94,24 @@ Status LocalSession::Handle(const Message& m) {
     return s;
   }
   switch (m.header.type) {
-    case L::kHello: return Hello(m);
-    case L::kAttach: return Attach(m);
-    case L::kSegments: return Segments(m);
-    case L::kReserve: return Reserve(m);
-    case L::kCommit: return Commit(m);
-    case L::kAbort: return Abort(m);
+    case L::kHello:
+      return Hello(m);
+    case L::kAttach:
+      return Attach(m);
+    case L::kSegments:
+      return Segments(m);
+    case L::kReserve:
+      return Reserve(m);
+    case L::kCommit:
+      return Commit(m);
+    case L::kAbort:
+      return Abort(m);
     case L::kFetch:
     case L::kRemove:
     case L::kPin:
     case L::kUnpin:
-    case L::kLookup: return KeysCall(m);
+    case L::kLookup:
+      return KeysCall(m);
     default: {
       Status s = InvalidArgument("unknown message type " + std::to_string(m.header.type));
       Fail(m, s).ok();
@@ -228,7 +235,8 @@ Status LocalSession::Reserve(const Message& m) {
   L::ReserveRequest req;
   if (!ReadStruct(m, 0, &req) || m.payload.size() != sizeof(req) || req.count == 0 ||
       req.count > L::kMaxBatch) {
-    Status s = InvalidArgument("malformed RESERVE (count must be 1.." + std::to_string(L::kMaxBatch) + ")");
+    Status s = InvalidArgument("malformed RESERVE (count must be 1.." +
+                               std::to_string(L::kMaxBatch) + ")");
     Fail(m, s).ok();
     return s;
   }
@@ -280,7 +288,8 @@ Status LocalSession::Abort(const Message& m) {
   auto pool = PoolById(req.pool_id);
   if (!pool.ok()) return Fail(m, pool.status());
   std::vector<uint64_t> ids(req.count);
-  if (req.count) std::memcpy(ids.data(), m.payload.data() + sizeof(req), req.count * sizeof(uint64_t));
+  if (req.count)
+    std::memcpy(ids.data(), m.payload.data() + sizeof(req), req.count * sizeof(uint64_t));
   if (!ids.empty()) (*pool)->Abort(owner_, ids);
   std::vector<std::byte> payload;
   Append(&payload, L::BatchReply{0, 0, 0});
@@ -297,8 +306,8 @@ Status LocalSession::KeysCall(const Message& m) {
   }
   auto pool = PoolById(req.pool_id);
   if (!pool.ok()) return Fail(m, pool.status());
-  const bool writes = m.header.type == L::kRemove || m.header.type == L::kPin ||
-                      m.header.type == L::kUnpin;
+  const bool writes =
+      m.header.type == L::kRemove || m.header.type == L::kPin || m.header.type == L::kUnpin;
   if (writes && lease_->options().read_only) {
     return Fail(m, PermissionDenied("the lease is read-only"));
   }
@@ -311,8 +320,12 @@ Status LocalSession::KeysCall(const Message& m) {
   std::vector<Status> results;
   uint64_t value = 0;
   switch (m.header.type) {
-    case L::kFetch: results = (*pool)->Fetch(keys); break;
-    case L::kLookup: value = (*pool)->LookupPrefix(keys, nullptr); break;
+    case L::kFetch:
+      results = (*pool)->Fetch(keys);
+      break;
+    case L::kLookup:
+      value = (*pool)->LookupPrefix(keys, nullptr);
+      break;
     default:
       for (const BlockKey& key : keys) {
         results.push_back(m.header.type == L::kRemove ? (*pool)->Remove(key)

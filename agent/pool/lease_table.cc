@@ -50,7 +50,8 @@ void LeaseAccount::Refund(uint64_t bytes) {
 
 Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
   if (options.quota_bytes == 0) return InvalidArgument("lease quota must be greater than 0");
-  if (options.owner.size() > 253) return InvalidArgument("lease owner is longer than 253 characters");
+  if (options.owner.size() > 253)
+    return InvalidArgument("lease owner is longer than 253 characters");
   TM_ASSIGN_OR_RETURN(std::string id_suffix, RandomHex(8));
   TM_ASSIGN_OR_RETURN(std::string secret, RandomHex(16));
   std::string id = "lease-" + id_suffix;
@@ -62,9 +63,12 @@ Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
     std::lock_guard lock(mu_);
     if (!leases_.emplace(id, account).second) return Internal("lease id collision, try again");
   }
-  TM_LOG(INFO, "lease") << "created " << id << " quota " << FormatByteSize(account->options().quota_bytes)
+  TM_LOG(INFO, "lease") << "created " << id << " quota "
+                        << FormatByteSize(account->options().quota_bytes)
                         << (account->options().read_only ? " read-only" : "")
-                        << (account->options().owner.empty() ? "" : " owner " + account->options().owner);
+                        << (account->options().owner.empty()
+                                ? ""
+                                : " owner " + account->options().owner);
   return CreatedLease{account, secret};
 }
 
@@ -94,7 +98,8 @@ Result<std::shared_ptr<LeaseAccount>> LeaseTable::Authenticate(const std::string
     if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
     account = it->second;
   }
-  if (!account->SecretMatches(secret)) return PermissionDenied("wrong secret for lease '" + id + "'");
+  if (!account->SecretMatches(secret))
+    return PermissionDenied("wrong secret for lease '" + id + "'");
   if (!account->MayUsePool(pool)) {
     return PermissionDenied("lease '" + id + "' may not use pool '" + pool + "'");
   }

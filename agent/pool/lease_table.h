@@ -23,10 +23,10 @@
 namespace tokenmem::pool {
 
 struct LeaseOptions {
-  uint64_t quota_bytes = 0;          // > 0
-  std::vector<std::string> pools;    // pools the lease may use; empty: all
+  uint64_t quota_bytes = 0;        // > 0
+  std::vector<std::string> pools;  // pools the lease may use; empty: all
   bool read_only = false;
-  std::string owner;                 // free text shown to operators
+  std::string owner;  // free text shown to operators
 };
 
 class LeaseAccount {

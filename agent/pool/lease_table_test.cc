@@ -12,7 +12,8 @@ TEST(LeaseTableTest, CreateAuthenticateRelease) {
   EXPECT_EQ(lease->secret.size(), 32u);
   const std::string id = lease->account->id();
   EXPECT_TRUE(table.Authenticate(id, lease->secret, "a", true).ok());
-  EXPECT_EQ(table.Authenticate(id, "wrong", "a", true).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(table.Authenticate(id, "wrong", "a", true).status().code(),
+            StatusCode::kPermissionDenied);
   EXPECT_EQ(table.Authenticate(id, lease->secret, "b", false).status().code(),
             StatusCode::kPermissionDenied);
   EXPECT_TRUE(table.Authenticate("lease-nope", lease->secret, "a", false).status().IsNotFound());

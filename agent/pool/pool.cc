@@ -253,12 +253,12 @@ struct Pool::Impl {
     const int64_t stored_ms = b.stored_ms;
     b.moving = true;
     lock.unlock();
-    Status written = nvme->Write(nvme_slot, key, generation, static_cast<uint64_t>(stored_ms),
-                                 staging);
+    Status written =
+        nvme->Write(nvme_slot, key, generation, static_cast<uint64_t>(stored_ms), staging);
     lock.lock();
     auto it = index.find(key);
-    const bool unchanged = it != index.end() && it->second.generation == generation &&
-                           it->second.tier == from;
+    const bool unchanged =
+        it != index.end() && it->second.generation == generation && it->second.tier == from;
     if (unchanged) it->second.moving = false;
     if (!written.ok()) {
       ++counters.io_errors;
@@ -281,7 +281,7 @@ struct Pool::Impl {
     Unlink(b);
     b.tier = to;
     b.slot = slot;
-    Link(key, b);  // readers follow the entry to the new slot...
+    Link(key, b);                 // readers follow the entry to the new slot...
     ReleaseSlot(from, old_slot);  // ...before the old one can be reused
     auto& out = counters.tiers[Index(from)];
     auto& in = counters.tiers[Index(to)];
@@ -403,7 +403,8 @@ struct Pool::Impl {
 
   void WriteTombstones(std::unique_lock<std::mutex>& lock) {
     std::vector<uint32_t> batch;
-    for (auto it = nvme_dirty.begin(); it != nvme_dirty.end() && batch.size() < kMaxTombstonesPerPass;) {
+    for (auto it = nvme_dirty.begin();
+         it != nvme_dirty.end() && batch.size() < kMaxTombstonesPerPass;) {
       if (nvme_readers[*it] == 0) {
         batch.push_back(*it);
         it = nvme_dirty.erase(it);
@@ -495,7 +496,8 @@ Result<std::unique_ptr<Pool>> Pool::Open(PoolSpec spec, PoolEnvironment env) {
   TM_RETURN_IF_ERROR(d.CreateSharedIndex());
   if (spec.capacity.nvme != 0) {
     if (d.env.nvme_directory.empty()) {
-      return FailedPrecondition("pool '" + spec.name + "' wants NVMe capacity but the agent has no NVMe tier");
+      return FailedPrecondition("pool '" + spec.name +
+                                "' wants NVMe capacity but the agent has no NVMe tier");
     }
     nvme::NvmeStoreOptions options;
     options.directory = d.env.nvme_directory;
@@ -530,8 +532,9 @@ Result<std::unique_ptr<Pool>> Pool::Open(PoolSpec spec, PoolEnvironment env) {
     pool->recovered_blocks_ = d.index.size();
   }
   d.last_ttl_sweep_ms = d.Now();
-  TM_LOG(INFO, "pool") << "opened " << spec.name << " block_size " << FormatByteSize(spec.block_size)
-                       << " dram " << FormatByteSize(spec.capacity.dram) << " cxl "
+  TM_LOG(INFO, "pool") << "opened " << spec.name << " block_size "
+                       << FormatByteSize(spec.block_size) << " dram "
+                       << FormatByteSize(spec.capacity.dram) << " cxl "
                        << FormatByteSize(spec.capacity.cxl) << " nvme "
                        << FormatByteSize(spec.capacity.nvme) << " eviction "
                        << EvictionPolicyName(spec.eviction) << " ttl " << spec.ttl_seconds
@@ -549,10 +552,10 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   std::unique_lock lock(d.mu);
   if (lease && !lease->TryCharge(spec_.block_size)) {
     ++d.counters.quota_rejections;
-    return ResourceExhausted("lease '" + lease->id() + "' quota exceeded: " +
-                             FormatByteSize(lease->used_bytes()) + " of " +
-                             FormatByteSize(lease->options().quota_bytes) + " used, a block takes " +
-                             FormatByteSize(spec_.block_size));
+    return ResourceExhausted("lease '" + lease->id() +
+                             "' quota exceeded: " + FormatByteSize(lease->used_bytes()) + " of " +
+                             FormatByteSize(lease->options().quota_bytes) +
+                             " used, a block takes " + FormatByteSize(spec_.block_size));
   }
   auto refund = [&] {
     if (lease) lease->Refund(spec_.block_size);
@@ -645,8 +648,9 @@ Result<ReadResult> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
       break;
     }
     if (out.size() < b.length) {
-      return InvalidArgument("buffer of " + std::to_string(out.size()) + " bytes is smaller than the " +
-                             std::to_string(b.length) + "-byte block");
+      return InvalidArgument("buffer of " + std::to_string(out.size()) +
+                             " bytes is smaller than the " + std::to_string(b.length) +
+                             "-byte block");
     }
     if (!b.pinned) d.lru[Index(b.tier)].Touch(b.lru);
     if (IsMemory(b.tier)) {
@@ -677,7 +681,8 @@ Result<TierKind> Pool::Locate(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end()) return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end())
+    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
   if (d.Expired(it->second, d.Now()) && !it->second.moving) {
     ++d.counters.expired;
     d.Drop(it);
@@ -717,7 +722,8 @@ Status Pool::Remove(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end()) return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end())
+    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
   d.Drop(it);
   return Status::Ok();
 }
@@ -726,7 +732,8 @@ Status Pool::Pin(const BlockKey& key) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end()) return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end())
+    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
   Block& b = it->second;
   if (!b.pinned) {
     d.lru[Index(b.tier)].Erase(b.lru);
@@ -746,7 +753,8 @@ Status Pool::Unpin(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end()) return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end())
+    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
   Block& b = it->second;
   if (b.pinned) {
     b.pinned = false;
@@ -764,7 +772,8 @@ void Pool::Maintain() {
     if (!d.HasTier(t) || !d.Lower(t)) continue;
     const double capacity = d.CapacitySlots(t);
     if (d.FreeSlots(t) >= d.env.low_watermark * capacity) continue;
-    for (int i = 0; i < kMaxDemotionsPerPass && d.FreeSlots(t) < d.env.high_watermark * capacity; ++i) {
+    for (int i = 0; i < kMaxDemotionsPerPass && d.FreeSlots(t) < d.env.high_watermark * capacity;
+         ++i) {
       if (!d.DemoteOne(t, lock, 0).ok()) break;
     }
   }
@@ -811,8 +820,11 @@ namespace tokenmem::pool {
 Pool::SharedView Pool::Shared() const {
   const Impl& d = *impl_;
   std::lock_guard lock(d.mu);
-  SharedView view{d.shared->index_fd(), d.shared->index_bytes(), d.shared->client_area_fd(),
-                  d.shared->client_area_bytes(), {}};
+  SharedView view{d.shared->index_fd(),
+                  d.shared->index_bytes(),
+                  d.shared->client_area_fd(),
+                  d.shared->client_area_bytes(),
+                  {}};
   for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
     if (!d.HasTier(t)) continue;
     auto segments = d.arenas[Index(t)]->Segments();
@@ -850,8 +862,8 @@ Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
   const uint64_t need = uint64_t{count} * spec_.block_size;
   if (lease && !lease->TryCharge(need)) {
     ++d.counters.quota_rejections;
-    return ResourceExhausted("lease '" + lease->id() + "' quota exceeded: " +
-                             FormatByteSize(lease->used_bytes()) + " of " +
+    return ResourceExhausted("lease '" + lease->id() +
+                             "' quota exceeded: " + FormatByteSize(lease->used_bytes()) + " of " +
                              FormatByteSize(lease->options().quota_bytes) + " used, " +
                              std::to_string(count) + " blocks need " + FormatByteSize(need));
   }
@@ -914,7 +926,8 @@ std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> ite
     }
     if (item.length > spec_.block_size) {
       results.push_back(InvalidArgument("length " + std::to_string(item.length) +
-                                        " exceeds the block size " + std::to_string(spec_.block_size)));
+                                        " exceeds the block size " +
+                                        std::to_string(spec_.block_size)));
       d.FreeReservation(r);
       continue;
     }

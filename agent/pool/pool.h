@@ -35,16 +35,16 @@ namespace tokenmem::pool {
 // Where a pool's tiers live; filled by the PoolManager from the agent's
 // configuration and topology.
 struct PoolEnvironment {
-  std::vector<int> dram_nodes;             // NUMA nodes for the DRAM tier
-  std::vector<int> cxl_nodes;              // NUMA nodes for the CXL tier
-  std::filesystem::path nvme_directory;    // this pool's own directory
+  std::vector<int> dram_nodes;           // NUMA nodes for the DRAM tier
+  std::vector<int> cxl_nodes;            // NUMA nodes for the CXL tier
+  std::filesystem::path nvme_directory;  // this pool's own directory
   uint64_t nvme_segment_bytes = 256ull << 20;
   uint32_t nvme_queue_depth = 32;
   uint64_t memory_segment_bytes = 64ull << 20;
-  double low_watermark = 0.10;             // free fraction that starts demotion
-  double high_watermark = 0.20;            // free fraction demotion restores
-  uint32_t ttl_sweep_ms = 1000;            // how often Maintain() looks for expired blocks
-  std::function<int64_t()> now_ms;         // wall clock, ms; empty: the system clock
+  double low_watermark = 0.10;      // free fraction that starts demotion
+  double high_watermark = 0.20;     // free fraction demotion restores
+  uint32_t ttl_sweep_ms = 1000;     // how often Maintain() looks for expired blocks
+  std::function<int64_t()> now_ms;  // wall clock, ms; empty: the system clock
 };
 
 struct ReadResult {

@@ -34,7 +34,8 @@ Result<std::unique_ptr<PoolManager>> PoolManager::Open(PoolManagerOptions option
     auto spec = ReadPoolMeta(pool_dir);
     if (!spec.ok()) {
       if (!spec.status().IsNotFound()) {
-        TM_LOG(ERROR, "pools") << "skipping " << pool_dir.string() << ": " << spec.status().ToString();
+        TM_LOG(ERROR, "pools") << "skipping " << pool_dir.string() << ": "
+                               << spec.status().ToString();
       }
       continue;
     }
@@ -45,13 +46,14 @@ Result<std::unique_ptr<PoolManager>> PoolManager::Open(PoolManagerOptions option
     }
     std::lock_guard lock(manager->mu_);
     if (Status room = manager->CheckRoom(*spec); !room.ok()) {
-      TM_LOG(ERROR, "pools") << "not reopening pool " << spec->name << ", its data stays on disk: "
-                             << room.ToString();
+      TM_LOG(ERROR, "pools") << "not reopening pool " << spec->name
+                             << ", its data stays on disk: " << room.ToString();
       continue;
     }
     auto pool = Pool::Open(*spec, manager->EnvironmentFor(spec->name));
     if (!pool.ok()) {
-      TM_LOG(ERROR, "pools") << "not reopening pool " << spec->name << ": " << pool.status().ToString();
+      TM_LOG(ERROR, "pools") << "not reopening pool " << spec->name << ": "
+                             << pool.status().ToString();
       continue;
     }
     manager->recovered_blocks_ += (*pool)->recovered_blocks();
@@ -82,12 +84,13 @@ Status PoolManager::CheckRoom(const PoolSpec& spec) const {
   for (TierKind t : kTiers) {
     uint64_t want = spec.capacity.of(t);
     if (want == 0) continue;
-    uint64_t room = options_.tier_capacity.of(t) - std::min(reserved.of(t), options_.tier_capacity.of(t));
+    uint64_t room =
+        options_.tier_capacity.of(t) - std::min(reserved.of(t), options_.tier_capacity.of(t));
     if (want > room) {
-      return ResourceExhausted("pool '" + spec.name + "' asks for " + FormatByteSize(want) + " of " +
-                               std::string(TierName(t)) + " but only " + FormatByteSize(room) +
-                               " of " + FormatByteSize(options_.tier_capacity.of(t)) +
-                               " is unreserved");
+      return ResourceExhausted("pool '" + spec.name + "' asks for " + FormatByteSize(want) +
+                               " of " + std::string(TierName(t)) + " but only " +
+                               FormatByteSize(room) + " of " +
+                               FormatByteSize(options_.tier_capacity.of(t)) + " is unreserved");
     }
   }
   return Status::Ok();
@@ -104,7 +107,8 @@ Result<std::shared_ptr<Pool>> PoolManager::Create(const PoolSpec& spec) {
     std::error_code ec;
     if (std::filesystem::exists(dir, ec)) {
       // Leftovers of a pool that failed to reopen: never overwrite data silently.
-      return AlreadyExists("directory " + dir.string() + " exists but holds no open pool; remove it "
+      return AlreadyExists("directory " + dir.string() +
+                           " exists but holds no open pool; remove it "
                            "or restart the agent to reopen it");
     }
     std::filesystem::create_directory(dir, ec);
@@ -168,8 +172,8 @@ Status PoolManager::Delete(const std::string& name) {
       std::filesystem::remove(options_.nvme_root / name / kPoolMetaFile, ec);
       std::filesystem::remove_all(options_.nvme_root / name, ec);
       if (ec) {
-        TM_LOG(ERROR, "pools") << "deleted pool " << name << " but could not remove its files: "
-                               << ec.message();
+        TM_LOG(ERROR, "pools") << "deleted pool " << name
+                               << " but could not remove its files: " << ec.message();
       }
     }
   }

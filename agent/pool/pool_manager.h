@@ -22,16 +22,16 @@
 namespace tokenmem::pool {
 
 struct PoolManagerOptions {
-  TierCapacities tier_capacity;           // what pools may reserve, per tier
+  TierCapacities tier_capacity;  // what pools may reserve, per tier
   std::vector<int> dram_nodes;
   std::vector<int> cxl_nodes;
-  std::filesystem::path nvme_root;        // empty: no NVMe tier, nothing persisted
+  std::filesystem::path nvme_root;  // empty: no NVMe tier, nothing persisted
   uint64_t nvme_segment_bytes = 256ull << 20;
   uint32_t nvme_queue_depth = 32;
   double low_watermark = 0.10;
   double high_watermark = 0.20;
   uint32_t ttl_sweep_ms = 1000;
-  std::function<int64_t()> now_ms;        // empty: the system clock
+  std::function<int64_t()> now_ms;  // empty: the system clock
 };
 
 class PoolManager {

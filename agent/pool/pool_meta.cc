@@ -79,7 +79,8 @@ Result<PoolSpec> ReadPoolMeta(const std::filesystem::path& pool_dir) {
     };
     auto number = [&](uint64_t* out) -> Status {
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), *out);
-      if (ec != std::errc() || p != value.data() + value.size()) return bad("'" + value + "' is not a number");
+      if (ec != std::errc() || p != value.data() + value.size())
+        return bad("'" + value + "' is not a number");
       return Status::Ok();
     };
     if (key == "format") {

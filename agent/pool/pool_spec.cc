@@ -6,9 +6,12 @@ namespace tokenmem::pool {
 
 std::string_view TierName(TierKind tier) {
   switch (tier) {
-    case TierKind::kDram: return "dram";
-    case TierKind::kCxl: return "cxl";
-    case TierKind::kNvme: return "nvme";
+    case TierKind::kDram:
+      return "dram";
+    case TierKind::kCxl:
+      return "cxl";
+    case TierKind::kNvme:
+      return "nvme";
   }
   return "unknown";
 }

@@ -22,7 +22,9 @@ struct TierCapacities {
   uint64_t dram = 0;
   uint64_t cxl = 0;
   uint64_t nvme = 0;
-  uint64_t& of(TierKind t) { return t == TierKind::kDram ? dram : t == TierKind::kCxl ? cxl : nvme; }
+  uint64_t& of(TierKind t) {
+    return t == TierKind::kDram ? dram : t == TierKind::kCxl ? cxl : nvme;
+  }
   uint64_t of(TierKind t) const {
     return t == TierKind::kDram ? dram : t == TierKind::kCxl ? cxl : nvme;
   }
@@ -38,7 +40,7 @@ struct PoolSpec {
   uint64_t block_size = 256 * 1024;  // largest block, bytes; multiple of 4096
   TierCapacities capacity;           // bytes reserved per tier
   EvictionPolicy eviction = EvictionPolicy::kLru;
-  uint64_t ttl_seconds = 0;          // 0: never expire
+  uint64_t ttl_seconds = 0;  // 0: never expire
 };
 
 // [a-z0-9][a-z0-9.-]*, 1..63 characters.

@@ -6,10 +6,12 @@ namespace tokenmem::pool {
 namespace {
 
 TEST(PoolSpecTest, Names) {
-  for (const std::string& good : std::vector<std::string>{"a", "0", "chat-llama3.8b", std::string(63, 'x')}) {
+  for (const std::string& good :
+       std::vector<std::string>{"a", "0", "chat-llama3.8b", std::string(63, 'x')}) {
     EXPECT_TRUE(ValidatePoolName(good).ok()) << good;
   }
-  for (const std::string& bad : std::vector<std::string>{"", "-a", ".a", "A", "a_b", "a/b", "a b", std::string(64, 'x')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", "-a", ".a", "A", "a_b", "a/b", "a b", std::string(64, 'x')}) {
     auto s = ValidatePoolName(bad);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
   }

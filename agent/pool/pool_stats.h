@@ -23,7 +23,7 @@ struct TierCounters {
   uint64_t promotions_in = 0;  // blocks moved into this tier from a slower one
   uint64_t bytes_demoted_out = 0;
   uint64_t bytes_promoted_in = 0;
-  uint64_t evictions = 0;      // blocks dropped from this tier
+  uint64_t evictions = 0;  // blocks dropped from this tier
 };
 
 struct PoolCounters {

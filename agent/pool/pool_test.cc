@@ -24,8 +24,8 @@ std::vector<std::byte> Payload(uint64_t n, size_t size = kBlock) {
 
 class PoolTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Pool> OpenPool(TierCapacities capacity, EvictionPolicy eviction = EvictionPolicy::kLru,
-                                 uint64_t ttl = 0) {
+  std::unique_ptr<Pool> OpenPool(TierCapacities capacity,
+                                 EvictionPolicy eviction = EvictionPolicy::kLru, uint64_t ttl = 0) {
     PoolSpec spec;
     spec.name = "test";
     spec.block_size = kBlock;
@@ -75,7 +75,8 @@ TEST_F(PoolTest, PutThenGetIsByteExactAndMissIsNotFound) {
     auto got = pool->Get(Key(n), out);
     ASSERT_TRUE(got.ok());
     ASSERT_EQ(got->length, 100 + n * 500);
-    EXPECT_TRUE(std::equal(out.begin(), out.begin() + got->length, Payload(n, got->length).begin()));
+    EXPECT_TRUE(
+        std::equal(out.begin(), out.begin() + got->length, Payload(n, got->length).begin()));
   }
   std::vector<std::byte> out(kBlock);
   EXPECT_TRUE(pool->Get(Key(99), out).status().IsNotFound());
@@ -108,7 +109,8 @@ TEST_F(PoolTest, ReplacingAKeyReturnsTheNewBytes) {
 TEST_F(PoolTest, PutsLandInDramThenCascadeLeastRecentlyUsedToNvme) {
   auto pool = OpenPool({.dram = 4 * kBlock, .nvme = 16 * kBlock});
   auto lease = Lease(1 << 20);
-  for (uint64_t n = 0; n < 4; ++n) ASSERT_EQ(*pool->Put(Key(n), Payload(n), lease), TierKind::kDram);
+  for (uint64_t n = 0; n < 4; ++n)
+    ASSERT_EQ(*pool->Put(Key(n), Payload(n), lease), TierKind::kDram);
   // Touch block 0 so block 1 is now the least recently used.
   ASSERT_TRUE(pool->Locate(Key(0)).ok());
   // DRAM is full: the put demotes the LRU block (1) and still lands in DRAM.
@@ -148,8 +150,8 @@ TEST_F(PoolTest, NvmeHitIsPromotedIntoMemory) {
   auto lease = Lease(1 << 20);
   for (uint64_t n = 0; n < 3; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
   ASSERT_EQ(*pool->Locate(Key(0)), TierKind::kNvme);
-  ASSERT_TRUE(pool->Remove(Key(2)).ok());  // room in DRAM for the promotion
-  ExpectBlock(*pool, 0, TierKind::kNvme);   // served from NVMe...
+  ASSERT_TRUE(pool->Remove(Key(2)).ok());             // room in DRAM for the promotion
+  ExpectBlock(*pool, 0, TierKind::kNvme);             // served from NVMe...
   EXPECT_EQ(*pool->Locate(Key(0)), TierKind::kDram);  // ...and promoted
   ExpectBlock(*pool, 0, TierKind::kDram);
   auto snap = pool->Snapshot();
@@ -297,7 +299,8 @@ TEST_F(PoolTest, NvmeBlocksSurviveReopen) {
   {
     auto pool = OpenPool({.nvme = 16 * kBlock});
     auto lease = Lease(1 << 20);
-    for (uint64_t n = 0; n < 10; ++n) ASSERT_EQ(*pool->Put(Key(n), Payload(n), lease), TierKind::kNvme);
+    for (uint64_t n = 0; n < 10; ++n)
+      ASSERT_EQ(*pool->Put(Key(n), Payload(n), lease), TierKind::kNvme);
     ASSERT_TRUE(pool->Remove(Key(3)).ok());
     ASSERT_TRUE(pool->Put(Key(4), Payload(44), lease).ok());  // replaced
     pool->Maintain();  // tombstones for the removed and replaced copies

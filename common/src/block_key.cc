@@ -28,7 +28,8 @@ Result<BlockKey> BlockKey::FromHex(std::string_view hex) {
   BlockKey key;
   for (size_t i = 0; i < 32; ++i) {
     int d = HexDigit(hex[i]);
-    if (d < 0) return InvalidArgument("block key has a non-hexadecimal character at " + std::to_string(i));
+    if (d < 0)
+      return InvalidArgument("block key has a non-hexadecimal character at " + std::to_string(i));
     uint64_t& half = i < 16 ? key.hi : key.lo;
     half = (half << 4) | static_cast<uint64_t>(d);
   }

@@ -71,8 +71,9 @@ class LocalStressTest : public ::testing::Test {
     auto pools = pool::PoolManager::Open(options);
     ASSERT_TRUE(pools.ok()) << pools.status().ToString();
     pools_ = std::move(pools).value();
-    auto created = pools_->Create(
-        {.name = "churn", .block_size = kBlock, .capacity = {.dram = 32 * kBlock, .nvme = 128 * kBlock}});
+    auto created = pools_->Create({.name = "churn",
+                                   .block_size = kBlock,
+                                   .capacity = {.dram = 32 * kBlock, .nvme = 128 * kBlock}});
     ASSERT_TRUE(created.ok()) << created.status().ToString();
     pool_ = *created;
     auto server = local::LocalServer::Start(dir_ / "data.sock", 0600, pools_.get(), &leases_);
@@ -117,12 +118,14 @@ class LocalStressTest : public ::testing::Test {
       if (rng() % 2) {
         auto got = pool.Get(key, out);
         if (got.ok()) {
-          const bool same = *got == want.size() && std::equal(want.begin(), want.end(), out.begin());
+          const bool same =
+              *got == want.size() && std::equal(want.begin(), want.end(), out.begin());
           (same ? c.hits : c.wrong).fetch_add(1);
         } else if (got.status().IsNotFound()) {
           c.misses.fetch_add(1);
         } else {
-          if (c.errors.fetch_add(1) == 0) std::printf("first read error: %s\n", got.status().ToString().c_str());
+          if (c.errors.fetch_add(1) == 0)
+            std::printf("first read error: %s\n", got.status().ToString().c_str());
         }
       } else {
         // Scatter: three pieces per block.
@@ -141,7 +144,8 @@ class LocalStressTest : public ::testing::Test {
         } else if (result.code == StatusCode::kNotFound) {
           c.misses.fetch_add(1);
         } else {
-          if (c.errors.fetch_add(1) == 0) std::printf("first read error: code %d\n", static_cast<int>(result.code));
+          if (c.errors.fetch_add(1) == 0)
+            std::printf("first read error: code %d\n", static_cast<int>(result.code));
         }
       }
     }
@@ -245,7 +249,7 @@ TEST_F(LocalStressTest, ReaderProcessesSeeCommittedBytesOrMisses) {
       ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(written, MAP_FAILED);
   auto* stop = reinterpret_cast<std::atomic<bool>*>(written + kWriters);
-  new (written) std::atomic<uint64_t>[kWriters]{};
+  new (written) std::atomic<uint64_t>[kWriters] {};
   new (stop) std::atomic<bool>(false);
   for (int i = 0; i < kChildren; ++i) {
     pid_t pid = ::fork();

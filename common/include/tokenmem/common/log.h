@@ -50,7 +50,7 @@ class LineBuilder {
 }  // namespace tokenmem
 
 // TM_LOG(INFO, "pool") << "created " << name;
-#define TM_LOG(level, component)                                                   \
-  if (::tokenmem::log_internal::k##level < ::tokenmem::GetLogLevel()) {           \
-  } else                                                                           \
+#define TM_LOG(level, component)                                        \
+  if (::tokenmem::log_internal::k##level < ::tokenmem::GetLogLevel()) { \
+  } else                                                                \
     ::tokenmem::log_internal::LineBuilder(::tokenmem::log_internal::k##level, component)

@@ -17,8 +17,8 @@ namespace tokenmem {
 // Values are stable: they travel in the control protocol.
 enum class StatusCode : int {
   kOk = 0,
-  kNotFound = 1,            // a miss: the key, pool or lease does not exist
-  kInvalidArgument = 2,     // bad input; nothing was changed
+  kNotFound = 1,         // a miss: the key, pool or lease does not exist
+  kInvalidArgument = 2,  // bad input; nothing was changed
   kAlreadyExists = 3,
   kResourceExhausted = 4,   // quota or capacity exceeded; nothing was evicted
   kPermissionDenied = 5,    // wrong secret, read-only lease, foreign pool
@@ -55,7 +55,9 @@ class [[nodiscard]] Status {
 };
 
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
@@ -78,7 +80,7 @@ Status ErrnoError(std::string_view what, int errno_value);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok() && "Result built from an OK status");
   }
@@ -104,16 +106,17 @@ class [[nodiscard]] Result {
 }  // namespace tokenmem
 
 // Returns from the enclosing function when `expr` (a Status) is not OK.
-#define TM_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::tokenmem::Status tm_status_ = (expr); \
+#define TM_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::tokenmem::Status tm_status_ = (expr);  \
     if (!tm_status_.ok()) return tm_status_; \
   } while (0)
 
 #define TM_CONCAT_INNER(a, b) a##b
 #define TM_CONCAT(a, b) TM_CONCAT_INNER(a, b)
 // Declares `lhs` from a Result's value, or returns its error.
-#define TM_ASSIGN_OR_RETURN(lhs, expr) TM_ASSIGN_OR_RETURN_IMPL(TM_CONCAT(tm_result_, __LINE__), lhs, expr)
+#define TM_ASSIGN_OR_RETURN(lhs, expr) \
+  TM_ASSIGN_OR_RETURN_IMPL(TM_CONCAT(tm_result_, __LINE__), lhs, expr)
 #define TM_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \

@@ -77,7 +77,7 @@ struct AttachRequest {
 // (read-write), then `segment_count` SegmentInfo entries' fds in order.
 struct AttachReply {
   int32_t code;
-  uint32_t pool_id;        // names the pool in later requests on this connection
+  uint32_t pool_id;  // names the pool in later requests on this connection
   uint64_t index_bytes;
   uint64_t client_area_bytes;
   uint32_t read_only;      // segments are mapped read-only

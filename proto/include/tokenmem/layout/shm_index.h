@@ -59,14 +59,15 @@ struct alignas(64) IndexEntry {
   std::atomic<uint32_t> state;  // EntryState
   std::atomic<uint64_t> key_hi;
   std::atomic<uint64_t> key_lo;
-  std::atomic<uint32_t> tier;   // 0 DRAM, 1 CXL, 2 NVMe (not readable in place)
+  std::atomic<uint32_t> tier;  // 0 DRAM, 1 CXL, 2 NVMe (not readable in place)
   std::atomic<uint32_t> length;
-  std::atomic<uint32_t> slot;   // slot number within the tier
+  std::atomic<uint32_t> slot;      // slot number within the tier
   std::atomic<uint32_t> checksum;  // CRC32C of the data
   std::atomic<uint64_t> generation;
 };
 static_assert(sizeof(IndexEntry) == 64, "an index entry is one cache line");
-static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+static_assert(std::atomic<uint64_t>::is_always_lock_free &&
+                  std::atomic<uint32_t>::is_always_lock_free,
               "shared-memory atomics must be lock-free");
 
 // Counters clients add to, read by the agent for its statistics.
