@@ -33,6 +33,8 @@ commands:
             --bytes SIZE          data per phase, default 1GiB
             --threads N           default 1
             --restart-blocks N    default 1000000 (0 skips the restart)
+            --rounds N            tokenmem and fio take turns N times; best of each
+                                  (default 3)
             --no-fio              skip fio
             --agent PATH          tokenmem-agent (default: beside this binary)
 
@@ -130,6 +132,10 @@ int main(int argc, char** argv) {
         const std::string* v = value();
         ok = v != nullptr;
         if (ok) o.restart_blocks = std::strtoull(v->c_str(), nullptr, 10);
+      } else if (a == "--rounds") {
+        const std::string* v = value();
+        ok = v != nullptr && std::atoi(v->c_str()) > 0;
+        if (ok) o.rounds = std::atoi(v->c_str());
       } else if (a == "--no-fio") {
         o.run_fio = false;
       } else if (a == "--agent") {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -157,7 +158,9 @@ Result<Restart> MeasureRestart(const NvmeBenchOptions& o) {
     so.block_size = spec.block_size;
     so.capacity_bytes = spec.capacity.nvme;
     so.segment_bytes = segment;
-    so.io_rings = static_cast<uint32_t>(o.threads);
+    // Filling is set-up, not the measurement: many writers keep the device busy.
+    constexpr int kFillThreads = 16;
+    so.io_rings = kFillThreads;
     std::vector<nvme::RecoveredBlock> recovered;
     TM_ASSIGN_OR_RETURN(auto store, nvme::NvmeStore::Open(so, &recovered));
     std::vector<uint32_t> slots(o.restart_blocks);
@@ -168,7 +171,7 @@ Result<Restart> MeasureRestart(const NvmeBenchOptions& o) {
              FormatByteSize(o.restart_block_size));
     std::atomic<uint64_t> done{0};
     TM_RETURN_IF_ERROR(
-        Split(o.threads, slots.size(), [&](int, uint64_t first, uint64_t count) -> Status {
+        Split(kFillThreads, slots.size(), [&](int, uint64_t first, uint64_t count) -> Status {
           std::vector<std::byte> data(o.restart_block_size, std::byte{0x5a});
           for (uint64_t i = first; i < first + count; ++i) {
             TM_RETURN_IF_ERROR(store->Write(slots[i], BlockKey{2, i}, i + 1, 1, data));
@@ -240,8 +243,21 @@ Status RunNvmeBench(const NvmeBenchOptions& o, wire::JsonWriter& out) {
   std::error_code ec;
   std::filesystem::create_directories(o.directory, ec);
   if (ec) return IoError("cannot create " + o.directory.string() + ": " + ec.message());
-  TM_ASSIGN_OR_RETURN(Bandwidth tm, MeasureStore(o));
+  // A shared or virtual disk drifts a lot from minute to minute: tokenmem
+  // and fio take turns, and each keeps its best round.
+  Bandwidth tm, fio;
+  for (int round = 0; round < o.rounds; ++round) {
+    TM_ASSIGN_OR_RETURN(Bandwidth t, MeasureStore(o));
+    tm.write_bytes_per_s = std::max(tm.write_bytes_per_s, t.write_bytes_per_s);
+    tm.read_bytes_per_s = std::max(tm.read_bytes_per_s, t.read_bytes_per_s);
+    if (o.run_fio) {
+      TM_ASSIGN_OR_RETURN(Bandwidth f, MeasureFio(o));
+      fio.write_bytes_per_s = std::max(fio.write_bytes_per_s, f.write_bytes_per_s);
+      fio.read_bytes_per_s = std::max(fio.read_bytes_per_s, f.read_bytes_per_s);
+    }
+  }
   out.Key("nvme").BeginObject();
+  out.IntField("rounds", o.rounds);
   out.StringField("directory", o.directory.string());
   out.UintField("block_size", o.block_size);
   out.UintField("bytes", o.bytes);
@@ -249,7 +265,6 @@ Status RunNvmeBench(const NvmeBenchOptions& o, wire::JsonWriter& out) {
   out.DoubleField("write_bytes_per_second", tm.write_bytes_per_s);
   out.DoubleField("read_bytes_per_second", tm.read_bytes_per_s);
   if (o.run_fio) {
-    TM_ASSIGN_OR_RETURN(Bandwidth fio, MeasureFio(o));
     out.DoubleField("fio_write_bytes_per_second", fio.write_bytes_per_s);
     out.DoubleField("fio_read_bytes_per_second", fio.read_bytes_per_s);
     out.DoubleField("write_ratio", tm.write_bytes_per_s / fio.write_bytes_per_s);
