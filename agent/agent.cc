@@ -170,7 +170,8 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   TM_ASSIGN_OR_RETURN(
       agent->local_,
       local::LocalServer::Start(DataSocketPath(config.control.socket_path),
-                                config.control.socket_mode, agent->pools_.get(), &agent->leases_));
+                                config.control.socket_mode, agent->pools_.get(), &agent->leases_,
+                                agent->metrics_->OperationRecorder(http::DataPath::kLocal)));
   if (!config.http.listen.empty()) {
     http::AgentHttpOptions web{
         .listen = config.http.listen,

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "demo/control_block_store.h"
+#include "demo/local_block_store.h"
 #include "demo/options.h"
 #include "demo/report.h"
 #include "demo/runner.h"
@@ -44,9 +46,22 @@ int main(int argc, char** argv) {
           : "--address " + endpoint.address + " --admin-token-file " + options->admin_token_file;
 
   auto stub = v1::Control::NewStub(*channel);
+  demo::BlockStoreOpener open_store;
+  if (options->path == demo::DataPath::kLocal) {
+    // Over TCP the control socket is not used; the data socket then defaults
+    // to the one beside the default control socket (an agent on this node).
+    std::string data_socket = options->data_socket;
+    if (data_socket.empty()) {
+      data_socket = demo::DataSocketBeside(options->socket.empty() ? wire::DefaultSocketPath()
+                                                                   : options->socket);
+    }
+    open_store = demo::LocalStoreOpener(data_socket, options->timeout);
+  } else {
+    open_store = demo::ControlStoreOpener(*stub, options->timeout);
+  }
   // With --json, stdout carries only the JSON object.
   std::ostream& progress = options->json ? std::cerr : std::cout;
-  demo::DemoRunner runner(*stub, *options, progress);
+  demo::DemoRunner runner(*stub, std::move(open_store), *options, progress);
   auto report = runner.Run();
   if (!report.ok()) {
     std::cerr << "tokenmem-demo: " << report.status().message() << "\n";

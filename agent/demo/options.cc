@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <string_view>
 
 #include "tokenmem/common/units.h"
@@ -43,8 +44,12 @@ constexpr TextOption kTextOptions[] = {
     {"socket", &DemoOptions::socket},
     {"address", &DemoOptions::address},
     {"admin-token-file", &DemoOptions::admin_token_file},
+    {"data-socket", &DemoOptions::data_socket},
     {"pool", &DemoOptions::pool},
-    {"namespace", &DemoOptions::model_namespace},
+    {"model", &DemoOptions::model},
+    {"revision", &DemoOptions::revision},
+    {"kv-dtype", &DemoOptions::kv_dtype},
+    {"kv-layout", &DemoOptions::kv_layout},
     {"lease", &DemoOptions::lease},
 };
 
@@ -98,6 +103,13 @@ Status Apply(DemoOptions* o, std::string_view name, const std::string& v) {
       return Status::Ok();
     }
   }
+  if (name == "path") {
+    if (v == "local" || v == "control") {
+      o->path = v == "local" ? DataPath::kLocal : DataPath::kControl;
+      return Status::Ok();
+    }
+    return InvalidArgument("--path wants local or control, got '" + v + "'");
+  }
   if (name == "seed") return ParseCount(name, v, 0, UINT64_MAX, &o->seed);
   if (name == "timeout") return ParseSeconds(v, &o->timeout);
   return InvalidArgument("unknown option '--" + std::string(name) + "'");
@@ -136,7 +148,30 @@ Result<DemoOptions> ParseDemoOptions(const std::vector<std::string>& args) {
     return InvalidArgument("give --socket or --address, not both");
   }
   if (o.quota == 0) return InvalidArgument("--quota must be more than 0 bytes");
+  if (Status s = KeyNamespaceOf(o).Validate(); !s.ok()) {
+    return s.WithContext(
+        "the token keys' namespace (--model, --revision, --kv-dtype, --kv-layout)");
+  }
   return o;
+}
+
+KeyNamespace KeyNamespaceOf(const DemoOptions& options) {
+  KeyNamespace ns;
+  ns.model = options.model;
+  ns.revision = options.revision;
+  ns.kv_dtype = options.kv_dtype;
+  ns.kv_layout = options.kv_layout;
+  ns.block_tokens = options.block_tokens;
+  return ns;
+}
+
+std::string DataSocketBeside(const std::string& control_socket) {
+  std::filesystem::path control(control_socket);
+  return (control.parent_path() / (control.stem().string() + "-data.sock")).string();
+}
+
+std::string_view DataPathName(DataPath path) {
+  return path == DataPath::kLocal ? "local" : "control";
 }
 
 std::string DemoUsageText() {
@@ -151,6 +186,11 @@ std::string DemoUsageText() {
          "/run/tokenmem/agent.sock)\n"
          "  --address HOST:PORT --admin-token-file FILE   reach the agent over TCP\n"
          "  --timeout SECONDS          deadline per call (10)\n"
+         "Data path (pools, leases and statistics always use the control API):\n"
+         "  --path local|control       local (default): the SDK, over the agent's data socket\n"
+         "                             and shared memory; control: gRPC Get/Put/LookupPrefix\n"
+         "  --data-socket PATH         the agent's data socket (default: beside the control\n"
+         "                             socket, /run/tokenmem/agent.sock -> agent-data.sock)\n"
          "Pool (created when absent, reused as it is otherwise):\n"
          "  --pool NAME (demo)  --block-size SIZE (64KiB)  --dram SIZE (8MiB)\n"
          "  --cxl SIZE (0)  --nvme SIZE (256MiB)\n"
@@ -158,7 +198,9 @@ std::string DemoUsageText() {
          "  --sessions N (6)  --turns N (6)  --system-prompt-tokens N (1024)\n"
          "  --user-tokens N (96)  --reply-tokens N (160)  --block-tokens N (16)\n"
          "  --kv-bytes-per-block SIZE (the pool's block size)  --seed N (1)\n"
-         "  --namespace TEXT (demo-model/rev1/fp16)\n"
+         "Token keys (the SDK's, docs/token-keys.md):\n"
+         "  --model TEXT (demo-model)  --revision TEXT (rev1)  --kv-dtype TEXT (fp16)\n"
+         "  --kv-layout TEXT (nhd); the namespace's block tokens are --block-tokens\n"
          "Lease:\n"
          "  --lease ID:SECRET (default $TOKENMEM_LEASE; else one is created)\n"
          "  --quota SIZE (1GiB)  --keep-lease (do not release the created lease)\n"

@@ -4,11 +4,20 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tokenmem/common/status.h"
+#include "tokenmem/token_keys.h"
 
 namespace tokenmem::demo {
+
+// Which path carries the KV blocks (pools, leases and statistics always go
+// over the control API).
+enum class DataPath {
+  kLocal,    // the SDK: the agent's data socket and shared memory
+  kControl,  // gRPC LookupPrefix/Get/Put on the control API
+};
 
 struct DemoOptions {
   // Where the agent is (see wire/channel.h).
@@ -16,6 +25,9 @@ struct DemoOptions {
   std::string address;
   std::string admin_token_file;
   std::chrono::milliseconds timeout{10'000};  // per call
+
+  DataPath path = DataPath::kLocal;
+  std::string data_socket;  // empty: DataSocketBeside(the control socket)
 
   // The pool, created with this geometry when absent, reused as it is when present.
   std::string pool = "demo";
@@ -33,7 +45,13 @@ struct DemoOptions {
   uint32_t block_tokens = 16;
   uint64_t kv_bytes_per_block = 0;  // 0: the pool's block size
   uint64_t seed = 1;
-  std::string model_namespace = "demo-model/rev1/fp16";
+
+  // The token keys' namespace (tokenmem/token_keys.h); block_tokens is the
+  // workload's.
+  std::string model = "demo-model";
+  std::string revision = "rev1";
+  std::string kv_dtype = "fp16";
+  std::string kv_layout = "nhd";
 
   // The lease: given ("ID:SECRET", else $TOKENMEM_LEASE) or created with
   // `quota` and released at the end unless keep_lease.
@@ -46,8 +64,21 @@ struct DemoOptions {
 };
 
 // kInvalidArgument naming the option at fault: unknown option, missing or
-// malformed value, a count out of range (sessions, turns, block tokens >= 1).
+// malformed value, a count out of range (sessions, turns, block tokens >= 1),
+// a path other than local or control, a key namespace that
+// KeyNamespace::Validate refuses (an empty --model, ...).
 Result<DemoOptions> ParseDemoOptions(const std::vector<std::string>& args);
+
+// The namespace the demo's token keys are chained from.
+KeyNamespace KeyNamespaceOf(const DemoOptions& options);
+
+// Where the agent puts its data socket for the control socket
+// `control_socket`: the same directory, "<stem>-data.sock"
+// (/run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock).
+std::string DataSocketBeside(const std::string& control_socket);
+
+// "local" or "control".
+std::string_view DataPathName(DataPath path);
 
 std::string DemoUsageText();
 

@@ -22,6 +22,41 @@ TEST(DemoOptionsTest, DefaultsMatchTheDocumentation) {
   EXPECT_EQ(o->seed, 1u);
   EXPECT_EQ(o->quota, 1ull << 30);
   EXPECT_FALSE(o->json);
+  EXPECT_EQ(o->path, DataPath::kLocal);
+  EXPECT_EQ(o->data_socket, "");
+  KeyNamespace ns = KeyNamespaceOf(*o);
+  EXPECT_EQ(ns.model, "demo-model");
+  EXPECT_EQ(ns.revision, "rev1");
+  EXPECT_EQ(ns.kv_dtype, "fp16");
+  EXPECT_EQ(ns.kv_layout, "nhd");
+  EXPECT_EQ(ns.block_tokens, 16u);
+  EXPECT_EQ(ns.tp_size, 1u);
+  EXPECT_TRUE(ns.tenant_salt.empty());
+}
+
+TEST(DemoOptionsTest, DataPathAndKeyNamespace) {
+  auto o = ParseDemoOptions({"--path", "control", "--data-socket", "/d/x-data.sock", "--model",
+                             "llama", "--revision=abc", "--kv-dtype", "bf16", "--kv-layout", "hnd",
+                             "--block-tokens", "32"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->path, DataPath::kControl);
+  EXPECT_EQ(DataPathName(o->path), "control");
+  EXPECT_EQ(DataPathName(DataPath::kLocal), "local");
+  EXPECT_EQ(o->data_socket, "/d/x-data.sock");
+  KeyNamespace ns = KeyNamespaceOf(*o);
+  EXPECT_EQ(ns.model, "llama");
+  EXPECT_EQ(ns.revision, "abc");
+  EXPECT_EQ(ns.kv_dtype, "bf16");
+  EXPECT_EQ(ns.kv_layout, "hnd");
+  EXPECT_EQ(ns.block_tokens, 32u);
+  EXPECT_EQ(ParseDemoOptions({"--path=local"})->path, DataPath::kLocal);
+}
+
+TEST(DemoOptionsTest, DataSocketSitsBesideTheControlSocket) {
+  EXPECT_EQ(DataSocketBeside("/run/tokenmem/agent.sock"), "/run/tokenmem/agent-data.sock");
+  EXPECT_EQ(DataSocketBeside("/tmp/t/ctl.sock"), "/tmp/t/ctl-data.sock");
+  EXPECT_EQ(DataSocketBeside("/tmp/t/ctl"), "/tmp/t/ctl-data.sock");
+  EXPECT_EQ(DataSocketBeside("agent.sock"), "agent-data.sock");
 }
 
 TEST(DemoOptionsTest, ParsesEveryForm) {
@@ -49,6 +84,10 @@ TEST(DemoOptionsTest, RejectsBadInput) {
                                                          {"--sessions"},
                                                          {"stray"},
                                                          {"--quota", "0"},
+                                                         {"--path", "rdma"},
+                                                         {"--path"},
+                                                         {"--model", ""},
+                                                         {"--namespace", "x"},
                                                          {"--socket", "a", "--address", "b:1"}}) {
     auto o = ParseDemoOptions(args);
     EXPECT_FALSE(o.ok()) << args[0];
@@ -59,6 +98,8 @@ TEST(DemoOptionsTest, RejectsBadInput) {
 TEST(DemoOptionsTest, Help) {
   EXPECT_TRUE(ParseDemoOptions({"--help"})->help);
   EXPECT_NE(DemoUsageText().find("--system-prompt-tokens"), std::string::npos);
+  EXPECT_NE(DemoUsageText().find("--path local|control"), std::string::npos);
+  EXPECT_NE(DemoUsageText().find("--data-socket PATH"), std::string::npos);
 }
 
 }  // namespace

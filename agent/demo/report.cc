@@ -53,9 +53,10 @@ void Ratio(wire::JsonWriter& w, std::string_view key, uint64_t part, uint64_t wh
 std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
   std::string out = "tokenmem-demo: " + std::to_string(r.sessions) + " sessions x " +
                     std::to_string(r.turns) + " turns in pool " + r.pool +
-                    (r.pool_created ? " (created)" : " (reused)") + ": block " +
-                    Bytes(r.block_size) + ", " + std::to_string(r.block_tokens) + " tokens and " +
-                    Bytes(r.kv_bytes_per_block) + " of KV per block, " +
+                    (r.pool_created ? " (created)" : " (reused)") + ", " + r.path + " path (" +
+                    r.path_description + ")\n" + "block " + Bytes(r.block_size) + ", " +
+                    std::to_string(r.block_tokens) + " tokens and " + Bytes(r.kv_bytes_per_block) +
+                    " of KV per block, " +
                     [&] {
                       char buf[32];
                       std::snprintf(buf, sizeof(buf), "%.2f s", r.seconds);
@@ -93,7 +94,12 @@ std::string ReportText(const DemoReport& r, const std::string& ctl_flags) {
     hits.AddRow({std::string(wire::TierName(t)), std::to_string(r.hits_by_tier[t]),
                  Percent(r.hits_by_tier[t], r.blocks_read)});
   }
-  out += "\nBlocks read back, by the tier that served them:\n" + hits.Render();
+  out += r.hits_per_read
+             ? "\nBlocks read back, by the tier that served them:\n"
+             : "\nHits in pool " + r.pool +
+                   " during the run, by the tier that held each block read back\n"
+                   "(the pool's counters, so every client's):\n";
+  out += hits.Render();
 
   if (r.pool_stats) {
     wire::Table moves({{"TIER"},
@@ -129,6 +135,8 @@ std::string ReportJson(const DemoReport& r) {
   wire::JsonWriter w;
   w.BeginObject()
       .BoolField("ok", r.ok())
+      .StringField("path", r.path)
+      .StringField("path_description", r.path_description)
       .StringField("pool", r.pool)
       .BoolField("pool_created", r.pool_created)
       .UintField("block_size", r.block_size)
@@ -150,6 +158,7 @@ std::string ReportJson(const DemoReport& r) {
       .UintField("vanished_blocks", r.vanished_blocks)
       .UintField("put_failures", r.put_failures);
   if (!r.first_put_failure.empty()) w.StringField("first_put_failure", r.first_put_failure);
+  w.StringField("hits_source", r.hits_per_read ? "reads" : "pool_counters");
   w.Key("hits_by_tier").BeginObject();
   for (v1::TierKind t : kTiers) {
     w.Key(wire::TierName(t)).BeginObject().UintField("hits", r.hits_by_tier[t]);

@@ -4,22 +4,27 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "demo/block_content.h"
 #include "demo/conversation.h"
-#include "demo/token_hash.h"
 #include "tokenmem/common/units.h"
+#include "tokenmem/token_keys.h"
 #include "wire/codes.h"
-#include "wire/key_bytes.h"
-#include "wire/lease.h"
 
 namespace tokenmem::demo {
 
 namespace {
 
-// Keeps each Put or Get message small next to gRPC's limits.
+// Keeps each batch small: within gRPC's message limits on the control path,
+// and a bounded buffer on either path.
 constexpr uint64_t kBatchBytes = 2ull << 20;
+
+std::string_view AsText(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
 
 }  // namespace
 
@@ -33,9 +38,21 @@ struct DemoRunner::Round {
   TierArray hits{};
 };
 
-DemoRunner::DemoRunner(v1::Control::StubInterface& stub, DemoOptions options,
-                       std::ostream& progress)
-    : stub_(stub), options_(std::move(options)), progress_(progress) {}
+TierArray TierHits(const v1::PoolStats& stats) {
+  TierArray hits{};
+  for (const v1::TierCounters& c : stats.tiers()) {
+    size_t tier = static_cast<size_t>(c.tier());
+    if (tier < hits.size()) hits[tier] += c.hits();
+  }
+  return hits;
+}
+
+DemoRunner::DemoRunner(v1::Control::StubInterface& stub, BlockStoreOpener open_store,
+                       DemoOptions options, std::ostream& progress)
+    : stub_(stub),
+      open_store_(std::move(open_store)),
+      options_(std::move(options)),
+      progress_(progress) {}
 
 void DemoRunner::Prepare(grpc::ClientContext* call) const {
   call->set_deadline(std::chrono::system_clock::now() + options_.timeout);
@@ -97,10 +114,8 @@ Status DemoRunner::EnsureLease() {
     if (env != nullptr) text = env;
   }
   if (!text.empty()) {
-    auto lease = wire::ParseLease(text);
-    if (!lease.ok()) return lease.status();
-    lease_ = wire::ToCredentials(*lease);
-    report_.lease_id = lease->id;
+    TM_ASSIGN_OR_RETURN(lease_, wire::ParseLease(text));
+    report_.lease_id = lease_.id;
     return Status::Ok();
   }
   v1::CreateLeaseRequest request;
@@ -112,8 +127,7 @@ Status DemoRunner::EnsureLease() {
   v1::LeaseInfo info;
   grpc::Status s = stub_.CreateLease(&call, request, &info);
   if (!s.ok()) return wire::FromRpcStatus("CreateLease", s);
-  lease_.set_id(info.id());
-  lease_.set_secret(info.secret());
+  lease_ = {info.id(), info.secret()};
   report_.lease_id = info.id();
   report_.lease_created = true;
   return Status::Ok();
@@ -122,7 +136,7 @@ Status DemoRunner::EnsureLease() {
 void DemoRunner::ReleaseLease() {
   if (!report_.lease_created || options_.keep_lease) return;
   v1::ReleaseLeaseRequest request;
-  request.set_id(lease_.id());
+  request.set_id(lease_.id);
   grpc::ClientContext call;
   Prepare(&call);
   v1::ReleaseLeaseReply reply;
@@ -136,77 +150,82 @@ void DemoRunner::ReleaseLease() {
   report_.released_blocks = reply.released_blocks();
 }
 
-Result<size_t> DemoRunner::ReadBack(const std::vector<BlockKey>& keys, size_t matched,
-                                    Round* round) {
+Result<size_t> DemoRunner::ReadBack(BlockStore& store, const std::vector<BlockKey>& keys,
+                                    size_t matched, Round* round) {
   const size_t batch = BatchBlocks();
   const size_t bytes = report_.kv_bytes_per_block;
+  // One buffer per batch, a slice per block: a block that is longer than
+  // the demo wrote does not fit, and the store says so.
+  std::vector<std::byte> memory(std::min(batch, matched) * bytes);
+  std::vector<std::span<std::byte>> buffers;
+  std::vector<BlockOutcome> outcomes;
   for (size_t begin = 0; begin < matched; begin += batch) {
-    size_t end = std::min(matched, begin + batch);
-    v1::GetRequest request;
-    *request.mutable_lease() = lease_;
-    request.set_pool(options_.pool);
-    for (size_t i = begin; i < end; ++i) request.add_keys(wire::KeyToBytes(keys[i]));
-    grpc::ClientContext call;
-    Prepare(&call);
-    v1::GetReply reply;
-    grpc::Status s = stub_.Get(&call, request, &reply);
-    if (!s.ok()) return wire::FromRpcStatus("Get", s);
-    if (reply.blocks_size() != static_cast<int>(end - begin)) {
-      return Internal("Get answered " + std::to_string(reply.blocks_size()) + " blocks for " +
-                      std::to_string(end - begin) + " keys");
+    const size_t end = std::min(matched, begin + batch);
+    const std::span<const BlockKey> chunk(keys.data() + begin, end - begin);
+    buffers.clear();
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      buffers.emplace_back(memory.data() + i * bytes, bytes);
     }
-    for (size_t i = begin; i < end; ++i) {
-      const v1::BlockRead& block = reply.blocks(static_cast<int>(i - begin));
-      if (!block.found()) {
+    outcomes.assign(chunk.size(), BlockOutcome{});
+    TM_RETURN_IF_ERROR(store.GetMany(chunk, buffers, outcomes));
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      const BlockKey& key = chunk[i];
+      const BlockOutcome& got = outcomes[i];
+      if (got.code == StatusCode::kNotFound) {
         // Gone since the lookup: the prefix ends here and the rest is recomputed.
-        report_.vanished_blocks += matched - i;
-        return i;
+        report_.vanished_blocks += matched - (begin + i);
+        return begin + i;
+      }
+      const bool too_long = got.code == StatusCode::kInvalidArgument && got.length > bytes;
+      if (got.code != StatusCode::kOk && !too_long) {
+        return CallError("reading block " + key.ToHex(), Status(got.code, got.message));
       }
       ++report_.blocks_read;
       ++round->read;
-      report_.bytes_read += block.data().size();
-      size_t tier = static_cast<size_t>(block.tier());
-      if (tier >= report_.hits_by_tier.size()) tier = 0;
-      ++report_.hits_by_tier[tier];
-      ++round->hits[tier];
-      if (!VerifyBlock(keys[i], bytes, block.data())) {
+      report_.bytes_read += got.length;
+      if (store.tiers_per_read()) {
+        size_t tier = static_cast<size_t>(got.tier);
+        if (tier >= report_.hits_by_tier.size()) tier = 0;
+        ++report_.hits_by_tier[tier];
+        ++round->hits[tier];
+      }
+      const std::string_view data = AsText(buffers[i].first(std::min(got.length, bytes)));
+      if (too_long || !VerifyBlock(key, bytes, data)) {
         ++report_.verification_failures;
-        progress_ << "VERIFICATION FAILED: block " << keys[i].ToHex() << " in pool "
-                  << options_.pool << " (" << block.data().size() << " bytes from "
-                  << wire::TierName(block.tier()) << ")\n";
-        return i;  // recompute it and what follows, as an engine would
+        progress_ << "VERIFICATION FAILED: block " << key.ToHex() << " in pool " << options_.pool
+                  << " (" << got.length << " bytes, " << bytes << " expected";
+        if (store.tiers_per_read()) progress_ << ", from " << wire::TierName(got.tier);
+        progress_ << ")\n";
+        return begin + i;  // recompute it and what follows, as an engine would
       }
     }
   }
   return matched;
 }
 
-Status DemoRunner::Store(const std::vector<BlockKey>& keys, size_t from, Round* round) {
+Status DemoRunner::Store(BlockStore& store, const std::vector<BlockKey>& keys, size_t from,
+                         Round* round) {
   const size_t batch = BatchBlocks();
   const size_t bytes = report_.kv_bytes_per_block;
+  std::vector<std::string> contents;
+  std::vector<std::span<const std::byte>> blocks;
+  std::vector<BlockOutcome> outcomes;
   for (size_t begin = from; begin < keys.size(); begin += batch) {
-    size_t end = std::min(keys.size(), begin + batch);
-    v1::PutRequest request;
-    *request.mutable_lease() = lease_;
-    request.set_pool(options_.pool);
-    for (size_t i = begin; i < end; ++i) {
-      v1::BlockWrite* w = request.add_blocks();
-      w->set_key(wire::KeyToBytes(keys[i]));
-      w->set_data(BlockContent(keys[i], bytes));  // the "prefill" of this block
+    const size_t end = std::min(keys.size(), begin + batch);
+    const std::span<const BlockKey> chunk(keys.data() + begin, end - begin);
+    contents.clear();
+    blocks.clear();
+    for (const BlockKey& key : chunk) {
+      contents.push_back(BlockContent(key, bytes));  // the "prefill" of this block
     }
-    grpc::ClientContext call;
-    Prepare(&call);
-    v1::PutReply reply;
-    grpc::Status s = stub_.Put(&call, request, &reply);
-    if (!s.ok()) return wire::FromRpcStatus("Put", s);
-    if (reply.results_size() != static_cast<int>(end - begin)) {
-      return Internal("Put answered " + std::to_string(reply.results_size()) + " results for " +
-                      std::to_string(end - begin) + " blocks");
-    }
-    for (const v1::PutResult& r : reply.results()) {
-      if (r.code() != 0) {
+    for (const std::string& c : contents) blocks.push_back(std::as_bytes(std::span(c)));
+    outcomes.assign(chunk.size(), BlockOutcome{});
+    TM_RETURN_IF_ERROR(store.PutMany(chunk, blocks, outcomes));
+    for (const BlockOutcome& r : outcomes) {
+      if (r.code != StatusCode::kOk) {
         if (report_.put_failures++ == 0) {
-          report_.first_put_failure = wire::StoreCodeName(r.code()) + ": " + r.message();
+          report_.first_put_failure = std::string(StatusCodeName(r.code));
+          if (!r.message.empty()) report_.first_put_failure += ": " + r.message;
         }
         continue;
       }
@@ -218,37 +237,30 @@ Status DemoRunner::Store(const std::vector<BlockKey>& keys, size_t from, Round* 
   return Status::Ok();
 }
 
-Status DemoRunner::PlayTurn(Session& session, int turn, const BlockKey& root, Round* round) {
+Status DemoRunner::PlayTurn(BlockStore& store, Session& session, int turn, const BlockKey& seed,
+                            Round* round) {
   std::vector<uint32_t> prompt =
       session.Prompt(UserMessage(options_.seed, session.id(), turn, options_.user_tokens));
-  std::vector<BlockKey> keys = ChainKeys(root, prompt, options_.block_tokens);
+  std::vector<BlockKey> keys = ChainKeys(prompt, options_.block_tokens, seed);
   ++round->prompts;
   round->prompt_tokens += prompt.size();
 
   size_t matched = 0;
   if (!keys.empty()) {
-    v1::LookupPrefixRequest request;
-    *request.mutable_lease() = lease_;
-    request.set_pool(options_.pool);
-    for (const BlockKey& k : keys) request.add_keys(wire::KeyToBytes(k));
-    grpc::ClientContext call;
-    Prepare(&call);
-    v1::LookupPrefixReply reply;
-    grpc::Status s = stub_.LookupPrefix(&call, request, &reply);
-    if (!s.ok()) return wire::FromRpcStatus("LookupPrefix", s);
-    matched = std::min<size_t>(reply.matched(), keys.size());
+    TM_ASSIGN_OR_RETURN(matched, store.LookupPrefix(keys));
+    matched = std::min(matched, keys.size());
   }
   report_.blocks_looked_up += keys.size();
   report_.blocks_matched += matched;
 
-  TM_ASSIGN_OR_RETURN(size_t reused, ReadBack(keys, matched, round));
+  TM_ASSIGN_OR_RETURN(size_t reused, ReadBack(store, keys, matched, round));
   round->reused_tokens += reused * options_.block_tokens;
-  TM_RETURN_IF_ERROR(Store(keys, reused, round));
+  TM_RETURN_IF_ERROR(Store(store, keys, reused, round));
   session.Append(prompt, ReplyTokens(options_.seed, session.id(), turn, options_.reply_tokens));
   return Status::Ok();
 }
 
-Status DemoRunner::FetchStats() {
+Result<v1::PoolStats> DemoRunner::FetchStats() {
   v1::StatsRequest request;
   request.set_pool(options_.pool);
   grpc::ClientContext call;
@@ -257,7 +269,75 @@ Status DemoRunner::FetchStats() {
   grpc::Status s = stub_.GetStats(&call, request, &reply);
   if (!s.ok()) return wire::FromRpcStatus("GetStats", s);
   for (const auto& p : reply.pools()) {
-    if (p.pool() == options_.pool) report_.pool_stats = p;
+    if (p.pool() == options_.pool) return p;
+  }
+  return NotFound("GetStats: the agent has no statistics for pool '" + options_.pool + "'");
+}
+
+void DemoRunner::PrintRound(uint32_t turn, const Round& round) {
+  char line[320];
+  std::snprintf(
+      line, sizeof(line),
+      "turn %u/%u: %llu prompts, %llu tokens, %llu reused (%.1f%%), %llu blocks stored, %llu "
+      "read back (%sdram %llu, cxl %llu, nvme %llu)\n",
+      turn + 1, options_.turns, static_cast<unsigned long long>(round.prompts),
+      static_cast<unsigned long long>(round.prompt_tokens),
+      static_cast<unsigned long long>(round.reused_tokens),
+      round.prompt_tokens ? 100.0 * static_cast<double>(round.reused_tokens) /
+                                static_cast<double>(round.prompt_tokens)
+                          : 0.0,
+      static_cast<unsigned long long>(round.stored), static_cast<unsigned long long>(round.read),
+      report_.hits_per_read ? "" : "pool hits: ",
+      static_cast<unsigned long long>(round.hits[v1::TIER_KIND_DRAM]),
+      static_cast<unsigned long long>(round.hits[v1::TIER_KIND_CXL]),
+      static_cast<unsigned long long>(round.hits[v1::TIER_KIND_NVME]));
+  progress_ << line << std::flush;
+}
+
+Status DemoRunner::Play(BlockStore& store) {
+  report_.path = std::string(store.path());
+  report_.path_description = store.description();
+  report_.hits_per_read = store.tiers_per_read();
+  TM_ASSIGN_OR_RETURN(const BlockKey seed, NamespaceSeed(KeyNamespaceOf(options_)));
+
+  // Without tiers per read, the pool's hit counters tell them, round by round.
+  TierArray counted{};
+  if (!report_.hits_per_read) {
+    TM_ASSIGN_OR_RETURN(v1::PoolStats before, FetchStats());
+    counted = TierHits(before);
+  }
+
+  std::vector<Session> sessions;
+  const std::vector<uint32_t> system = SystemPrompt(options_.seed, options_.system_prompt_tokens);
+  for (uint32_t s = 0; s < options_.sessions; ++s) {
+    sessions.emplace_back(static_cast<int>(s), system);
+  }
+  for (uint32_t turn = 0; turn < options_.turns; ++turn) {
+    Round round;
+    Status failure = Status::Ok();
+    for (Session& session : sessions) {
+      failure = PlayTurn(store, session, static_cast<int>(turn), seed, &round);
+      if (!failure.ok()) break;
+    }
+    report_.prompts += round.prompts;
+    report_.prompt_tokens += round.prompt_tokens;
+    report_.reused_tokens += round.reused_tokens;
+    TM_RETURN_IF_ERROR(failure);
+    if (!report_.hits_per_read) {
+      TM_ASSIGN_OR_RETURN(v1::PoolStats now, FetchStats());
+      const TierArray hits = TierHits(now);
+      for (size_t t = 0; t < hits.size(); ++t) {
+        // Counters only grow while the agent runs; never report a negative.
+        round.hits[t] = hits[t] >= counted[t] ? hits[t] - counted[t] : 0;
+        report_.hits_by_tier[t] += round.hits[t];
+      }
+      counted = hits;
+      report_.pool_stats = std::move(now);
+    }
+    PrintRound(turn, round);
+  }
+  if (report_.hits_per_read) {
+    TM_ASSIGN_OR_RETURN(report_.pool_stats, FetchStats());
   }
   return Status::Ok();
 }
@@ -272,43 +352,13 @@ Result<DemoReport> DemoRunner::Run() {
   TM_RETURN_IF_ERROR(EnsurePool());
   TM_RETURN_IF_ERROR(EnsureLease());
 
-  const BlockKey root = NamespaceRoot(options_.model_namespace);
-  std::vector<Session> sessions;
-  const std::vector<uint32_t> system = SystemPrompt(options_.seed, options_.system_prompt_tokens);
-  for (uint32_t s = 0; s < options_.sessions; ++s) {
-    sessions.emplace_back(static_cast<int>(s), system);
-  }
-
   Status failure = Status::Ok();
-  for (uint32_t turn = 0; turn < options_.turns && failure.ok(); ++turn) {
-    Round round;
-    for (Session& session : sessions) {
-      failure = PlayTurn(session, static_cast<int>(turn), root, &round);
-      if (!failure.ok()) break;
-    }
-    report_.prompts += round.prompts;
-    report_.prompt_tokens += round.prompt_tokens;
-    report_.reused_tokens += round.reused_tokens;
-    if (!failure.ok()) break;
-
-    char line[256];
-    std::snprintf(line, sizeof(line),
-                  "turn %u/%u: %llu prompts, %llu tokens, %llu reused (%.1f%%), %llu blocks "
-                  "stored, %llu read back (dram %llu, cxl %llu, nvme %llu)\n",
-                  turn + 1, options_.turns, static_cast<unsigned long long>(round.prompts),
-                  static_cast<unsigned long long>(round.prompt_tokens),
-                  static_cast<unsigned long long>(round.reused_tokens),
-                  round.prompt_tokens ? 100.0 * static_cast<double>(round.reused_tokens) /
-                                            static_cast<double>(round.prompt_tokens)
-                                      : 0.0,
-                  static_cast<unsigned long long>(round.stored),
-                  static_cast<unsigned long long>(round.read),
-                  static_cast<unsigned long long>(round.hits[v1::TIER_KIND_DRAM]),
-                  static_cast<unsigned long long>(round.hits[v1::TIER_KIND_CXL]),
-                  static_cast<unsigned long long>(round.hits[v1::TIER_KIND_NVME]));
-    progress_ << line << std::flush;
+  {
+    // The store (and with it any session under the lease) closes before the
+    // lease is released.
+    auto store = open_store_(options_.pool, lease_);
+    failure = store.ok() ? Play(**store) : store.status();
   }
-  if (failure.ok()) failure = FetchStats();
   ReleaseLease();
   if (!failure.ok()) return failure;
   report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

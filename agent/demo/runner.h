@@ -1,11 +1,18 @@
 // DemoRunner: plays the demo's chat workload against an agent and tallies
 // what tokenmem did for it.
 //
-// Per session and turn: build the prompt, key its full blocks as a chain,
-// LookupPrefix the chain, Get the matched blocks in batches and verify every
-// byte, "compute" the rest and Put them in batches; then the reply extends
-// the history. Sessions interleave turn by turn, so the system prompt is
-// shared across sessions and each history across turns.
+// Pools, leases and statistics go over the control API; KV blocks go
+// through a BlockStore (block_store.h) opened once the pool and the lease
+// are known. Per session and turn: build the prompt, key its full blocks
+// with the SDK's token keys (tokenmem/token_keys.h), LookupPrefix the
+// chain, get the matched blocks in batches and verify every byte, "compute"
+// the rest and put them in batches; then the reply extends the history.
+// Sessions interleave turn by turn, so the system prompt is shared across
+// sessions and each history across turns.
+//
+// Hits by tier: from each get when the store says which tier served it;
+// otherwise from the difference of the pool's tier hit counters (GetStats)
+// before and after each turn round, which counts every client of the pool.
 // Not thread-safe: one Run at a time.
 #pragma once
 
@@ -16,11 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "demo/block_store.h"
 #include "demo/conversation.h"
 #include "demo/options.h"
 #include "tokenmem/common/block_key.h"
 #include "tokenmem/common/status.h"
 #include "tokenmem/v1/control.grpc.pb.h"
+#include "wire/lease.h"
 
 namespace tokenmem::demo {
 
@@ -28,6 +37,8 @@ namespace tokenmem::demo {
 using TierArray = std::array<uint64_t, 4>;
 
 struct DemoReport {
+  std::string path;              // the BlockStore's: "local" or "control"
+  std::string path_description;  // its description()
   std::string pool;
   bool pool_created = false;
   uint64_t block_size = 0;  // the pool's
@@ -46,7 +57,12 @@ struct DemoReport {
   uint64_t blocks_stored = 0;     // blocks Put accepted
   uint64_t bytes_read = 0;
   uint64_t bytes_stored = 0;
-  TierArray hits_by_tier{};  // which tier served each block read
+  // Hits by tier. hits_per_read: which tier served each block read back.
+  // Otherwise the growth of the pool's tier hit counters over the run (every
+  // client's hits; a block the agent fetches from NVMe counts there and
+  // again in the memory tier it is then read from).
+  TierArray hits_by_tier{};
+  bool hits_per_read = true;
 
   uint64_t verification_failures = 0;  // blocks read back with wrong bytes: corruption
   uint64_t vanished_blocks = 0;        // matched, then missing at Get (evicted between the calls)
@@ -68,13 +84,17 @@ struct DemoReport {
 
 class DemoRunner {
  public:
-  // `progress` gets one line per turn round.
-  DemoRunner(v1::Control::StubInterface& stub, DemoOptions options, std::ostream& progress);
+  // `stub` carries the control calls; `open_store` opens the data path
+  // (ControlStoreOpener, LocalStoreOpener). `progress` gets one line per
+  // turn round.
+  DemoRunner(v1::Control::StubInterface& stub, BlockStoreOpener open_store, DemoOptions options,
+             std::ostream& progress);
 
   // The report of a finished workload (check ok() for corruption or refused
-  // puts). An error when a call fails (the message names the call and the
-  // gRPC code), the pool cannot be used, or the lease is missing or malformed.
-  // A lease the run created is released even when it fails, unless keep_lease.
+  // puts). An error when a call fails (the message names the call and its
+  // code), the store cannot be opened, the pool cannot be used, or the lease
+  // is missing or malformed. The store is closed before the lease goes; a
+  // lease the run created is released even when it fails, unless keep_lease.
   Result<DemoReport> Run();
 
  private:
@@ -84,17 +104,26 @@ class DemoRunner {
   Status EnsurePool();
   Status EnsureLease();
   void ReleaseLease();
-  Status PlayTurn(Session& session, int turn, const BlockKey& root, Round* round);
-  Result<size_t> ReadBack(const std::vector<BlockKey>& keys, size_t matched, Round* round);
-  Status Store(const std::vector<BlockKey>& keys, size_t from, Round* round);
-  Status FetchStats();
+  Status Play(BlockStore& store);
+  Status PlayTurn(BlockStore& store, Session& session, int turn, const BlockKey& seed,
+                  Round* round);
+  Result<size_t> ReadBack(BlockStore& store, const std::vector<BlockKey>& keys, size_t matched,
+                          Round* round);
+  Status Store(BlockStore& store, const std::vector<BlockKey>& keys, size_t from, Round* round);
+  // The pool's counters now.
+  Result<v1::PoolStats> FetchStats();
+  void PrintRound(uint32_t turn, const Round& round);
   size_t BatchBlocks() const;
 
   v1::Control::StubInterface& stub_;
+  BlockStoreOpener open_store_;
   DemoOptions options_;
   std::ostream& progress_;
-  v1::LeaseCredentials lease_;
+  wire::LeaseString lease_;
   DemoReport report_;
 };
+
+// The pool's hits per tier in `stats` (indexed as TierArray).
+TierArray TierHits(const v1::PoolStats& stats);
 
 }  // namespace tokenmem::demo

@@ -35,7 +35,8 @@ bool Answers(const std::filesystem::path& path) {
 Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::path& socket_path,
                                                         uint32_t socket_mode,
                                                         pool::PoolManager* pools,
-                                                        pool::LeaseTable* leases) {
+                                                        pool::LeaseTable* leases,
+                                                        RequestObserver observer) {
   if (socket_path.native().size() >= sizeof(sockaddr_un::sun_path)) {
     return InvalidArgument("data socket path " + socket_path.string() + " is too long");
   }
@@ -70,15 +71,19 @@ Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::p
     ::unlink(socket_path.c_str());
     return s;
   }
-  std::unique_ptr<LocalServer> server(new LocalServer(socket_path, fd, pools, leases));
+  std::unique_ptr<LocalServer> server(new LocalServer(socket_path, fd, pools, leases, std::move(observer)));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   TM_LOG(INFO, "local") << "serving the local data path on " << socket_path.string();
   return server;
 }
 
 LocalServer::LocalServer(std::filesystem::path path, int listen_fd, pool::PoolManager* pools,
-                         pool::LeaseTable* leases)
-    : path_(std::move(path)), listen_fd_(listen_fd), pools_(pools), leases_(leases) {}
+                         pool::LeaseTable* leases, RequestObserver observer)
+    : path_(std::move(path)),
+      listen_fd_(listen_fd),
+      pools_(pools),
+      leases_(leases),
+      observer_(std::move(observer)) {}
 
 LocalServer::~LocalServer() { Shutdown(); }
 
@@ -106,7 +111,7 @@ void LocalServer::AcceptLoop() {
     Connection& c = connections_.emplace_back(Connection{fd, {}, done});
     c.thread = std::thread([this, fd, owner, done] {
       {
-        LocalSession session(fd, owner, pools_, leases_);
+        LocalSession session(fd, owner, pools_, leases_, observer_);
         session.Run();
       }
       ::shutdown(fd, SHUT_RDWR);  // the peer sees the end now; the fd closes when reaped

@@ -9,8 +9,11 @@
 // the client died, its uncommitted reservations are freed and refunded.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <list>
+#include <string_view>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -23,13 +26,21 @@ namespace tokenmem::local {
 
 class LocalSession;
 
+// Told about each request that reached the agent: operation ("put" for
+// reserve/commit/abort, "get" for fetch, "lookup_prefix", "delete", "pin",
+// "unpin", "other"), how long it took, and whether it succeeded. Reads
+// served from shared memory never reach the agent and are not timed here.
+using RequestObserver =
+    std::function<void(std::string_view operation, std::chrono::nanoseconds elapsed, bool ok)>;
+
 class LocalServer {
  public:
   // Listens on `socket_path` (a stale socket is replaced; one that answers
   // is an error) with the given file mode.
   static Result<std::unique_ptr<LocalServer>> Start(const std::filesystem::path& socket_path,
                                                     uint32_t socket_mode, pool::PoolManager* pools,
-                                                    pool::LeaseTable* leases);
+                                                    pool::LeaseTable* leases,
+                                                    RequestObserver observer = {});
   ~LocalServer();  // Shutdown()
 
   // Stops accepting, closes every connection, waits for their threads and
@@ -40,7 +51,7 @@ class LocalServer {
 
  private:
   LocalServer(std::filesystem::path path, int listen_fd, pool::PoolManager* pools,
-              pool::LeaseTable* leases);
+              pool::LeaseTable* leases, RequestObserver observer);
   void AcceptLoop();
 
   struct Connection {
@@ -54,6 +65,7 @@ class LocalServer {
   int listen_fd_;
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;
+  RequestObserver observer_;
   mutable std::mutex mu_;
   std::list<Connection> connections_;
   std::atomic<bool> stopping_{false};

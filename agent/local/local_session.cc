@@ -40,6 +40,21 @@ Result<int> ReopenReadOnly(int fd) {
   return ro;
 }
 
+// The operation label a request is timed under.
+std::string_view OperationName(uint16_t type) {
+  switch (type) {
+    case L::kReserve:
+    case L::kCommit:
+    case L::kAbort: return "put";
+    case L::kFetch: return "get";
+    case L::kLookup: return "lookup_prefix";
+    case L::kRemove: return "delete";
+    case L::kPin: return "pin";
+    case L::kUnpin: return "unpin";
+    default: return "other";
+  }
+}
+
 // Closes the descriptors it owns when the reply has gone out.
 struct OwnedFds {
   std::vector<int> fds;
@@ -51,8 +66,8 @@ struct OwnedFds {
 }  // namespace
 
 LocalSession::LocalSession(int fd, uint64_t owner, pool::PoolManager* pools,
-                           pool::LeaseTable* leases)
-    : fd_(fd), owner_(owner), pools_(pools), leases_(leases) {}
+                           pool::LeaseTable* leases, RequestObserver observer)
+    : fd_(fd), owner_(owner), pools_(pools), leases_(leases), observer_(std::move(observer)) {}
 
 LocalSession::~LocalSession() {
   for (const auto& pool : attached_) pool->Abort(owner_, {});
@@ -68,7 +83,11 @@ void LocalSession::Run() {
       }
       return;
     }
+    const auto started = std::chrono::steady_clock::now();
     Status s = Handle(*m);
+    if (observer_) {
+      observer_(OperationName(m->header.type), std::chrono::steady_clock::now() - started, s.ok());
+    }
     if (!s.ok()) {
       TM_LOG(WARN, "local") << "closing connection " << owner_ << ": " << s.ToString();
       return;

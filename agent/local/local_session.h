@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "local/local_server.h"
 #include "local/message_io.h"
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
@@ -14,7 +15,8 @@ namespace tokenmem::local {
 
 class LocalSession {
  public:
-  LocalSession(int fd, uint64_t owner, pool::PoolManager* pools, pool::LeaseTable* leases);
+  LocalSession(int fd, uint64_t owner, pool::PoolManager* pools, pool::LeaseTable* leases,
+               RequestObserver observer = {});
   ~LocalSession();  // frees the connection's reservations
 
   // Serves requests until the peer goes away or sends something malformed.
@@ -42,6 +44,7 @@ class LocalSession {
   uint64_t owner_;
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;
+  RequestObserver observer_;
   std::shared_ptr<pool::LeaseAccount> lease_;
   std::string secret_;
   std::vector<std::shared_ptr<pool::Pool>> attached_;  // pool_id = position

@@ -1001,9 +1001,7 @@ std::vector<Status> Pool::Fetch(std::span<const BlockKey> keys) {
         if (!read.status().IsNotFound()) result = read.status();
         break;
       }
-      auto& c = d.counters.tiers[Index(TierKind::kNvme)];
-      ++c.hits;
-      c.bytes_read += *read;
+      // Not a hit yet: the client counts one (as NVMe) when it reads the block.
       d.PlaceInMemory(key, generation, std::span(buffer).first(*read), lock, true);
       auto now_it = d.index.find(key);
       if (now_it == d.index.end()) break;

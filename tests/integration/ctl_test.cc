@@ -316,31 +316,78 @@ std::vector<std::string> DemoArgs(const AgentProcess& agent) {
           "16MiB"};
 }
 
-TEST_F(CtlTest, DemoReusesPrefixesAndVerifiesEveryBlock) {
-  std::vector<std::string> argv = DemoArgs(agent_);
+// Runs the demo with DemoArgs plus `extra` and --json; the parsed report.
+Struct RunDemoJson(const AgentProcess& agent, const std::vector<std::string>& extra,
+                   std::string* progress = nullptr) {
+  std::vector<std::string> argv = DemoArgs(agent);
+  argv.insert(argv.end(), extra.begin(), extra.end());
   argv.push_back("--json");
   auto r = RunCommand(argv);
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
-  Struct report = ParseJson(r->out);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  if (!r.ok()) return Struct();
+  EXPECT_EQ(r->exit_code, 0) << r->err << r->out;
+  if (progress != nullptr) *progress = r->err;
+  return ParseJson(r->out);
+}
+
+double TierHits(const Struct& report, const std::string& tier) {
+  return Field(Field(Field(report, "hits_by_tier").struct_value(), tier).struct_value(), "hits")
+      .number_value();
+}
+
+TEST_F(CtlTest, DemoReusesPrefixesAndVerifiesEveryBlockOverTheLocalPath) {
+  std::string progress;
+  Struct report = RunDemoJson(agent_, {}, &progress);
   EXPECT_TRUE(Field(report, "ok").bool_value());
+  EXPECT_EQ(Field(report, "path").string_value(), "local");
+  EXPECT_NE(Field(report, "path_description")
+                .string_value()
+                .find((agent_.dir() / "agent-data.sock").string()),
+            std::string::npos);
   EXPECT_EQ(Field(report, "sessions").number_value(), 3);
   EXPECT_EQ(Field(report, "turns").number_value(), 3);
-  EXPECT_GT(Field(report, "reused_tokens").number_value(), 0) << r->out;
-  EXPECT_GT(Field(report, "blocks_read").number_value(), 0) << r->out;
-  EXPECT_GT(Field(report, "blocks_stored").number_value(), 0) << r->out;
+  EXPECT_GT(Field(report, "reused_tokens").number_value(), 0);
+  EXPECT_GT(Field(report, "blocks_read").number_value(), 0);
+  EXPECT_GT(Field(report, "blocks_stored").number_value(), 0);
   EXPECT_EQ(Field(report, "verification_failures").number_value(), 0);
+  EXPECT_EQ(Field(report, "put_failures").number_value(), 0);
   EXPECT_TRUE(Field(report, "pool_created").bool_value());
+  // The tiers come from the pool's counters: at least one hit per block read.
+  EXPECT_EQ(Field(report, "hits_source").string_value(), "pool_counters");
+  EXPECT_GE(TierHits(report, "dram") + TierHits(report, "cxl") + TierHits(report, "nvme"),
+            Field(report, "blocks_read").number_value());
   // Progress went to stderr, one line per turn round.
-  EXPECT_EQ(std::count(r->err.begin(), r->err.end(), '\n'), 3) << r->err;
+  EXPECT_EQ(std::count(progress.begin(), progress.end(), '\n'), 3) << progress;
 
-  // The pool stays for tokenmemctl to inspect.
+  // The pool stays for tokenmemctl to inspect; the blocks went through the
+  // shared memory, and the agent saw them committed.
   CommandResult stats = Ctl({"stats", "--pool", "demo", "--json"});
   ASSERT_EQ(stats.exit_code, 0) << stats.err;
   Struct all_stats = ParseJson(stats.out);
   const Struct* demo = FindIn(all_stats, "pools", "pool", "demo");
   ASSERT_NE(demo, nullptr) << stats.out;
-  EXPECT_GT(Field(*demo, "puts").number_value(), 0);
+  EXPECT_EQ(Field(*demo, "puts").number_value(), Field(report, "blocks_stored").number_value());
+  EXPECT_GE(Field(*demo, "hits").number_value(), Field(report, "blocks_read").number_value());
+}
+
+TEST_F(CtlTest, DemoOverTheControlPathReusesWhatTheLocalPathStored) {
+  Struct local = RunDemoJson(agent_, {"--path", "local"});
+  ASSERT_TRUE(Field(local, "ok").bool_value());
+
+  Struct control = RunDemoJson(agent_, {"--path", "control"});
+  EXPECT_TRUE(Field(control, "ok").bool_value());
+  EXPECT_EQ(Field(control, "path").string_value(), "control");
+  EXPECT_FALSE(Field(control, "pool_created").bool_value());
+  // The same token keys and block bytes whatever the path: every prompt is
+  // whole blocks here, and all of them were stored by the first run.
+  EXPECT_EQ(Field(control, "blocks_stored").number_value(), 0);
+  EXPECT_EQ(Field(control, "reused_tokens").number_value(),
+            Field(control, "prompt_tokens").number_value());
+  EXPECT_EQ(Field(control, "verification_failures").number_value(), 0);
+  // Each read named its tier.
+  EXPECT_EQ(Field(control, "hits_source").string_value(), "reads");
+  EXPECT_EQ(TierHits(control, "dram") + TierHits(control, "cxl") + TierHits(control, "nvme"),
+            Field(control, "blocks_read").number_value());
 }
 
 TEST_F(CtlTest, DemoHumanReport) {
@@ -348,11 +395,31 @@ TEST_F(CtlTest, DemoHumanReport) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->exit_code, 0) << r->err << r->out;
   EXPECT_NE(r->out.find("turn 3/3"), std::string::npos) << r->out;
+  EXPECT_NE(r->out.find("local path (SDK, shared memory via " +
+                        (agent_.dir() / "agent-data.sock").string() + ")"),
+            std::string::npos)
+      << r->out;
   EXPECT_NE(r->out.find("prefix tokens reused"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("every byte verified"), std::string::npos) << r->out;
+  EXPECT_NE(r->out.find("Hits in pool demo during the run"), std::string::npos) << r->out;
   EXPECT_NE(r->out.find("tokenmemctl --socket " + agent_.socket_path() + " status"),
             std::string::npos)
       << r->out;
+}
+
+TEST_F(CtlTest, DemoSaysWhenTheDataSocketIsNotThere) {
+  std::vector<std::string> argv = DemoArgs(agent_);
+  std::string absent = (agent_.dir() / "absent-data.sock").string();
+  argv.insert(argv.end(), {"--data-socket", absent});
+  auto r = RunCommand(argv);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 1) << r->out;
+  EXPECT_EQ(r->err.rfind("tokenmem-demo: Connect: UNAVAILABLE: ", 0), 0u) << r->err;
+  EXPECT_NE(r->err.find(absent), std::string::npos) << r->err;
+  // The lease the demo created is gone again.
+  CommandResult leases = Ctl({"lease", "list", "--json"});
+  ASSERT_EQ(leases.exit_code, 0) << leases.err;
+  EXPECT_EQ(leases.out.find("tokenmem-demo"), std::string::npos) << leases.out;
 }
 
 }  // namespace

@@ -249,6 +249,9 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
     }
   }
   Status first;
+  // Blocks read after a FETCH were served from NVMe (the agent brought them
+  // into memory for this read): they count as NVMe hits, once.
+  Impl::Tally fetched;
   for (int round = 0; round < kFetchRounds && !on_nvme.empty(); ++round) {
     std::vector<BlockKey> keys;
     keys.reserve(on_nvme.size());
@@ -267,7 +270,7 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
         continue;
       }
       Impl::LocalRead r =
-          impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &tally);
+          impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &fetched);
       if (r.on_nvme) {
         again.push_back(i);
       } else {
@@ -275,6 +278,10 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
       }
     }
     on_nvme = std::move(again);
+  }
+  for (size_t t = 0; t < layout::kTierCount; ++t) {
+    tally.hits[layout::kTierCount - 1] += fetched.hits[t];
+    tally.bytes[layout::kTierCount - 1] += fetched.bytes[t];
   }
   for (size_t i = 0; i < items.size(); ++i) {
     if (results[i].code == StatusCode::kNotFound) ++tally.misses;
