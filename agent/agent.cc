@@ -134,6 +134,13 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   options.high_watermark = config.movement.high_watermark;
   options.ttl_sweep_ms = config.movement.ttl_sweep_ms;
   TM_ASSIGN_OR_RETURN(agent->pools_, pool::PoolManager::Open(options));
+  if (!nvme_root.empty()) {
+    // Leases outlive the process, as the pods holding them do.
+    TM_RETURN_IF_ERROR(agent->leases_.PersistTo(nvme_root / "leases"));
+  } else {
+    TM_LOG(WARN, "agent") << "no NVMe directory: leases are kept in memory only and are lost "
+                             "when the agent restarts";
+  }
   for (const auto& spec : config.pools) {
     TM_RETURN_IF_ERROR(agent->pools_->Ensure(spec).WithContext("pools." + spec.name));
   }

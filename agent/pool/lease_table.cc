@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "pool/lease_file.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/random.h"
 #include "tokenmem/common/units.h"
@@ -48,6 +49,33 @@ void LeaseAccount::Refund(uint64_t bytes) {
   } while (!used_.compare_exchange_weak(used, next, std::memory_order_relaxed));
 }
 
+Status LeaseTable::PersistTo(const std::filesystem::path& file) {
+  std::lock_guard lock(mu_);
+  auto stored = ReadLeaseFile(file);
+  if (!stored.ok() && !stored.status().IsNotFound()) return stored.status();
+  if (stored.ok()) {
+    for (auto& l : *stored) {
+      auto account = std::make_shared<LeaseAccount>(l.id, l.secret, std::move(l.options),
+                                                    l.created_unix_s);
+      leases_.emplace(l.id, std::move(account));
+    }
+    TM_LOG(INFO, "lease") << "loaded " << stored->size() << " leases from " << file.string();
+  }
+  file_ = file;
+  return Save();
+}
+
+Status LeaseTable::Save() const {
+  if (file_.empty()) return Status::Ok();
+  std::vector<StoredLease> all;
+  all.reserve(leases_.size());
+  for (const auto& [id, account] : leases_) {
+    all.push_back({account->id_, account->secret_, account->options_, account->created_unix_s_});
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return WriteLeaseFile(file_, all).WithContext("cannot save leases");
+}
+
 Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
   if (options.quota_bytes == 0) return InvalidArgument("lease quota must be greater than 0");
   if (options.owner.size() > 253)
@@ -62,6 +90,10 @@ Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
   {
     std::lock_guard lock(mu_);
     if (!leases_.emplace(id, account).second) return Internal("lease id collision, try again");
+    if (Status saved = Save(); !saved.ok()) {
+      leases_.erase(id);  // a lease that would vanish at restart is not handed out
+      return saved;
+    }
   }
   TM_LOG(INFO, "lease") << "created " << id << " quota "
                         << FormatByteSize(account->options().quota_bytes)
@@ -80,6 +112,11 @@ Status LeaseTable::Release(const std::string& id) {
     if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
     account = it->second;
     leases_.erase(it);
+    if (Status saved = Save(); !saved.ok()) {
+      // Released in memory; the file still names the lease until the next
+      // successful save, so it could come back after a restart.
+      TM_LOG(ERROR, "lease") << saved.ToString();
+    }
   }
   account->released_.store(true, std::memory_order_release);
   TM_LOG(INFO, "lease") << "released " << id << " (" << FormatByteSize(account->used_bytes())

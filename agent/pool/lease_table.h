@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +65,11 @@ struct CreatedLease {
 
 class LeaseTable {
  public:
+  // Loads the leases kept in `file` (if it exists) and keeps the file up
+  // to date from now on: every Create and Release rewrites it before it
+  // answers. Without a call, leases live in memory only.
+  Status PersistTo(const std::filesystem::path& file);
+
   Result<CreatedLease> Create(LeaseOptions options);
 
   // Marks the lease released and forgets it. Blocks charged to it stay in
@@ -80,8 +86,11 @@ class LeaseTable {
   size_t size() const;
 
  private:
+  Status Save() const;  // mu_ held
+
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<LeaseAccount>> leases_;
+  std::filesystem::path file_;  // empty: not persisted
 };
 
 }  // namespace tokenmem::pool

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "testing/temp_dir.h"
+
 namespace tokenmem::pool {
 namespace {
 
@@ -53,6 +58,57 @@ TEST(LeaseAccountTest, ChargesStopAtTheQuota) {
   EXPECT_EQ(account.used_bytes(), 0u);
   account.Refund(5);  // never below zero
   EXPECT_EQ(account.used_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace tokenmem::pool
+
+namespace tokenmem::pool {
+namespace {
+
+TEST(LeaseTablePersistenceTest, LeasesSurviveANewTable) {
+  testing::TempDir dir;
+  const auto file = dir / "leases";
+  std::string id, secret;
+  {
+    LeaseTable table;
+    ASSERT_TRUE(table.PersistTo(file).ok());
+    auto lease = table.Create({.quota_bytes = 4096, .pools = {"a", "b"}, .read_only = true,
+                               .owner = "pod\tname\nwith odd bytes"});
+    ASSERT_TRUE(lease.ok());
+    id = lease->account->id();
+    secret = lease->secret;
+    auto gone = table.Create({.quota_bytes = 1});
+    ASSERT_TRUE(gone.ok());
+    ASSERT_TRUE(table.Release(gone->account->id()).ok());
+  }
+  EXPECT_EQ(std::filesystem::status(file).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  LeaseTable table;
+  ASSERT_TRUE(table.PersistTo(file).ok());
+  ASSERT_EQ(table.size(), 1u);
+  auto back = table.Authenticate(id, secret, "b", false);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ((*back)->options().quota_bytes, 4096u);
+  EXPECT_TRUE((*back)->options().read_only);
+  EXPECT_EQ((*back)->options().owner, "pod\tname\nwith odd bytes");
+  EXPECT_EQ((*back)->options().pools, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(table.Authenticate(id, "wrong", "b", false).status().code(),
+            StatusCode::kPermissionDenied);
+}
+
+TEST(LeaseTablePersistenceTest, DamagedFileIsRefusedWithTheLine) {
+  testing::TempDir dir;
+  std::ofstream(dir / "leases") << "v1\tlease-1\tsecret\t100\t0\t5\t\t\nv1\tlease-2\n";
+  LeaseTable table;
+  Status s = table.PersistTo(dir / "leases");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(":2:"), std::string::npos) << s.ToString();
+}
+
+TEST(LeaseTablePersistenceTest, UnwritableFileRefusesNewLeases) {
+  LeaseTable table;
+  EXPECT_FALSE(table.PersistTo("/nonexistent-dir/leases").ok());
 }
 
 }  // namespace

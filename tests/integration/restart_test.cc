@@ -115,6 +115,29 @@ TEST(RestartTest, NvmeBlocksAreServedByteExactAfterSigkill) {
   }
 }
 
+TEST(RestartTest, LeasesSurviveSigkillAndKeepWorking) {
+  AgentProcess agent({.pools = {{.name = "disk", .dram = "0", .nvme = "16MiB"}}});
+  ASSERT_TRUE(agent.Start().ok()) << agent.LogTail();
+  Lease lease = MakeLease(agent);
+  PutBlocks(agent, lease, "disk", 0, 10);
+  ASSERT_TRUE(agent.Kill(SIGKILL).ok());
+  ASSERT_TRUE(agent.Restart().ok()) << agent.LogTail();
+  // The same id and secret work after the restart: pods keep their leases.
+  auto reply = GetBlocks(agent, lease, "disk", 0, 10);
+  ASSERT_EQ(reply.blocks_size(), 10);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(reply.blocks(i).data(), Payload(i));
+  PutBlocks(agent, lease, "disk", 10, 5);
+  // A wrong secret is still refused.
+  Lease wrong = lease;
+  wrong.secret = std::string(32, '0');
+  v1::GetRequest req;
+  SetLease(&req, wrong, "disk");
+  req.add_keys(KeyBytes(0));
+  grpc::ClientContext ctx;
+  v1::GetReply denied;
+  EXPECT_EQ(agent.stub().Get(&ctx, req, &denied).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
 TEST(RestartTest, MixedTiersNeverServeWrongBytesAfterSigkill) {
   AgentProcess agent({.pools = {{.name = "mixed", .dram = "2MiB", .nvme = "64MiB"}}});
   ASSERT_TRUE(agent.Start().ok()) << agent.LogTail();
