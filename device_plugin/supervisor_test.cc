@@ -69,9 +69,13 @@ class DevicePluginSupervisorTest : public ::testing::Test {
     std::ofstream(kubelet()) << "kubelet";
   }
   // What a restarting kubelet does: every socket goes, its own comes back.
+  // The kubelet's socket goes first: with the plugin's socket gone while the
+  // old kubelet.sock is still there, the supervisor would rightly register
+  // with the old kubelet once more, and the counts below would depend on
+  // timing.
   void RestartKubelet() {
-    fs::remove(plugin());
     fs::remove(kubelet());
+    fs::remove(plugin());
     StartKubelet();
   }
   static bool Serving(const Supervisor& s, uint64_t registrations) {

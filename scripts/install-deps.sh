@@ -11,6 +11,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libxxhash-dev python3-xxhash
   fio prometheus python3-numpy
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
+  python3-yaml python3-jsonschema python3-kubernetes
 )
 
 missing=()

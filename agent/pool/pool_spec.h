@@ -37,7 +37,7 @@ inline constexpr uint64_t kMaxBlockSize = 64ull << 20;
 
 struct PoolSpec {
   std::string name;
-  uint64_t block_size = 256 * 1024;  // largest block, bytes; multiple of 4096
+  uint64_t block_size = uint64_t{256} * 1024;  // largest block, bytes; multiple of 4096
   TierCapacities capacity;           // bytes reserved per tier
   EvictionPolicy eviction = EvictionPolicy::kLru;
   uint64_t ttl_seconds = 0;  // 0: never expire

@@ -15,21 +15,34 @@ class RegistrationService final : public ::v1beta1::Registration::Service {
  public:
   grpc::Status Register(grpc::ServerContext*, const ::v1beta1::RegisterRequest* request,
                         ::v1beta1::Empty*) override {
-    if (request->version() != kDevicePluginApiVersion) {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "unsupported API version " + request->version());
-    }
+    RegisterAttempt attempt{*request, grpc::StatusCode::OK, "", std::chrono::steady_clock::now()};
     {
       std::lock_guard<std::mutex> lock(mu);
-      requests.push_back(*request);
+      if (request->version() != kDevicePluginApiVersion) {
+        attempt.answer = grpc::StatusCode::INVALID_ARGUMENT;
+        attempt.message = "unsupported API version " + request->version();
+      } else if (refusals_left > 0) {
+        --refusals_left;
+        attempt.answer = refusal_code;
+        attempt.message = refusal_message;
+      } else {
+        requests.push_back(*request);
+      }
+      attempts.push_back(attempt);
     }
     cv.notify_all();
+    if (attempt.answer != grpc::StatusCode::OK)
+      return grpc::Status(attempt.answer, attempt.message);
     return grpc::Status::OK;
   }
 
   mutable std::mutex mu;
   mutable std::condition_variable cv;
-  std::vector<::v1beta1::RegisterRequest> requests;
+  std::vector<::v1beta1::RegisterRequest> requests;  // accepted
+  std::vector<RegisterAttempt> attempts;             // all
+  int refusals_left = 0;
+  grpc::StatusCode refusal_code = grpc::StatusCode::UNAVAILABLE;
+  std::string refusal_message;
 };
 
 class PodResourcesService final : public ::v1::PodResourcesLister::Service {
@@ -110,6 +123,19 @@ bool KubeletStandIn::WaitForRegistrations(size_t count, std::chrono::millisecond
   std::unique_lock<std::mutex> lock(registration_->mu);
   return registration_->cv.wait_for(lock, timeout,
                                     [&] { return registration_->requests.size() >= count; });
+}
+
+void KubeletStandIn::RefuseRegistrations(int count, grpc::StatusCode code,
+                                         const std::string& message) {
+  std::lock_guard<std::mutex> lock(registration_->mu);
+  registration_->refusals_left = count;
+  registration_->refusal_code = code;
+  registration_->refusal_message = message;
+}
+
+std::vector<RegisterAttempt> KubeletStandIn::attempts() const {
+  std::lock_guard<std::mutex> lock(registration_->mu);
+  return registration_->attempts;
 }
 
 void KubeletStandIn::SetContainer(const std::string& pod, const std::string& container,

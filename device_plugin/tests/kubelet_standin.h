@@ -2,7 +2,8 @@
 // the kubelet the plugin talks to, on Unix sockets in a test's directory.
 //
 //   - Registration (device-plugin API v1beta1) on <device-plugin dir>/kubelet.sock:
-//     records each RegisterRequest; refuses a wrong API version.
+//     records each RegisterRequest; refuses a wrong API version, and the
+//     next n requests after RefuseRegistrations(n, ...).
 //   - PodResourcesLister (v1) on the pod-resources socket: List answers
 //     with the pods the test sets.
 //   - Restart(): what a restarting kubelet does to the device-plugin
@@ -36,6 +37,14 @@ namespace tokenmem::device_plugin::testing {
 class RegistrationService;
 class PodResourcesService;
 
+// One Register call as the stand-in answered it.
+struct RegisterAttempt {
+  ::v1beta1::RegisterRequest request;
+  grpc::StatusCode answer = grpc::StatusCode::OK;  // OK: accepted
+  std::string message;                             // of a refusal
+  std::chrono::steady_clock::time_point at;        // when it arrived
+};
+
 class KubeletStandIn {
  public:
   // Serves both APIs. The directories must exist.
@@ -48,9 +57,16 @@ class KubeletStandIn {
 
   std::string kubelet_socket() const { return dir_ + "/kubelet.sock"; }
 
+  // The accepted registrations, oldest first.
   std::vector<::v1beta1::RegisterRequest> registrations() const;
   // Waits until at least `count` registrations were accepted.
   bool WaitForRegistrations(size_t count, std::chrono::milliseconds timeout) const;
+
+  // The next `count` Register calls (with the right API version) fail with
+  // `code` and `message` instead of being accepted; replaces any count left.
+  void RefuseRegistrations(int count, grpc::StatusCode code, const std::string& message);
+  // Every Register call, accepted or refused, oldest first.
+  std::vector<RegisterAttempt> attempts() const;
 
   // PodResources: pod name -> (container name -> device IDs of `resource`).
   void SetContainer(const std::string& pod, const std::string& container,

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -137,6 +138,30 @@ class DevicePluginIntegrationTest : public ::testing::Test {
                     std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message());
     }
     return response;
+  }
+
+  // Allocate for several containers, with the plugin's gRPC answer as it is.
+  grpc::Status AllocateContainers(const std::vector<std::vector<std::string>>& containers) {
+    grpc::ClientContext ctx;
+    wire::SetTimeout(&ctx, 5s);
+    ::v1beta1::AllocateRequest request;
+    for (const auto& devices : containers) {
+      auto* c = request.add_container_requests();
+      for (const auto& d : devices) c->add_devices_ids(d);
+    }
+    ::v1beta1::AllocateResponse response;
+    return plugin_->Allocate(&ctx, request, &response);
+  }
+
+  grpc::Status Prefer(const std::vector<std::string>& available, int size,
+                      ::v1beta1::PreferredAllocationResponse* response) {
+    grpc::ClientContext ctx;
+    wire::SetTimeout(&ctx, 5s);
+    ::v1beta1::PreferredAllocationRequest request;
+    auto* c = request.add_container_requests();
+    for (const auto& id : available) c->add_available_device_ids(id);
+    c->set_allocation_size(size);
+    return plugin_->GetPreferredAllocation(&ctx, request, response);
   }
 
   std::vector<v1::LeaseInfo> AgentLeases() {
@@ -291,6 +316,168 @@ TEST_F(DevicePluginIntegrationTest, RefusedLeaseFailsAllocateWithTheReason) {
   EXPECT_NE(s.error_message().find("CreateLease: INVALID_ARGUMENT"), std::string::npos)
       << s.error_message();
   EXPECT_TRUE(AgentLeases().empty());
+}
+
+// IDs the plugin never advertised: refused before anything is leased, and
+// the message names the ID. A valid container in the same request has its
+// lease released again.
+TEST_F(DevicePluginIntegrationTest, AllocateUnknownDevicesLeasesNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
+  const std::vector<std::vector<std::vector<std::string>>> requests = {
+      {{"tokenmem-n9-99"}},
+      {{"not-ours"}},
+      {{"tokenmem-n0-0", "not-ours"}},
+      {{"tokenmem-n0-0"}, {"tokenmem-n9-99"}},
+  };
+  const std::vector<std::string> named = {"tokenmem-n9-99", "not-ours", "not-ours",
+                                          "tokenmem-n9-99"};
+  for (size_t i = 0; i < requests.size(); ++i) {
+    grpc::Status s = AllocateContainers(requests[i]);
+    ASSERT_FALSE(s.ok()) << "request " << i;
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_NE(s.error_message().find("tokenmem.io/memory: unknown device " + named[i]),
+              std::string::npos)
+        << s.error_message();
+    EXPECT_TRUE(AgentLeases().empty()) << "request " << i;
+  }
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find("tokenmem_device_plugin_allocation_failures_total " +
+                         std::to_string(requests.size())),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("tokenmem_device_plugin_allocations_total 0"), std::string::npos)
+      << metrics;
+  // The plugin still allocates what exists.
+  auto fine = Allocate({"tokenmem-n0-0"});
+  ASSERT_TRUE(fine.ok()) << fine.status().ToString();
+  EXPECT_EQ(AgentLeases().size(), 1u);
+}
+
+// More devices than the node has: every advertised ID plus one more, a
+// device named twice, and GetPreferredAllocation asked for more than it is
+// offered. Each is a clean INVALID_ARGUMENT and nothing is leased.
+TEST_F(DevicePluginIntegrationTest, MoreDevicesThanExistAreRefused) {
+  ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
+  WatchRecorder watch(plugin_.get());
+  ASSERT_TRUE(watch.WaitFor(
+      [&](const auto& l) { return static_cast<size_t>(l.devices_size()) == expected_devices_; },
+      5s));
+  std::vector<std::string> all;
+  const ::v1beta1::ListAndWatchResponse list = watch.latest();  // a copy, kept alive
+  for (const auto& d : list.devices()) all.push_back(d.id());
+  const std::string extra = "tokenmem-n0-" + std::to_string(expected_devices_);
+  ASSERT_EQ(std::count(all.begin(), all.end(), extra), 0);
+
+  std::vector<std::string> too_many = all;
+  too_many.push_back(extra);
+  grpc::Status s = AllocateContainers({too_many});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("unknown device " + extra + " (this node lists " +
+                                   std::to_string(expected_devices_) + ")"),
+            std::string::npos)
+      << s.error_message();
+  EXPECT_TRUE(AgentLeases().empty());
+
+  s = AllocateContainers({{"tokenmem-n0-1", "tokenmem-n0-2", "tokenmem-n0-1"}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("device tokenmem-n0-1 is named twice"), std::string::npos)
+      << s.error_message();
+  EXPECT_TRUE(AgentLeases().empty());
+
+  s = AllocateContainers({});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("named no containers"), std::string::npos) << s.error_message();
+  s = AllocateContainers({{}});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("given no devices"), std::string::npos) << s.error_message();
+
+  ::v1beta1::PreferredAllocationResponse response;
+  const int wanted = static_cast<int>(expected_devices_) + 1;
+  s = Prefer(all, wanted, &response);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("cannot choose " + std::to_string(wanted) + " devices: only " +
+                                   std::to_string(expected_devices_) + " offered"),
+            std::string::npos)
+      << s.error_message();
+  // An ID offered twice counts once.
+  s = Prefer({"tokenmem-n0-0", "tokenmem-n0-1", "tokenmem-n0-0"}, 3, &response);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("cannot choose 3 devices: only 2 offered"), std::string::npos)
+      << s.error_message();
+  s = Prefer({"tokenmem-n0-0"}, -1, &response);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(AgentLeases().empty());
+  EXPECT_NE(Metrics().find("tokenmem_device_plugin_allocation_failures_total 4"),
+            std::string::npos);
+}
+
+// A kubelet that answers Register with an error: the plugin backs off
+// (50, 100, 200 ms here), tries again, and counts each failure.
+TEST_F(DevicePluginIntegrationTest, RefusedRegistrationsBackOffThenRegister) {
+  kubelet_->RefuseRegistrations(3, grpc::StatusCode::UNAVAILABLE, "kubelet is busy");
+  ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
+  const auto attempts = kubelet_->attempts();
+  ASSERT_EQ(attempts.size(), 4u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(attempts[i].answer, grpc::StatusCode::UNAVAILABLE) << i;
+    EXPECT_EQ(attempts[i].request.resource_name(), kResource);
+  }
+  EXPECT_EQ(attempts[3].answer, grpc::StatusCode::OK);
+  EXPECT_EQ(attempts[3].request.endpoint(), "tokenmem.sock");
+  // Each retry waits at least its backoff, which doubles up to the maximum.
+  const std::vector<std::chrono::milliseconds> backoff = {50ms, 100ms, 200ms};
+  for (size_t i = 0; i < backoff.size(); ++i) {
+    EXPECT_GE(attempts[i + 1].at - attempts[i].at, backoff[i]) << "retry " << i + 1;
+  }
+  ASSERT_TRUE(app_->supervisor().WaitFor(
+      [](SupervisorState s, uint64_t n) { return s == SupervisorState::kServing && n == 1; }, 5s));
+  const Status last = app_->supervisor().last_error();
+  EXPECT_NE(last.message().find("kubelet is busy"), std::string::npos) << last.ToString();
+  const std::string metrics = Metrics();
+  EXPECT_NE(metrics.find("tokenmem_device_plugin_registration_failures_total 3"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("tokenmem_device_plugin_registrations_total 1"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("tokenmem_device_plugin_registered 1"), std::string::npos) << metrics;
+  // Registered at last: the plugin serves.
+  WatchRecorder watch(plugin_.get());
+  ASSERT_TRUE(watch.WaitFor(
+      [&](const auto& l) { return static_cast<size_t>(l.devices_size()) == expected_devices_; },
+      5s));
+}
+
+// Refused again after a kubelet restart: the plugin keeps trying until the
+// new kubelet accepts it.
+TEST_F(DevicePluginIntegrationTest, RefusedAfterKubeletRestartRegistersAgain) {
+  ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
+  kubelet_->RefuseRegistrations(2, grpc::StatusCode::FAILED_PRECONDITION,
+                                "device manager not ready");
+  ASSERT_TRUE(kubelet_->Restart().ok());
+  ASSERT_TRUE(kubelet_->WaitForRegistrations(2, 5s));
+  const auto attempts = kubelet_->attempts();
+  ASSERT_EQ(attempts.size(), 4u);
+  EXPECT_EQ(attempts[0].answer, grpc::StatusCode::OK);
+  EXPECT_EQ(attempts[1].answer, grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(attempts[1].message, "device manager not ready");
+  EXPECT_EQ(attempts[2].answer, grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(attempts[3].answer, grpc::StatusCode::OK);
+  ASSERT_TRUE(app_->supervisor().WaitFor(
+      [](SupervisorState s, uint64_t n) { return s == SupervisorState::kServing && n == 2; }, 5s));
+  auto stub = testing::DialPlugin(PluginSocketPath(MakeConfig()), 5s);
+  ASSERT_NE(stub, nullptr);
+  WatchRecorder watch(stub.get());
+  ASSERT_TRUE(watch.WaitFor(
+      [&](const auto& l) { return static_cast<size_t>(l.devices_size()) == expected_devices_; },
+      5s));
+  EXPECT_NE(Metrics().find("tokenmem_device_plugin_registration_failures_total 2"),
+            std::string::npos);
 }
 
 // Allocate, then run `binary` as the container with exactly the answer's
