@@ -59,9 +59,14 @@ Result<Bandwidth> MeasureStore(const NvmeBenchOptions& o) {
   for (auto& s : slots) {
     TM_ASSIGN_OR_RETURN(s, store->Allocate());
   }
-  std::vector<std::vector<std::byte>> buffers(o.threads, std::vector<std::byte>(o.block_size));
-  for (auto& b : buffers) {
-    for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<std::byte>(i * 31 + 7);
+  // Engines write from aligned (pinned) buffers; so does this.
+  std::vector<std::unique_ptr<std::byte, decltype(&std::free)>> owned;
+  std::vector<std::span<const std::byte>> buffers;
+  for (int t = 0; t < o.threads; ++t) {
+    auto* raw = static_cast<std::byte*>(std::aligned_alloc(4096, o.block_size));
+    owned.emplace_back(raw, &std::free);
+    for (size_t i = 0; i < o.block_size; ++i) raw[i] = static_cast<std::byte>(i * 31 + 7);
+    buffers.emplace_back(raw, o.block_size);
   }
   Bandwidth bw;
   Progress("tokenmem NVMe tier: writing " + HumanBytes(static_cast<double>(blocks * o.block_size)));

@@ -129,7 +129,9 @@ class NvmeStore {
   void Release(uint32_t slot);
 
   // Stores `data` (at most block_size bytes) in `slot` under `key`, header
-  // and data in one O_DIRECT write. kInvalidArgument for a slot beyond the
+  // and data in one O_DIRECT write (or, for data that is whole 4 KiB pages
+  // at a 4 KiB-aligned address, header and data side by side in one batch,
+  // straight from `data`). kInvalidArgument for a slot beyond the
   // capacity or data longer than block_size; kIoError when the write fails
   // (the slot then holds either its old contents or a block that fails its
   // checksum). Does not check that the slot is allocated.
@@ -164,6 +166,8 @@ class NvmeStore {
  private:
   Result<uint32_t> ReadSlot(uint32_t slot, const BlockKey& expected, std::span<std::byte> out,
                             bool allow_direct);
+  Status WriteSlotPieces(uint32_t slot, std::span<const std::byte> header,
+                         std::span<const std::byte> data);
   struct Segment {
     std::unique_ptr<UringFile> file;
     uint32_t slots = 0;

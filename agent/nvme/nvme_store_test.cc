@@ -171,6 +171,30 @@ TEST_F(NvmeStoreTest, AlignedBuffersAreReadInPlaceWhateverTheirSize) {
   }
 }
 
+TEST_F(NvmeStoreTest, AlignedWholePageWritesRoundTripAndRecover) {
+  auto* raw = static_cast<std::byte*>(std::aligned_alloc(4096, kBlockSize));
+  std::unique_ptr<std::byte, decltype(&std::free)> holder(raw, &std::free);
+  const auto want = Payload(77, kBlockSize);
+  std::memcpy(raw, want.data(), kBlockSize);
+  uint32_t slot = 0;
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    auto s = store->Allocate();
+    ASSERT_TRUE(s.ok());
+    slot = *s;
+    ASSERT_TRUE(store->Write(slot, KeyOf(77), 5, 1, {raw, size_t{kBlockSize}}).ok());
+    ExpectBlock(*store, slot, 77, kBlockSize);
+  }
+  std::vector<RecoveredBlock> recovered;
+  auto store = OpenStore(&recovered);
+  ASSERT_TRUE(store);
+  ASSERT_EQ(recovered.size(), 1u);
+  EXPECT_EQ(recovered[0].key, KeyOf(77));
+  EXPECT_EQ(recovered[0].length, kBlockSize);
+  ExpectBlock(*store, slot, 77, kBlockSize);
+}
+
 TEST_F(NvmeStoreTest, EmptyBlockRoundTrips) {
   auto store = OpenStore();
   ASSERT_TRUE(store);

@@ -156,4 +156,20 @@ Status UringFile::ReadBatch(std::span<ReadRequest> reads) {
   return s.ok() ? s : WithPath(s, path_);
 }
 
+Status UringFile::WriteBatch(std::span<const WriteRequest> writes) {
+  std::vector<UringQueue::Op> ops;
+  ops.reserve(writes.size());
+  for (const WriteRequest& w : writes) {
+    TM_RETURN_IF_ERROR(CheckAligned(w.offset, w.buffer.data(), w.buffer.size()));
+    ops.push_back({UringQueue::OpKind::kWrite,
+                   fd_,
+                   const_cast<std::byte*>(w.buffer.data()),
+                   static_cast<uint32_t>(w.buffer.size()),
+                   w.offset,
+                   {}});
+  }
+  Status s = queue_->Run(ops);
+  return s.ok() ? s : WithPath(s, path_);
+}
+
 }  // namespace tokenmem::nvme

@@ -76,6 +76,14 @@ class UringFile {
   // all succeeded; else the first failure (each request has its own status).
   Status ReadBatch(std::span<ReadRequest> reads);
 
+  struct WriteRequest {
+    uint64_t offset = 0;
+    std::span<const std::byte> buffer;
+  };
+  // Runs all writes with up to the queue's depth in flight at once (no
+  // order among them). OK when all succeeded; else the first failure.
+  Status WriteBatch(std::span<const WriteRequest> writes);
+
  private:
   UringFile(std::filesystem::path path, int fd, std::shared_ptr<UringQueue> queue)
       : path_(std::move(path)), fd_(fd), queue_(std::move(queue)) {}
