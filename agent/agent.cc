@@ -195,6 +195,7 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
     }
     TM_ASSIGN_OR_RETURN(agent->http_, http::AgentHttp::Start(std::move(web)));
   }
+  if (config.kubernetes.enabled) TM_RETURN_IF_ERROR(agent->StartKubernetes(config, nvme_root));
   TM_LOG(INFO, "agent") << "tokenmem-agent " << kVersion << " ready on node " << config.node_name
                         << ": dram " << FormatByteSize(config.dram.capacity_bytes) << " (nodes "
                         << JoinNodes(agent->dram_nodes_) << "), cxl "
@@ -207,8 +208,36 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   return agent;
 }
 
+Status Agent::StartKubernetes(const config::AgentConfig& config,
+                              const std::filesystem::path& nvme_root) {
+  const auto& kc = config.kubernetes;
+  k8s::KubeClientOptions client;
+  if (!kc.api_server.empty()) {
+    client.server = kc.api_server;
+    std::error_code ec;
+    if (std::filesystem::exists(kc.token_file, ec)) client.token_file = kc.token_file;
+    client.ca_file = kc.ca_file;
+  } else {
+    TM_ASSIGN_OR_RETURN(client, k8s::LoadKubeconfig(kc.kubeconfig));
+  }
+  TM_ASSIGN_OR_RETURN(kube_, k8s::HttpKubeClient::Create(client));
+  k8s::ReconcilerOptions options;
+  options.node_name = config.node_name;
+  options.agent_version = kVersion;
+  // Beside the pools it names, so the set and the pools survive together.
+  if (!nvme_root.empty()) options.managed_state_file = nvme_root / "k8s-managed-pools";
+  options.backoff_initial = std::chrono::milliseconds(kc.backoff_initial_ms);
+  options.backoff_max = std::chrono::milliseconds(kc.backoff_max_ms);
+  options.node_status_interval = std::chrono::seconds(kc.node_status_interval_s);
+  reconciler_ = std::make_unique<k8s::Reconciler>(kube_.get(), pools_.get(), std::move(options));
+  TM_RETURN_IF_ERROR(reconciler_->Start());
+  TM_LOG(INFO, "agent") << "kubernetes: watching TokenMemoryPools at " << client.server;
+  return Status::Ok();
+}
+
 void Agent::Stop() {
-  if (http_) http_->SetStopping();  // /readyz says so while the rest stops
+  if (reconciler_) reconciler_->Stop();  // before the pools it changes go away
+  if (http_) http_->SetStopping();       // /readyz says so while the rest stops
   if (local_) local_->Shutdown();
   if (control_) control_->Shutdown();
   mover_.reset();

@@ -1,6 +1,7 @@
 // Agent: builds the node agent's parts from a validated configuration and
 // runs them: topology -> pools (reopening NVMe data) -> leases -> mover ->
-// control server -> local data server -> HTTP server (metrics, health).
+// control server -> local data server -> HTTP server (metrics, health) ->
+// Kubernetes reconciler (when kubernetes.enabled).
 // Stop() tears them down in the reverse order.
 #pragma once
 
@@ -11,6 +12,8 @@
 #include "control/control_service.h"
 #include "http/agent_http.h"
 #include "http/agent_metrics.h"
+#include "k8s/http_kube_client.h"
+#include "k8s/reconciler.h"
 #include "local/local_server.h"
 #include "pool/lease_table.h"
 #include "pool/mover.h"
@@ -40,6 +43,7 @@ class Agent {
  private:
   Agent() = default;
   Status ResolveTiers(const config::AgentConfig& config);
+  Status StartKubernetes(const config::AgentConfig& config, const std::filesystem::path& nvme_root);
 
   topology::Topology topology_;
   std::vector<int> dram_nodes_;
@@ -52,6 +56,8 @@ class Agent {
   std::unique_ptr<control::ControlServer> control_;
   std::unique_ptr<local::LocalServer> local_;
   std::unique_ptr<http::AgentHttp> http_;
+  std::unique_ptr<k8s::HttpKubeClient> kube_;
+  std::unique_ptr<k8s::Reconciler> reconciler_;  // stopped first
 };
 
 }  // namespace tokenmem

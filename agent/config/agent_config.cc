@@ -130,6 +130,25 @@ Status CheckTiers(const AgentConfig& c) {
   return Status::Ok();
 }
 
+Status CheckKubernetes(const KubernetesConfig& k) {
+  if (!k.enabled) return Status::Ok();
+  if (k.api_server.empty() && k.kubeconfig.empty()) {
+    return Bad("kubernetes.api_server", "is empty and no kubernetes.kubeconfig is given");
+  }
+  if (!k.api_server.empty() && k.api_server.rfind("http://", 0) != 0 &&
+      k.api_server.rfind("https://", 0) != 0) {
+    return Bad("kubernetes.api_server",
+               "'" + k.api_server + "' must start with http:// or https://");
+  }
+  if (k.node_status_interval_s == 0)
+    return Bad("kubernetes.node_status_interval_s", "must be at least 1");
+  if (k.backoff_initial_ms == 0) return Bad("kubernetes.backoff_initial_ms", "must be at least 1");
+  if (k.backoff_max_ms < k.backoff_initial_ms) {
+    return Bad("kubernetes.backoff_max_ms", "must be at least kubernetes.backoff_initial_ms");
+  }
+  return Status::Ok();
+}
+
 Status CheckMovement(const MovementConfig& m) {
   // Written so that NaN fails too.
   if (!(m.low_watermark > 0 && m.low_watermark < 1)) {
@@ -234,7 +253,7 @@ bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
 bool operator==(const AgentConfig& a, const AgentConfig& b) {
   return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
          a.control == b.control && a.http == b.http && a.dram == b.dram && a.cxl == b.cxl &&
-         a.nvme == b.nvme && a.movement == b.movement &&
+         a.nvme == b.nvme && a.movement == b.movement && a.kubernetes == b.kubernetes &&
          std::equal(a.pools.begin(), a.pools.end(), b.pools.begin(), b.pools.end(), SamePoolSpec);
 }
 
@@ -290,6 +309,7 @@ Status Validate(const AgentConfig& c) {
   TM_RETURN_IF_ERROR(CheckTiers(c));
   TM_RETURN_IF_ERROR(CheckMovement(c.movement));
   TM_RETURN_IF_ERROR(CheckPools(c));
+  TM_RETURN_IF_ERROR(CheckKubernetes(c.kubernetes));
   return CheckFilesystem(c);
 }
 

@@ -73,6 +73,21 @@ struct MovementConfig {
   bool operator==(const MovementConfig&) const = default;
 };
 
+// The Kubernetes reconciler (TokenMemoryPool -> pools, TokenMemoryNode
+// status); docs/kubernetes.md. The node is named by AgentConfig::node_name.
+struct KubernetesConfig {
+  bool enabled = false;
+  std::string api_server;  // "http://host:port"; empty: read from kubeconfig
+  std::filesystem::path token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  std::filesystem::path ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+  std::filesystem::path kubeconfig;  // used when api_server is empty
+  uint32_t node_status_interval_s = 10;
+  uint32_t backoff_initial_ms = 500;
+  uint32_t backoff_max_ms = 30000;
+
+  bool operator==(const KubernetesConfig&) const = default;
+};
+
 struct AgentConfig {
   std::string node_name;           // default: the host name (filled by ApplyEnvironmentDefaults)
   std::string log_level = "info";  // debug|info|warn|error
@@ -84,6 +99,7 @@ struct AgentConfig {
   NvmeTierConfig nvme;
   MovementConfig movement;
   std::vector<pool::PoolSpec> pools;  // pools created at start (if absent)
+  KubernetesConfig kubernetes;
 };
 
 // Field-by-field equality (PoolSpec has no operator== of its own).
@@ -116,12 +132,14 @@ Result<HostPort> ParseHostPort(std::string_view text);
 // non-empty; http.listen (when set) is host:port with port 0..65535; memory tier capacities
 // multiples of 4KiB; NUMA nodes 0..1023, none listed twice or in both memory tiers; nvme
 // segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple of segment_size,
-// queue_depth 1..4096; watermarks 0 < low < high < 1; interval_ms and ttl_sweep_ms >= 1; pools
-// valid (pool::ValidatePoolSpec), unique names, blocks that use NVMe no larger than a segment, and
-// the sum of pool capacities per tier <= that tier's capacity (the message names the tier, the sum
-// and the capacity). Filesystem checks (run last): sysfs_root is a directory; when the NVMe tier is
-// on, nvme.directory is a directory, or with create_directory its nearest existing ancestor is.
-// Reads the filesystem only; changes nothing.
+// queue_depth 1..4096; kubernetes (when enabled): api_server or kubeconfig set,
+// api_server starting with http:// or https://, node_status_interval_s and
+// backoff_initial_ms >= 1, backoff_max_ms >= backoff_initial_ms; watermarks 0 < low < high < 1;
+// interval_ms and ttl_sweep_ms >= 1; pools valid (pool::ValidatePoolSpec), unique names, blocks
+// that use NVMe no larger than a segment, and the sum of pool capacities per tier <= that tier's
+// capacity (the message names the tier, the sum and the capacity). Filesystem checks (run last):
+// sysfs_root is a directory; when the NVMe tier is on, nvme.directory is a directory, or with
+// create_directory its nearest existing ancestor is. Reads the filesystem only; changes nothing.
 Status Validate(const AgentConfig& config);
 
 }  // namespace tokenmem::config

@@ -183,20 +183,21 @@ class Reader {
       return Error(MarkOf(root, top), "(top level)",
                    "expected a mapping, got " + std::string(TypeName(root)));
     }
-    return ForEachKey(
-        root, "", top,
-        {"node_name", "log_level", "sysfs_root", "control", "http", "tiers", "movement", "pools"},
-        [&](const std::string& key, const YAML::Node& v, const std::string& path,
-            const YAML::Mark& at) -> Status {
-          if (key == "node_name") return String(v, path, at, &c->node_name);
-          if (key == "log_level") return String(v, path, at, &c->log_level);
-          if (key == "sysfs_root") return Path(v, path, at, &c->sysfs_root);
-          if (key == "control") return Control(v, path, at, &c->control);
-          if (key == "http") return Http(v, path, at, &c->http);
-          if (key == "tiers") return Tiers(v, path, at, c);
-          if (key == "movement") return Movement(v, path, at, &c->movement);
-          return Pools(v, path, at, &c->pools);
-        });
+    return ForEachKey(root, "", top,
+                      {"node_name", "log_level", "sysfs_root", "control", "http", "tiers",
+                       "movement", "pools", "kubernetes"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& path,
+                          const YAML::Mark& at) -> Status {
+                        if (key == "node_name") return String(v, path, at, &c->node_name);
+                        if (key == "log_level") return String(v, path, at, &c->log_level);
+                        if (key == "sysfs_root") return Path(v, path, at, &c->sysfs_root);
+                        if (key == "control") return Control(v, path, at, &c->control);
+                        if (key == "http") return Http(v, path, at, &c->http);
+                        if (key == "tiers") return Tiers(v, path, at, c);
+                        if (key == "movement") return Movement(v, path, at, &c->movement);
+                        if (key == "kubernetes") return Kubernetes(v, path, at, &c->kubernetes);
+                        return Pools(v, path, at, &c->pools);
+                      });
   }
 
   Status Control(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
@@ -253,6 +254,28 @@ class Reader {
                         if (key == "segment_size") return Size(v, p, m, &t->segment_bytes);
                         if (key == "queue_depth") return U32(v, p, m, &t->queue_depth);
                         return Bool(v, p, m, &t->create_directory);
+                      });
+  }
+
+  Status Kubernetes(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                    KubernetesConfig* k) const {
+    return ForEachKey(n, path, at,
+                      {"enabled", "api_server", "token_file", "ca_file", "kubeconfig",
+                       "node_status_interval_s", "backoff_initial_ms", "backoff_max_ms"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status {
+                        if (key == "enabled") return Bool(v, p, m, &k->enabled);
+                        if (key == "api_server") return String(v, p, m, &k->api_server);
+                        if (key == "token_file") return Path(v, p, m, &k->token_file);
+                        if (key == "ca_file") return Path(v, p, m, &k->ca_file);
+                        if (key == "kubeconfig") return Path(v, p, m, &k->kubeconfig);
+                        if (key == "node_status_interval_s") {
+                          return U32(v, p, m, &k->node_status_interval_s);
+                        }
+                        if (key == "backoff_initial_ms") {
+                          return U32(v, p, m, &k->backoff_initial_ms);
+                        }
+                        return U32(v, p, m, &k->backoff_max_ms);
                       });
   }
 

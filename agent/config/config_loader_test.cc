@@ -271,3 +271,48 @@ TEST(ToYamlTest, WritesTheDocumentedSchema) {
 
 }  // namespace
 }  // namespace tokenmem::config
+
+namespace tokenmem::config {
+namespace {
+
+TEST(LoadConfigYamlTest, ReadsAndChecksTheKubernetesSection) {
+  auto c = Load(
+      "kubernetes:\n"
+      "  enabled: true\n"
+      "  api_server: http://127.0.0.1:8001\n"
+      "  token_file: /t\n"
+      "  ca_file: /c\n"
+      "  kubeconfig: /k\n"
+      "  node_status_interval_s: 5\n"
+      "  backoff_initial_ms: 100\n"
+      "  backoff_max_ms: 1000\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->kubernetes.enabled);
+  EXPECT_EQ(c->kubernetes.api_server, "http://127.0.0.1:8001");
+  EXPECT_EQ(c->kubernetes.token_file, "/t");
+  EXPECT_EQ(c->kubernetes.ca_file, "/c");
+  EXPECT_EQ(c->kubernetes.kubeconfig, "/k");
+  EXPECT_EQ(c->kubernetes.node_status_interval_s, 5u);
+  EXPECT_EQ(c->kubernetes.backoff_initial_ms, 100u);
+  EXPECT_EQ(c->kubernetes.backoff_max_ms, 1000u);
+  auto back = Load(ToYaml(*c));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == *c);
+  EXPECT_FALSE(DefaultConfig().kubernetes.enabled);
+
+  AgentConfig bad = DefaultConfig();
+  bad.kubernetes.enabled = true;
+  Status st = Validate(bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("kubernetes.api_server"), std::string::npos) << st.ToString();
+  bad.kubernetes.api_server = "ftp://x";
+  EXPECT_NE(Validate(bad).message().find("kubernetes.api_server"), std::string::npos);
+  bad.kubernetes.api_server = "http://x:1";
+  bad.kubernetes.backoff_max_ms = 1;
+  EXPECT_NE(Validate(bad).message().find("kubernetes.backoff_max_ms"), std::string::npos);
+  EXPECT_FALSE(Load("kubernetes: {enabled: maybe}\n").ok());
+  EXPECT_FALSE(Load("kubernetes: {server: x}\n").ok());
+}
+
+}  // namespace
+}  // namespace tokenmem::config

@@ -88,7 +88,16 @@ std::string ToYaml(const AgentConfig& c) {
     << "  low_watermark: " << FormatDouble(c.movement.low_watermark) << "\n"
     << "  high_watermark: " << FormatDouble(c.movement.high_watermark) << "\n"
     << "  interval_ms: " << c.movement.interval_ms << "\n"
-    << "  ttl_sweep_ms: " << c.movement.ttl_sweep_ms << "\n";
+    << "  ttl_sweep_ms: " << c.movement.ttl_sweep_ms << "\n"
+    << "kubernetes:\n"
+    << "  enabled: " << (c.kubernetes.enabled ? "true" : "false") << "\n"
+    << "  api_server: " << Quoted(c.kubernetes.api_server) << "\n"
+    << "  token_file: " << Quoted(c.kubernetes.token_file.string()) << "\n"
+    << "  ca_file: " << Quoted(c.kubernetes.ca_file.string()) << "\n"
+    << "  kubeconfig: " << Quoted(c.kubernetes.kubeconfig.string()) << "\n"
+    << "  node_status_interval_s: " << c.kubernetes.node_status_interval_s << "\n"
+    << "  backoff_initial_ms: " << c.kubernetes.backoff_initial_ms << "\n"
+    << "  backoff_max_ms: " << c.kubernetes.backoff_max_ms << "\n";
   if (c.pools.empty()) {
     o << "pools: []\n";
   } else {
