@@ -13,7 +13,7 @@ PACKAGES=(
   fio prometheus python3-numpy
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
   python3-yaml python3-jsonschema python3-kubernetes
-  nlohmann-json3-dev
+  nlohmann-json3-dev libssl-dev openssl
 )
 
 missing=()

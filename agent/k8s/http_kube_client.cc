@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -133,14 +134,13 @@ Result<KubeClientOptions> LoadKubeconfig(const std::string& path) {
 }
 
 Result<std::unique_ptr<HttpKubeClient>> HttpKubeClient::Create(KubeClientOptions options) {
-  if (options.server.rfind("https://", 0) == 0) {
-    return FailedPrecondition("kubernetes: " + options.server +
-                              ": HTTPS is not built into this agent; use an http:// server "
-                              "(for example kubectl proxy)");
-  }
-  if (options.server.rfind("http://", 0) != 0) {
+  const bool https = options.server.rfind("https://", 0) == 0;
+  if (!https && options.server.rfind("http://", 0) != 0) {
     return InvalidArgument("kubernetes: api server '" + options.server +
-                           "' must start with http://");
+                           "' must start with https:// or http://");
+  }
+  if (https && !options.ca_file.empty() && !std::filesystem::exists(options.ca_file)) {
+    return NotFound("kubernetes: CA file " + options.ca_file + " does not exist");
   }
   while (!options.server.empty() && options.server.back() == '/') options.server.pop_back();
   return std::unique_ptr<HttpKubeClient>(new HttpKubeClient(std::move(options)));
@@ -173,6 +173,12 @@ Result<std::unique_ptr<Connection>> Connect(const KubeClientOptions& options,
   auto connection = std::make_unique<Connection>(options.server);
   if (!connection->client.is_valid())
     return InvalidArgument("kubernetes: bad server " + options.server);
+  if (options.server.rfind("https://", 0) == 0) {
+    // The API server's certificate must chain to the cluster's CA (or the
+    // system's when none is given); it is never skipped.
+    if (!options.ca_file.empty()) connection->client.set_ca_cert_path(options.ca_file);
+    connection->client.enable_server_certificate_verification(true);
+  }
   connection->client.set_connection_timeout(options.connect_timeout);
   connection->client.set_read_timeout(read_timeout);
   connection->client.set_write_timeout(options.request_timeout);

@@ -18,9 +18,10 @@
 namespace tokenmem::k8s {
 
 struct KubeClientOptions {
-  std::string server;      // "http://host:port"
+  std::string server;      // "https://host:port" or "http://host:port"
   std::string token_file;  // bearer token, read again on every call; empty: none
-  std::string ca_file;     // HTTPS only (not built)
+  std::string ca_file;     // HTTPS: the CA the server's certificate must chain to;
+                           // empty: the system's CAs
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds request_timeout{10000};
   // A watch with no byte for this long ends (OK) so `stop` gets checked.

@@ -280,8 +280,11 @@ contexts:
 }
 
 TEST(HttpKubeClientTest, RefusesWhatItCannotSpeak) {
-  EXPECT_EQ(HttpKubeClient::Create({.server = "https://kubernetes.default.svc"}).status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(HttpKubeClient::Create({.server = "https://kubernetes.default.svc",
+                                    .ca_file = "/nonexistent/ca.crt"})
+                .status()
+                .code(),
+            StatusCode::kNotFound);
   EXPECT_EQ(HttpKubeClient::Create({.server = "kubernetes:443"}).status().code(),
             StatusCode::kInvalidArgument);
 }
