@@ -66,7 +66,21 @@ Result<::v1beta1::AllocateResponse> Allocator::Allocate(const ::v1beta1::Allocat
   ::v1beta1::AllocateResponse response;
   std::vector<std::string> leased;  // released again if a later container fails
   Status failure;
+  // A device belongs to one container: a request that gives one to two
+  // containers is refused before anything is leased (leasing for the second
+  // would release the first one's lease).
+  std::set<std::string> across;
   for (const auto& container : request.container_requests()) {
+    std::set<std::string> within(container.devices_ids().begin(), container.devices_ids().end());
+    for (const auto& id : within) {
+      if (!across.insert(id).second && failure.ok()) {
+        failure = InvalidArgument(options_.resource_name + ": device " + id +
+                                  " is given to two containers");
+      }
+    }
+  }
+  for (const auto& container : request.container_requests()) {
+    if (!failure.ok()) break;
     std::vector<std::string> devices(container.devices_ids().begin(),
                                      container.devices_ids().end());
     auto answer = AllocateContainer(devices, snapshot, &leased);

@@ -126,6 +126,10 @@ TEST_F(DevicePluginAllocatorTest, UnknownOrUnhealthyDevicesFailBeforeLeasing) {
   EXPECT_EQ(twice.status().code(), StatusCode::kInvalidArgument);
   auto none = allocator.Allocate(Request({{}}));
   EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
+  auto shared =
+      allocator.Allocate(Request({{"tokenmem-n0-0"}, {"tokenmem-n0-1", "tokenmem-n0-0"}}));
+  EXPECT_EQ(shared.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(shared.status().message().find("two containers"), std::string::npos);
 
   {
     std::lock_guard<std::mutex> lock(agent_.mu);
@@ -137,7 +141,7 @@ TEST_F(DevicePluginAllocatorTest, UnknownOrUnhealthyDevicesFailBeforeLeasing) {
   EXPECT_EQ(unhealthy.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(unhealthy.status().message().find("does not answer"), std::string::npos);
   EXPECT_TRUE(agent_.requests.empty());
-  EXPECT_EQ(failures_, 4);
+  EXPECT_EQ(failures_, 5);
 }
 
 TEST_F(DevicePluginAllocatorTest, RefusedLeaseFailsWithTheAgentsReason) {
