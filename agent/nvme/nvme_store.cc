@@ -564,29 +564,11 @@ void NvmeStore::ReturnBuffer(AlignedBuffer buffer) {
 
 Status NvmeStore::WriteSlot(uint32_t slot, std::span<const std::byte> bytes) {
   const auto started = std::chrono::steady_clock::now();
-  Status s = FileOf(slot).WriteAt(OffsetOf(slot), bytes);
-  const uint64_t elapsed_ns = ElapsedNs(started);
-  counters_.write_ns_total.fetch_add(elapsed_ns, std::memory_order_relaxed);
-  if (IoObserver* observer = CurrentIoObserver()) {
-    observer->ObserveIo(IoOp::kWrite, std::chrono::nanoseconds(elapsed_ns), bytes.size(), s.ok());
-  }
-  counters_.writes.fetch_add(1, std::memory_order_relaxed);
-  dirty_.store(true, std::memory_order_relaxed);
-  if (!s.ok()) {
-    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-    return s.WithContext("slot " + std::to_string(slot));
-  }
-  counters_.bytes_written.fetch_add(bytes.size(), std::memory_order_relaxed);
-  return Status::Ok();
+  return CountWrite(slot, started, bytes.size(), FileOf(slot).WriteAt(OffsetOf(slot), bytes));
 }
 
-Status NvmeStore::WriteSlotPieces(uint32_t slot, std::span<const std::byte> header,
-                                  std::span<const std::byte> data) {
-  const auto started = std::chrono::steady_clock::now();
-  const UringFile::WriteRequest writes[2] = {{OffsetOf(slot), header},
-                                             {OffsetOf(slot) + kSlotHeaderSize, data}};
-  Status s = FileOf(slot).WriteBatch(writes);
-  const uint64_t bytes = header.size() + data.size();
+Status NvmeStore::CountWrite(uint32_t slot, std::chrono::steady_clock::time_point started,
+                             uint64_t bytes, const Status& s) {
   const uint64_t elapsed_ns = ElapsedNs(started);
   counters_.write_ns_total.fetch_add(elapsed_ns, std::memory_order_relaxed);
   if (IoObserver* observer = CurrentIoObserver()) {
@@ -600,6 +582,14 @@ Status NvmeStore::WriteSlotPieces(uint32_t slot, std::span<const std::byte> head
   }
   counters_.bytes_written.fetch_add(bytes, std::memory_order_relaxed);
   return Status::Ok();
+}
+
+Status NvmeStore::WriteSlotPieces(uint32_t slot, std::span<const std::byte> header,
+                                  std::span<const std::byte> data) {
+  const auto started = std::chrono::steady_clock::now();
+  const UringFile::WriteRequest writes[2] = {{OffsetOf(slot), header},
+                                             {OffsetOf(slot) + kSlotHeaderSize, data}};
+  return CountWrite(slot, started, header.size() + data.size(), FileOf(slot).WriteBatch(writes));
 }
 
 Status NvmeStore::Write(uint32_t slot, const BlockKey& key, uint64_t generation,
@@ -722,8 +712,8 @@ Result<uint32_t> NvmeStore::ReadSlot(uint32_t slot, const BlockKey& expected,
     // The block runs past the aligned part of `out`: read it the other way.
     return ReadSlot(slot, expected, out, /*allow_direct=*/false);
   }
-  const std::span<const std::byte> data{
-      direct ? out.data() : buffer.data() + kSlotHeaderSize, h->data_length};
+  const std::span<const std::byte> data{direct ? out.data() : buffer.data() + kSlotHeaderSize,
+                                        h->data_length};
   const uint32_t crc = Crc32c(data);
   if (crc != h->data_crc32c) {
     counters_.checksum_failures.fetch_add(1, std::memory_order_relaxed);

@@ -32,6 +32,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -168,6 +169,9 @@ class NvmeStore {
                             bool allow_direct);
   Status WriteSlotPieces(uint32_t slot, std::span<const std::byte> header,
                          std::span<const std::byte> data);
+  // Counts one finished write (time, bytes, errors) and passes its status on.
+  Status CountWrite(uint32_t slot, std::chrono::steady_clock::time_point started, uint64_t bytes,
+                    const Status& s);
   struct Segment {
     std::unique_ptr<UringFile> file;
     uint32_t slots = 0;

@@ -295,6 +295,10 @@ struct Pool::Impl {
     }
   }
 
+  Status Missing(const BlockKey& key) const {
+    return NotFound("block " + key.ToHex() + " is not in pool '" + spec.name + "'");
+  }
+
   Status NoVictim(TierKind t) const {
     return ResourceExhausted("pool '" + spec.name + "': every block in the " +
                              std::string(TierName(t)) + " tier is pinned or busy");
@@ -674,15 +678,14 @@ Result<ReadResult> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
     return ReadResult{*read, TierKind::kNvme};
   }
   ++d.counters.misses;
-  return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  return d.Missing(key);
 }
 
 Result<TierKind> Pool::Locate(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end())
-    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end()) return d.Missing(key);
   if (d.Expired(it->second, d.Now()) && !it->second.moving) {
     ++d.counters.expired;
     d.Drop(it);
@@ -722,8 +725,7 @@ Status Pool::Remove(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end())
-    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end()) return d.Missing(key);
   d.Drop(it);
   return Status::Ok();
 }
@@ -732,8 +734,7 @@ Status Pool::Pin(const BlockKey& key) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end())
-    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end()) return d.Missing(key);
   Block& b = it->second;
   if (!b.pinned) {
     d.lru[Index(b.tier)].Erase(b.lru);
@@ -753,8 +754,7 @@ Status Pool::Unpin(const BlockKey& key) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
-  if (it == d.index.end())
-    return NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+  if (it == d.index.end()) return d.Missing(key);
   Block& b = it->second;
   if (b.pinned) {
     b.pinned = false;
@@ -984,7 +984,7 @@ std::vector<Status> Pool::Fetch(std::span<const BlockKey> keys) {
   results.reserve(keys.size());
   std::vector<std::byte> buffer;
   for (const BlockKey& key : keys) {
-    Status result = NotFound("block " + key.ToHex() + " is not in pool '" + spec_.name + "'");
+    Status result = d.Missing(key);
     // A block that moves (or goes) while it is read is looked up again.
     for (int attempt = 0; attempt < 4; ++attempt) {
       auto it = d.index.find(key);
