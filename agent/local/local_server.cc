@@ -10,6 +10,7 @@
 
 #include "local/local_session.h"
 #include "tokenmem/common/log.h"
+#include "tokenmem/common/unix_socket.h"
 
 namespace tokenmem::local {
 namespace {
@@ -21,15 +22,6 @@ sockaddr_un Address(const std::filesystem::path& path) {
   return addr;
 }
 
-bool Answers(const std::filesystem::path& path) {
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr = Address(path);
-  bool answers = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return answers;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::path& socket_path,
@@ -37,23 +29,7 @@ Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::p
                                                         pool::PoolManager* pools,
                                                         pool::LeaseTable* leases,
                                                         RequestObserver observer) {
-  if (socket_path.native().size() >= sizeof(sockaddr_un::sun_path)) {
-    return InvalidArgument("data socket path " + socket_path.string() + " is too long");
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(socket_path.parent_path(), ec);
-  if (ec)
-    return IoError("cannot create " + socket_path.parent_path().string() + ": " + ec.message());
-  struct stat st {};
-  if (::lstat(socket_path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return FailedPrecondition(socket_path.string() + " exists and is not a socket");
-    }
-    if (Answers(socket_path)) {
-      return FailedPrecondition("another process is serving on " + socket_path.string());
-    }
-    ::unlink(socket_path.c_str());
-  }
+  TM_RETURN_IF_ERROR(PrepareSocketPath(socket_path, SOCK_SEQPACKET));
   int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket", errno);
   sockaddr_un addr = Address(socket_path);
@@ -71,7 +47,8 @@ Result<std::unique_ptr<LocalServer>> LocalServer::Start(const std::filesystem::p
     ::unlink(socket_path.c_str());
     return s;
   }
-  std::unique_ptr<LocalServer> server(new LocalServer(socket_path, fd, pools, leases, std::move(observer)));
+  std::unique_ptr<LocalServer> server(
+      new LocalServer(socket_path, fd, pools, leases, std::move(observer)));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   TM_LOG(INFO, "local") << "serving the local data path on " << socket_path.string();
   return server;
