@@ -86,10 +86,10 @@ const std::vector<CommandSpec>& Commands() {
       {"status", "", "Show the agent's version, uptime, tiers, pools and leases.", {}, {}},
       {"pool create",
        "NAME [--block-size SIZE] [--dram SIZE] [--cxl SIZE] [--nvme SIZE] [--eviction lru|none] "
-       "[--ttl SECONDS]",
+       "[--ttl SECONDS] [--scope local|cluster]",
        "Create a pool (block size 256KiB unless given; capacities reserve room per tier).",
        {"NAME"},
-       {{"block-size"}, {"dram"}, {"cxl"}, {"nvme"}, {"eviction"}, {"ttl"}}},
+       {{"block-size"}, {"dram"}, {"cxl"}, {"nvme"}, {"eviction"}, {"ttl"}, {"scope"}}},
       {"pool list", "", "List pools with their capacity and use per tier.", {}, {}},
       {"pool get", "NAME", "Show one pool.", {"NAME"}, {}},
       {"pool delete", "NAME", "Delete a pool and every block in it.", {"NAME"}, {}},

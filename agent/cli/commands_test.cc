@@ -152,7 +152,7 @@ class CommandsTest : public ::testing::Test {
 
 TEST_F(CommandsTest, CreatesAndShowsPools) {
   Outcome r = Run({"pool", "create", "p1", "--block-size", "64KiB", "--dram", "8MiB", "--nvme",
-                   "1GiB", "--eviction", "none", "--ttl", "60"});
+                   "1GiB", "--eviction", "none", "--ttl", "60", "--scope", "cluster"});
   ASSERT_EQ(r.code, kExitOk) << r.err;
   EXPECT_NE(r.out.find("created pool p1"), std::string::npos);
   EXPECT_TRUE(r.err.empty());
@@ -162,6 +162,7 @@ TEST_F(CommandsTest, CreatesAndShowsPools) {
   EXPECT_NE(r.out.find(R"("block_size":65536)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(R"("eviction":"none")"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(R"("ttl_seconds":60)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(R"("scope":"cluster")"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(R"("capacity":{"dram":8388608,"nvme":1073741824})"), std::string::npos)
       << r.out;
   EXPECT_EQ(r.out.back(), '\n');
@@ -186,6 +187,7 @@ TEST_F(CommandsTest, BadSizesAreUsageErrorsAndSendNothing) {
   EXPECT_EQ(Run({"pool", "get", "p1"}).code, kExitError);  // not created
 
   EXPECT_EQ(Run({"pool", "create", "p1", "--eviction", "fifo"}).code, kExitUsage);
+  EXPECT_EQ(Run({"pool", "create", "p1", "--scope", "node"}).code, kExitUsage);
   EXPECT_EQ(Run({"pool", "create", "p1", "--ttl", "-1"}).code, kExitUsage);
   EXPECT_EQ(Run({"lease", "create", "--quota", "0"}).code, kExitUsage);
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tokenmem/v1/control.pb.h"
@@ -21,6 +22,8 @@ std::string FormatPercent(uint64_t part, uint64_t whole);
 std::string FormatDuration(int64_t seconds);
 // "2026-11-25 14:00:00Z" (UTC); "-" for 0.
 std::string FormatTimestamp(int64_t unix_seconds);
+// "cluster" for POOL_SCOPE_CLUSTER; "local" otherwise (unspecified means local).
+std::string_view ScopeName(v1::PoolScope scope);
 
 // One pool's statistics regrouped per tier, with what both output forms
 // derive: hits (summed over tiers) and lookups (hits + misses).

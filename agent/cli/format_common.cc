@@ -4,6 +4,10 @@
 
 namespace tokenmem::cli {
 
+std::string_view ScopeName(v1::PoolScope scope) {
+  return scope == v1::POOL_SCOPE_CLUSTER ? "cluster" : "local";
+}
+
 std::string FormatPercent(uint64_t part, uint64_t whole) {
   if (whole == 0) return "-";
   char buf[32];

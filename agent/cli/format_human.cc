@@ -96,6 +96,7 @@ std::string PoolsText(const v1::ListPoolsReply& pools) {
            {"BLOCK SIZE", Align::kRight},
            {"EVICTION"},
            {"TTL"},
+           {"SCOPE"},
            {"DRAM USED", Align::kRight},
            {"CXL USED", Align::kRight},
            {"NVME USED", Align::kRight},
@@ -103,8 +104,9 @@ std::string PoolsText(const v1::ListPoolsReply& pools) {
   for (const auto& p : pools.pools()) {
     t.AddRow({p.spec().name(), Bytes(p.spec().block_size()),
               std::string(wire::EvictionName(p.spec().eviction())), Ttl(p.spec().ttl_seconds()),
-              TierCell(p, v1::TIER_KIND_DRAM), TierCell(p, v1::TIER_KIND_CXL),
-              TierCell(p, v1::TIER_KIND_NVME), std::to_string(BlocksOf(p))});
+              std::string(ScopeName(p.spec().scope())), TierCell(p, v1::TIER_KIND_DRAM),
+              TierCell(p, v1::TIER_KIND_CXL), TierCell(p, v1::TIER_KIND_NVME),
+              std::to_string(BlocksOf(p))});
   }
   return t.Render();
 }
@@ -115,6 +117,7 @@ std::string PoolText(const v1::PoolInfo& pool) {
       {"block size", Bytes(pool.spec().block_size())},
       {"eviction", std::string(wire::EvictionName(pool.spec().eviction()))},
       {"ttl", Ttl(pool.spec().ttl_seconds())},
+      {"scope", std::string(ScopeName(pool.spec().scope()))},
       {"blocks", std::to_string(BlocksOf(pool))},
   });
   Table t({{"TIER"},

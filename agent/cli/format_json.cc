@@ -25,7 +25,8 @@ void WritePool(JsonWriter& w, const v1::PoolInfo& pool) {
       .StringField("name", spec.name())
       .UintField("block_size", spec.block_size())
       .StringField("eviction", wire::EvictionName(spec.eviction()))
-      .UintField("ttl_seconds", spec.ttl_seconds());
+      .UintField("ttl_seconds", spec.ttl_seconds())
+      .StringField("scope", ScopeName(spec.scope()));
   w.Key("capacity").BeginObject();
   for (const auto& c : spec.capacity()) w.UintField(wire::TierName(c.tier()), c.bytes());
   w.EndObject();

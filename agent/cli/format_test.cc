@@ -89,12 +89,19 @@ TEST(FormatTest, PoolsAsTablesAndJson) {
   EXPECT_EQ(pool.fields().at("name").string_value(), "p1");
   EXPECT_EQ(pool.fields().at("block_size").number_value(), 65536);
   EXPECT_EQ(pool.fields().at("eviction").string_value(), "lru");
+  EXPECT_EQ(pool.fields().at("scope").string_value(), "local");
   EXPECT_EQ(pool.fields().at("capacity").struct_value().fields().at("dram").number_value(),
             8 << 20);
   EXPECT_EQ(pool.fields().at("blocks").number_value(), 32);
 
   std::string detail = PoolText(SamplePool());
   EXPECT_NE(detail.find("25.0%"), std::string::npos);
+  EXPECT_NE(text.find("SCOPE"), std::string::npos);
+  EXPECT_NE(detail.find("local"), std::string::npos);
+  v1::PoolInfo shared = SamplePool();
+  shared.mutable_spec()->set_scope(v1::POOL_SCOPE_CLUSTER);
+  EXPECT_NE(PoolText(shared).find("cluster"), std::string::npos);
+  EXPECT_EQ(ScopeName(v1::POOL_SCOPE_UNSPECIFIED), "local");
 }
 
 TEST(FormatTest, LeaseCreatedShowsSecretAndExportLine) {

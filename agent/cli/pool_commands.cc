@@ -59,6 +59,15 @@ Result<v1::PoolSpec> SpecFromFlags(const Context& ctx) {
   }
   TM_ASSIGN_OR_RETURN(uint64_t ttl, CountFlag(ctx, "ttl"));
   spec.set_ttl_seconds(ttl);
+  if (auto scope = ctx.inv.Get("scope")) {
+    if (*scope == "local") {
+      spec.set_scope(v1::POOL_SCOPE_LOCAL);
+    } else if (*scope == "cluster") {
+      spec.set_scope(v1::POOL_SCOPE_CLUSTER);
+    } else {
+      return InvalidArgument("--scope is local or cluster, got '" + *scope + "'");
+    }
+  }
   return spec;
 }
 

@@ -34,6 +34,33 @@ Status CheckNodeName(const std::string& name) {
   return Status::Ok();
 }
 
+// A file holding a secret: it exists, is a regular file and is not empty.
+Status CheckSecretFile(std::string_view path, const std::filesystem::path& file) {
+  std::error_code ec;
+  auto st = std::filesystem::status(file, ec);
+  if (st.type() == std::filesystem::file_type::not_found) {
+    return Bad(path, Quote(file) + " does not exist");
+  }
+  if (ec) return Bad(path, Quote(file) + ": " + ec.message());
+  if (!std::filesystem::is_regular_file(st)) {
+    return Bad(path, Quote(file) + " is not a regular file");
+  }
+  auto size = std::filesystem::file_size(file, ec);
+  if (ec) return Bad(path, Quote(file) + ": " + ec.message());
+  if (size == 0) return Bad(path, Quote(file) + " is empty");
+  return Status::Ok();
+}
+
+// host:port where port 0 ("any free port") is allowed too.
+Status CheckListenAddress(std::string_view path, const std::string& listen) {
+  auto hp = ParseHostPort(listen);
+  if (hp.ok()) return Status::Ok();
+  if (listen.ends_with(":0") && ParseHostPort(listen.substr(0, listen.size() - 1) + "1").ok()) {
+    return Status::Ok();
+  }
+  return Bad(path, std::string(hp.status().message()));
+}
+
 Status CheckControl(const ControlConfig& c) {
   if (c.socket_path.empty()) return Bad("control.socket", "is empty");
   if (c.socket_path.native().size() >= sizeof(sockaddr_un{}.sun_path)) {
@@ -56,32 +83,77 @@ Status CheckControl(const ControlConfig& c) {
   if (c.admin_token_file.empty()) {
     return Bad("control.admin_token_file", "must be set when control.tcp_listen is set");
   }
-  std::error_code ec;
-  auto st = std::filesystem::status(c.admin_token_file, ec);
-  if (st.type() == std::filesystem::file_type::not_found) {
-    return Bad("control.admin_token_file", Quote(c.admin_token_file) + " does not exist");
-  }
-  if (ec) return Bad("control.admin_token_file", Quote(c.admin_token_file) + ": " + ec.message());
-  if (!std::filesystem::is_regular_file(st)) {
-    return Bad("control.admin_token_file", Quote(c.admin_token_file) + " is not a regular file");
-  }
-  auto size = std::filesystem::file_size(c.admin_token_file, ec);
-  if (ec) return Bad("control.admin_token_file", Quote(c.admin_token_file) + ": " + ec.message());
-  if (size == 0) return Bad("control.admin_token_file", Quote(c.admin_token_file) + " is empty");
-  return Status::Ok();
+  return CheckSecretFile("control.admin_token_file", c.admin_token_file);
 }
 
 Status CheckHttp(const HttpConfig& h) {
   if (h.listen.empty()) return Status::Ok();
-  auto hp = ParseHostPort(h.listen);
-  if (hp.ok()) return Status::Ok();
   // Port 0 (any free port) is fine here, unlike for the control API:
   // scrapers find the port through service discovery or the log.
-  if (h.listen.ends_with(":0") &&
-      ParseHostPort(h.listen.substr(0, h.listen.size() - 1) + "1").ok()) {
-    return Status::Ok();
+  return CheckListenAddress("http.listen", h.listen);
+}
+
+Status CheckRemote(const RemoteConfig& r) {
+  if (!r.listen.empty()) TM_RETURN_IF_ERROR(CheckListenAddress("remote.listen", r.listen));
+  if (r.max_connections < 1 || r.max_connections > kMaxRemoteConnections) {
+    return Bad("remote.max_connections", std::to_string(r.max_connections) + " is outside 1.." +
+                                             std::to_string(kMaxRemoteConnections));
   }
-  return Bad("http.listen", std::string(hp.status().message()));
+  if (r.workers < 1 || r.workers > kMaxRemoteWorkers) {
+    return Bad("remote.workers",
+               std::to_string(r.workers) + " is outside 1.." + std::to_string(kMaxRemoteWorkers));
+  }
+  if (r.max_batch_bytes < kMinRemoteBatchBytes || r.max_batch_bytes > kMaxRemoteBatchBytes) {
+    return Bad("remote.max_batch_size",
+               FormatByteSize(r.max_batch_bytes) + " is outside 1MiB..1GiB");
+  }
+  return Status::Ok();
+}
+
+Status CheckCluster(const AgentConfig& a) {
+  const ClusterConfig& c = a.cluster;
+  for (size_t i = 0; i < c.peers.size(); ++i) {
+    const std::string where = "cluster.peers[" + std::to_string(i) + "]";
+    auto hp = ParseHostPort(c.peers[i]);
+    if (!hp.ok()) return Bad(where, hp.status().message());
+    for (size_t j = 0; j < i; ++j) {
+      auto other = ParseHostPort(c.peers[j]);
+      if (other.ok() && other->host == hp->host && other->port == hp->port) {
+        return Bad(where,
+                   "'" + c.peers[i] + "' is already cluster.peers[" + std::to_string(j) + "]");
+      }
+    }
+  }
+  if (!c.dns_name.empty()) {
+    auto hp = ParseHostPort(c.dns_name);
+    if (!hp.ok()) return Bad("cluster.dns_name", hp.status().message());
+  }
+  if (c.heartbeat_interval_ms == 0)
+    return Bad("cluster.heartbeat_interval_ms", "must be at least 1");
+  if (c.heartbeat_timeout_ms <= c.heartbeat_interval_ms) {
+    return Bad("cluster.heartbeat_timeout_ms",
+               std::to_string(c.heartbeat_timeout_ms) +
+                   " must be greater than cluster.heartbeat_interval_ms (" +
+                   std::to_string(c.heartbeat_interval_ms) + ")");
+  }
+  if (c.dns_refresh_ms == 0) return Bad("cluster.dns_refresh_ms", "must be at least 1");
+  if (c.forward_queue_blocks < 1 || c.forward_queue_blocks > kMaxForwardQueueBlocks) {
+    return Bad("cluster.forward_queue_blocks", std::to_string(c.forward_queue_blocks) +
+                                                   " is outside 1.." +
+                                                   std::to_string(kMaxForwardQueueBlocks));
+  }
+  if (!ClusterEnabled(a)) return Status::Ok();
+  // Peers reach each other's pools through the remote listener.
+  if (a.remote.listen.empty()) {
+    return Bad("remote.listen",
+               "must be set when the cluster is on (cluster.peers or cluster.dns_name): peers "
+               "reach this agent through it");
+  }
+  if (c.secret_file.empty()) {
+    return Bad("cluster.secret_file",
+               "must be set when the cluster is on (cluster.peers or cluster.dns_name)");
+  }
+  return CheckSecretFile("cluster.secret_file", c.secret_file);
 }
 
 Status CheckNumaNodes(std::string_view path, const std::vector<int>& nodes,
@@ -247,14 +319,19 @@ Status CheckFilesystem(const AgentConfig& c) {
 bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
   return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
          a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds;
+         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
 }
 
 bool operator==(const AgentConfig& a, const AgentConfig& b) {
   return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
          a.control == b.control && a.http == b.http && a.dram == b.dram && a.cxl == b.cxl &&
          a.nvme == b.nvme && a.movement == b.movement && a.kubernetes == b.kubernetes &&
+         a.remote == b.remote && a.cluster == b.cluster &&
          std::equal(a.pools.begin(), a.pools.end(), b.pools.begin(), b.pools.end(), SamePoolSpec);
+}
+
+bool ClusterEnabled(const AgentConfig& config) {
+  return !config.cluster.peers.empty() || !config.cluster.dns_name.empty();
 }
 
 AgentConfig DefaultConfig() {
@@ -310,6 +387,8 @@ Status Validate(const AgentConfig& c) {
   TM_RETURN_IF_ERROR(CheckMovement(c.movement));
   TM_RETURN_IF_ERROR(CheckPools(c));
   TM_RETURN_IF_ERROR(CheckKubernetes(c.kubernetes));
+  TM_RETURN_IF_ERROR(CheckRemote(c.remote));
+  TM_RETURN_IF_ERROR(CheckCluster(c));
   return CheckFilesystem(c);
 }
 

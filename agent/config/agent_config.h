@@ -88,6 +88,39 @@ struct KubernetesConfig {
   bool operator==(const KubernetesConfig&) const = default;
 };
 
+inline constexpr uint32_t kMaxRemoteConnections = 65536;
+inline constexpr uint32_t kMaxRemoteWorkers = 64;
+inline constexpr uint64_t kMinRemoteBatchBytes = 1ull << 20;
+inline constexpr uint64_t kMaxRemoteBatchBytes = 1ull << 30;
+inline constexpr uint32_t kMaxForwardQueueBlocks = 1u << 20;
+
+// The remote data server (UCX): remote clients and peer agents reach the
+// pools through it; docs/configuration.md.
+struct RemoteConfig {
+  // "host:port" of the UCX data listener; port 0 picks a free port (logged); empty = off.
+  std::string listen;
+  uint32_t max_connections = 1024;         // 1..65536
+  uint32_t workers = 2;                    // threads that execute requests, 1..64
+  uint64_t max_batch_bytes = 64ull << 20;  // largest payload of one request, 1MiB..1GiB
+
+  bool operator==(const RemoteConfig&) const = default;
+};
+
+// Cluster membership and key ownership (docs/cluster.md). The cluster is on
+// when peers or dns_name is set (ClusterEnabled).
+struct ClusterConfig {
+  std::vector<std::string> peers;  // static "host:port" list of peer agents' remote.listen
+  std::string dns_name;            // "name:port": a DNS name whose A/AAAA records are the peers
+  uint32_t heartbeat_interval_ms = 1000;
+  uint32_t heartbeat_timeout_ms = 3000;  // a peer is live while its last good ping is younger
+  uint32_t dns_refresh_ms = 10000;
+  // Shared secret the agents present to each other; required (exists, non-empty) when on.
+  std::filesystem::path secret_file;
+  uint32_t forward_queue_blocks = 1024;  // bounded queue of puts forwarded to owners, 1..1M
+
+  bool operator==(const ClusterConfig&) const = default;
+};
+
 struct AgentConfig {
   std::string node_name;           // default: the host name (filled by ApplyEnvironmentDefaults)
   std::string log_level = "info";  // debug|info|warn|error
@@ -100,7 +133,12 @@ struct AgentConfig {
   MovementConfig movement;
   std::vector<pool::PoolSpec> pools;  // pools created at start (if absent)
   KubernetesConfig kubernetes;
+  RemoteConfig remote;
+  ClusterConfig cluster;
 };
+
+// True when cluster.peers or cluster.dns_name is set.
+bool ClusterEnabled(const AgentConfig& config);
 
 // Field-by-field equality (PoolSpec has no operator== of its own).
 bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b);
@@ -135,7 +173,12 @@ Result<HostPort> ParseHostPort(std::string_view text);
 // queue_depth 1..4096; kubernetes (when enabled): api_server or kubeconfig set,
 // api_server starting with http:// or https://, node_status_interval_s and
 // backoff_initial_ms >= 1, backoff_max_ms >= backoff_initial_ms; watermarks 0 < low < high < 1;
-// interval_ms and ttl_sweep_ms >= 1; pools valid (pool::ValidatePoolSpec), unique names, blocks
+// interval_ms and ttl_sweep_ms >= 1; remote.listen (when set) host:port with port 0..65535,
+// max_connections 1..65536, workers 1..64, max_batch_size 1MiB..1GiB; cluster: peers
+// host:port (port 1..65535) listed once each, dns_name (when set) host:port,
+// heartbeat_interval_ms >= 1, heartbeat_timeout_ms > heartbeat_interval_ms, dns_refresh_ms >= 1,
+// forward_queue_blocks 1..1M, and when ClusterEnabled: remote.listen set and secret_file set, a
+// regular file and non-empty; pools valid (pool::ValidatePoolSpec), unique names, blocks
 // that use NVMe no larger than a segment, and the sum of pool capacities per tier <= that tier's
 // capacity (the message names the tier, the sum and the capacity). Filesystem checks (run last):
 // sysfs_root is a directory; when the NVMe tier is on, nvme.directory is a directory, or with

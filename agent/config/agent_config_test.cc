@@ -65,6 +65,19 @@ TEST(DefaultConfigTest, HoldsTheDocumentedValues) {
   EXPECT_EQ(c.pools[0].capacity.nvme, 2ull << 30);
   EXPECT_EQ(c.pools[0].eviction, pool::EvictionPolicy::kLru);
   EXPECT_EQ(c.pools[0].ttl_seconds, 0u);
+  EXPECT_EQ(c.pools[0].scope, pool::PoolScope::kLocal);
+  EXPECT_EQ(c.remote.listen, "");
+  EXPECT_EQ(c.remote.max_connections, 1024u);
+  EXPECT_EQ(c.remote.workers, 2u);
+  EXPECT_EQ(c.remote.max_batch_bytes, 64ull << 20);
+  EXPECT_TRUE(c.cluster.peers.empty());
+  EXPECT_EQ(c.cluster.dns_name, "");
+  EXPECT_EQ(c.cluster.heartbeat_interval_ms, 1000u);
+  EXPECT_EQ(c.cluster.heartbeat_timeout_ms, 3000u);
+  EXPECT_EQ(c.cluster.dns_refresh_ms, 10000u);
+  EXPECT_EQ(c.cluster.secret_file, "");
+  EXPECT_EQ(c.cluster.forward_queue_blocks, 1024u);
+  EXPECT_FALSE(ClusterEnabled(c));
 }
 
 TEST(DefaultConfigTest, EqualityComparesEveryPart) {
@@ -85,6 +98,146 @@ TEST(DefaultConfigTest, EqualityComparesEveryPart) {
   b = a;
   b.http.listen = "";
   EXPECT_FALSE(a == b);
+  b = a;
+  b.pools[0].scope = pool::PoolScope::kCluster;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.remote.workers = 3;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.cluster.peers = {"a:1"};
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.cluster.secret_file = "/s";
+  EXPECT_FALSE(a == b);
+}
+
+TEST(ClusterEnabledTest, PeersOrDnsName) {
+  AgentConfig c = DefaultConfig();
+  EXPECT_FALSE(ClusterEnabled(c));
+  c.cluster.peers = {"a:1"};
+  EXPECT_TRUE(ClusterEnabled(c));
+  c.cluster.peers.clear();
+  c.cluster.dns_name = "tokenmem-peers.ns.svc:7080";
+  EXPECT_TRUE(ClusterEnabled(c));
+}
+
+TEST_F(ValidateTest, RemoteValues) {
+  for (const char* good : {"", "0.0.0.0:7080", "0.0.0.0:0", "[::]:7080", "node:1"}) {
+    Status s = ValidateWith([&](AgentConfig& c) { c.remote.listen = good; });
+    EXPECT_TRUE(s.ok()) << good << ": " << s.ToString();
+  }
+  for (const char* bad : {"7080", "host:", "::1:7080", "host:65536"}) {
+    Status s = ValidateWith([&](AgentConfig& c) { c.remote.listen = bad; });
+    EXPECT_TRUE(IsInvalid(s, "remote.listen: ")) << bad;
+  }
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.max_connections = 0; }),
+                        "remote.max_connections: 0 is outside 1..65536"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.max_connections = 65537; }),
+                        "remote.max_connections"));
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.remote.max_connections = 65536; }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.workers = 0; }),
+                        "remote.workers: 0 is outside 1..64"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.workers = 65; }), "remote.workers"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.max_batch_bytes = (1ull << 20) - 1; }),
+                "remote.max_batch_size"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.remote.max_batch_bytes = (1ull << 30) + 1; }),
+                "remote.max_batch_size"));
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.remote.max_batch_bytes = 1ull << 30; }).ok());
+}
+
+TEST_F(ValidateTest, ClusterNeedsRemoteListenAndASecret) {
+  auto secret = dir_.Write("secret", "cluster-secret\n");
+  auto on = [&](AgentConfig& c) {
+    c.remote.listen = "0.0.0.0:7080";
+    c.cluster.peers = {"10.0.0.2:7080", "[fd00::3]:7080"};
+    c.cluster.secret_file = secret;
+  };
+  Status s = ValidateWith(on);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+
+  s = ValidateWith([&](AgentConfig& c) {
+    on(c);
+    c.remote.listen = "";
+  });
+  EXPECT_TRUE(IsInvalid(s, "remote.listen: must be set when the cluster is on"));
+
+  s = ValidateWith([&](AgentConfig& c) {
+    on(c);
+    c.cluster.peers.clear();
+    c.cluster.dns_name = "peers.tokenmem.svc:7080";
+    c.cluster.secret_file.clear();
+  });
+  EXPECT_TRUE(IsInvalid(s, "cluster.secret_file: must be set"));
+
+  s = ValidateWith([&](AgentConfig& c) {
+    on(c);
+    c.cluster.secret_file = dir_.path() / "absent";
+  });
+  EXPECT_TRUE(IsInvalid(s, "cluster.secret_file: "));
+  EXPECT_TRUE(IsInvalid(s, "does not exist"));
+
+  auto empty = dir_.Write("empty", "");
+  s = ValidateWith([&](AgentConfig& c) {
+    on(c);
+    c.cluster.secret_file = empty;
+  });
+  EXPECT_TRUE(IsInvalid(s, "cluster.secret_file: "));
+  EXPECT_TRUE(IsInvalid(s, "is empty"));
+
+  s = ValidateWith([&](AgentConfig& c) {
+    on(c);
+    c.cluster.secret_file = dir_.path();
+  });
+  EXPECT_TRUE(IsInvalid(s, "is not a regular file"));
+
+  // Off: no listener or secret needed.
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.cluster.secret_file = "/absent"; }).ok());
+}
+
+TEST_F(ValidateTest, ClusterValues) {
+  auto secret = dir_.Write("secret", "s");
+  auto with = [&](const std::function<void(AgentConfig&)>& edit) {
+    return ValidateWith([&](AgentConfig& c) {
+      c.remote.listen = "0.0.0.0:7080";
+      c.cluster.peers = {"a:1"};
+      c.cluster.secret_file = secret;
+      edit(c);
+    });
+  };
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) {
+                          c.cluster.peers = {"a:1", "b"};
+                        }),
+                        "cluster.peers[1]: 'b' is not host:port"));
+  EXPECT_TRUE(
+      IsInvalid(with([](AgentConfig& c) { c.cluster.peers = {"a:0"}; }), "cluster.peers[0]"));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) {
+                          c.cluster.peers = {"a:1", "b:2", "a:1"};
+                        }),
+                        "cluster.peers[2]: 'a:1' is already cluster.peers[0]"));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) {
+                          c.cluster.peers = {"[::1]:5", "[::1]:5"};
+                        }),
+                        "is already cluster.peers[0]"));
+  EXPECT_TRUE(with([](AgentConfig& c) { c.cluster.peers = {"a:1", "a:2", "b:1"}; }).ok());
+  EXPECT_TRUE(
+      IsInvalid(with([](AgentConfig& c) { c.cluster.dns_name = "peers"; }), "cluster.dns_name: "));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) { c.cluster.heartbeat_interval_ms = 0; }),
+                        "cluster.heartbeat_interval_ms"));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) { c.cluster.heartbeat_timeout_ms = 1000; }),
+                        "cluster.heartbeat_timeout_ms: 1000 must be greater than "
+                        "cluster.heartbeat_interval_ms (1000)"));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) { c.cluster.dns_refresh_ms = 0; }),
+                        "cluster.dns_refresh_ms"));
+  EXPECT_TRUE(IsInvalid(with([](AgentConfig& c) { c.cluster.forward_queue_blocks = 0; }),
+                        "cluster.forward_queue_blocks: 0 is outside 1..1048576"));
+  EXPECT_TRUE(
+      IsInvalid(with([](AgentConfig& c) { c.cluster.forward_queue_blocks = (1u << 20) + 1; }),
+                "cluster.forward_queue_blocks"));
+  EXPECT_TRUE(with([](AgentConfig& c) { c.cluster.forward_queue_blocks = 1u << 20; }).ok());
 }
 
 TEST_F(ValidateTest, DefaultsValidate) {

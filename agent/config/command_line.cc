@@ -30,6 +30,19 @@ Status SetSize(std::string_view v, uint64_t* out) {
   return Status::Ok();
 }
 
+// "a,b,,c" -> {"a", "b", "c"}; "" -> {}.
+std::vector<std::string> SplitList(std::string_view v) {
+  std::vector<std::string> out;
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    std::string_view item = v.substr(0, comma);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 // Every flag, in the order the usage text lists them.
 constexpr Flag kFlags[] = {
     {"config", "FILE", "YAML config file, loaded first (default: $TOKENMEM_CONFIG)", nullptr},
@@ -85,6 +98,29 @@ constexpr Flag kFlags[] = {
      }},
     {"nvme-capacity", "SIZE", "NVMe tier capacity, 0 = off (default: 4GiB)",
      [](std::string_view v, AgentConfig* c) { return SetSize(v, &c->nvme.capacity_bytes); }},
+    {"remote-listen", "HOST:PORT",
+     "UCX data listener for remote clients and peers; port 0 picks one (default: off)",
+     [](std::string_view v, AgentConfig* c) {
+       c->remote.listen = std::string(v);
+       return Status::Ok();
+     }},
+    {"cluster-peers", "HOST:PORT,...",
+     "peer agents' remote listeners, comma-separated; empty = none (default: none)",
+     [](std::string_view v, AgentConfig* c) {
+       c->cluster.peers = SplitList(v);
+       return Status::Ok();
+     }},
+    {"cluster-dns", "NAME:PORT",
+     "DNS name whose A/AAAA records are the peers (a headless Service) (default: off)",
+     [](std::string_view v, AgentConfig* c) {
+       c->cluster.dns_name = std::string(v);
+       return Status::Ok();
+     }},
+    {"cluster-secret-file", "PATH", "file holding the secret shared by the cluster's agents",
+     [](std::string_view v, AgentConfig* c) {
+       c->cluster.secret_file = std::string(v);
+       return Status::Ok();
+     }},
     {"check-config", "", "validate the configuration, print it as YAML and exit", nullptr},
     {"help", "", "print this text and exit (also -h)", nullptr},
     {"version", "", "print the version and exit", nullptr},

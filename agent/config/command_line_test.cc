@@ -66,12 +66,22 @@ TEST_F(CommandLineTest, FlagsOverrideTheFileWhereverConfigStands) {
 
 TEST_F(CommandLineTest, EveryFlagInBothForms) {
   const std::vector<std::pair<std::string, std::string>> flags = {
-      {"socket", "/tmp/s.sock"},      {"socket-mode", "0600"},
-      {"tcp-listen", "0.0.0.0:7070"}, {"admin-token-file", "/tmp/token"},
-      {"sysfs-root", "/tmp/sys"},     {"dram-capacity", "2GiB"},
-      {"cxl-capacity", "512MiB"},     {"nvme-dir", "/tmp/nvme"},
-      {"nvme-capacity", "8GiB"},      {"node-name", "n9"},
-      {"log-level", "error"},         {"http-listen", "0.0.0.0:9100"}};
+      {"socket", "/tmp/s.sock"},
+      {"socket-mode", "0600"},
+      {"tcp-listen", "0.0.0.0:7070"},
+      {"admin-token-file", "/tmp/token"},
+      {"sysfs-root", "/tmp/sys"},
+      {"dram-capacity", "2GiB"},
+      {"cxl-capacity", "512MiB"},
+      {"nvme-dir", "/tmp/nvme"},
+      {"nvme-capacity", "8GiB"},
+      {"node-name", "n9"},
+      {"log-level", "error"},
+      {"http-listen", "0.0.0.0:9100"},
+      {"remote-listen", "0.0.0.0:7080"},
+      {"cluster-peers", "a:1,,[::1]:2"},
+      {"cluster-dns", "peers.svc:7080"},
+      {"cluster-secret-file", "/tmp/secret"}};
   for (bool joined : {false, true}) {
     std::vector<std::string> args;
     for (const auto& [name, value] : flags) {
@@ -97,7 +107,21 @@ TEST_F(CommandLineTest, EveryFlagInBothForms) {
     EXPECT_EQ(c.node_name, "n9");
     EXPECT_EQ(c.log_level, "error");
     EXPECT_EQ(c.http.listen, "0.0.0.0:9100");
+    EXPECT_EQ(c.remote.listen, "0.0.0.0:7080");
+    EXPECT_EQ(c.cluster.peers, (std::vector<std::string>{"a:1", "[::1]:2"}));
+    EXPECT_EQ(c.cluster.dns_name, "peers.svc:7080");
+    EXPECT_EQ(c.cluster.secret_file, "/tmp/secret");
   }
+}
+
+TEST_F(CommandLineTest, ClusterPeersFlagReplacesTheFilesList) {
+  auto file = dir_.Write("agent.yaml", "cluster: {peers: [\"x:1\", \"y:2\"]}\n");
+  auto cl = Parse({"--config", file.string(), "--cluster-peers", "z:3"});
+  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+  EXPECT_EQ(cl->config.cluster.peers, (std::vector<std::string>{"z:3"}));
+  cl = Parse({"--config", file.string(), "--cluster-peers="});
+  ASSERT_TRUE(cl.ok()) << cl.status().ToString();
+  EXPECT_TRUE(cl->config.cluster.peers.empty());
 }
 
 TEST_F(CommandLineTest, EqualsFormAllowsAnEmptyValue) {
@@ -170,12 +194,27 @@ TEST_F(CommandLineTest, EnvironmentNamesTheFileWhenConfigIsAbsent) {
 
 TEST_F(CommandLineTest, UsageTextListsEveryFlag) {
   std::string usage = UsageText();
-  for (const char* flag :
-       {"--config FILE", "--socket PATH", "--socket-mode OCTAL", "--tcp-listen HOST:PORT",
-        "--admin-token-file PATH", "--sysfs-root PATH", "--dram-capacity SIZE",
-        "--cxl-capacity SIZE", "--nvme-dir PATH", "--nvme-capacity SIZE", "--node-name NAME",
-        "--log-level LEVEL", "--http-listen HOST:PORT", "--check-config", "--help", "--version",
-        "TOKENMEM_CONFIG"}) {
+  for (const char* flag : {"--config FILE",
+                           "--socket PATH",
+                           "--socket-mode OCTAL",
+                           "--tcp-listen HOST:PORT",
+                           "--admin-token-file PATH",
+                           "--sysfs-root PATH",
+                           "--dram-capacity SIZE",
+                           "--cxl-capacity SIZE",
+                           "--nvme-dir PATH",
+                           "--nvme-capacity SIZE",
+                           "--node-name NAME",
+                           "--log-level LEVEL",
+                           "--http-listen HOST:PORT",
+                           "--remote-listen HOST:PORT",
+                           "--cluster-peers HOST:PORT,...",
+                           "--cluster-dns NAME:PORT",
+                           "--cluster-secret-file PATH",
+                           "--check-config",
+                           "--help",
+                           "--version",
+                           "TOKENMEM_CONFIG"}) {
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
   }
 }

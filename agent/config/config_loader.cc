@@ -177,6 +177,25 @@ class Reader {
     return Status::Ok();
   }
 
+  Status StringList(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                    std::string_view expected, std::vector<std::string>* out) const {
+    out->clear();
+    if (n.IsNull()) return Status::Ok();
+    if (!n.IsSequence()) {
+      return Error(
+          at, path,
+          "expected a list of " + std::string(expected) + ", got " + std::string(TypeName(n)));
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      std::string v;
+      TM_RETURN_IF_ERROR(
+          Text(item, path + "[" + std::to_string(i) + "]", MarkOf(item, at), expected, false, &v));
+      out->push_back(std::move(v));
+    }
+    return Status::Ok();
+  }
+
   Status Document(const YAML::Node& root, AgentConfig* c) const {
     YAML::Mark top;  // line 1
     if (!root.IsNull() && !root.IsMap()) {
@@ -185,7 +204,7 @@ class Reader {
     }
     return ForEachKey(root, "", top,
                       {"node_name", "log_level", "sysfs_root", "control", "http", "tiers",
-                       "movement", "pools", "kubernetes"},
+                       "movement", "pools", "kubernetes", "remote", "cluster"},
                       [&](const std::string& key, const YAML::Node& v, const std::string& path,
                           const YAML::Mark& at) -> Status {
                         if (key == "node_name") return String(v, path, at, &c->node_name);
@@ -196,6 +215,8 @@ class Reader {
                         if (key == "tiers") return Tiers(v, path, at, c);
                         if (key == "movement") return Movement(v, path, at, &c->movement);
                         if (key == "kubernetes") return Kubernetes(v, path, at, &c->kubernetes);
+                        if (key == "remote") return Remote(v, path, at, &c->remote);
+                        if (key == "cluster") return Cluster(v, path, at, &c->cluster);
                         return Pools(v, path, at, &c->pools);
                       });
   }
@@ -279,6 +300,39 @@ class Reader {
                       });
   }
 
+  Status Remote(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                RemoteConfig* r) const {
+    return ForEachKey(n, path, at, {"listen", "max_connections", "workers", "max_batch_size"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status {
+                        if (key == "listen") return String(v, p, m, &r->listen);
+                        if (key == "max_connections") return U32(v, p, m, &r->max_connections);
+                        if (key == "workers") return U32(v, p, m, &r->workers);
+                        return Size(v, p, m, &r->max_batch_bytes);
+                      });
+  }
+
+  Status Cluster(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                 ClusterConfig* c) const {
+    return ForEachKey(n, path, at,
+                      {"peers", "dns_name", "heartbeat_interval_ms", "heartbeat_timeout_ms",
+                       "dns_refresh_ms", "secret_file", "forward_queue_blocks"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status {
+                        if (key == "peers") return StringList(v, p, m, "host:port", &c->peers);
+                        if (key == "dns_name") return String(v, p, m, &c->dns_name);
+                        if (key == "heartbeat_interval_ms") {
+                          return U32(v, p, m, &c->heartbeat_interval_ms);
+                        }
+                        if (key == "heartbeat_timeout_ms") {
+                          return U32(v, p, m, &c->heartbeat_timeout_ms);
+                        }
+                        if (key == "dns_refresh_ms") return U32(v, p, m, &c->dns_refresh_ms);
+                        if (key == "secret_file") return Path(v, p, m, &c->secret_file);
+                        return U32(v, p, m, &c->forward_queue_blocks);
+                      });
+  }
+
   Status Movement(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
                   MovementConfig* mv) const {
     return ForEachKey(n, path, at,
@@ -305,14 +359,15 @@ class Reader {
       const YAML::Mark item_mark = MarkOf(item, at);
       if (!item.IsMap()) {
         return Error(item_mark, item_path,
-                     "expected a mapping (name, block_size, capacity, eviction, ttl_seconds), "
-                     "got " +
+                     "expected a mapping (name, block_size, capacity, eviction, ttl_seconds, "
+                     "scope), got " +
                          std::string(TypeName(item)));
       }
       pool::PoolSpec spec;
       bool named = false;
       TM_RETURN_IF_ERROR(ForEachKey(
-          item, item_path, item_mark, {"name", "block_size", "capacity", "eviction", "ttl_seconds"},
+          item, item_path, item_mark,
+          {"name", "block_size", "capacity", "eviction", "ttl_seconds", "scope"},
           [&](const std::string& key, const YAML::Node& v, const std::string& p,
               const YAML::Mark& m) -> Status {
             if (key == "name") {
@@ -323,6 +378,9 @@ class Reader {
             if (key == "capacity") return PoolCapacity(v, p, m, &spec.capacity);
             if (key == "eviction") {
               return Value(v, p, m, "lru or none", pool::ParseEvictionPolicy, &spec.eviction);
+            }
+            if (key == "scope") {
+              return Value(v, p, m, "local or cluster", pool::ParsePoolScope, &spec.scope);
             }
             return U64(v, p, m, &spec.ttl_seconds);
           }));

@@ -45,7 +45,10 @@ struct CommandLine {
 // Flags: --config FILE (loaded first, whatever its position), then these override it:
 // --socket PATH, --socket-mode OCTAL, --tcp-listen HOST:PORT, --admin-token-file PATH,
 // --http-listen HOST:PORT, --sysfs-root PATH, --dram-capacity SIZE, --cxl-capacity SIZE,
-// --nvme-dir PATH, --nvme-capacity SIZE, --node-name NAME, --log-level LEVEL, --check-config,
+// --nvme-dir PATH, --nvme-capacity SIZE, --remote-listen HOST:PORT, --cluster-peers
+// HOST:PORT,... (comma-separated, replaces cluster.peers; empty items are skipped),
+// --cluster-dns NAME:PORT, --cluster-secret-file PATH, --node-name NAME, --log-level LEVEL,
+// --check-config,
 // --help (-h), --version. Both "--flag value" and "--flag=value" work; "--flag=" gives an empty
 // value (so --tcp-listen= turns TCP off, --http-listen= the HTTP server). A flag given twice:
 // the last one wins (--config twice is an error). Without --config, the file named by

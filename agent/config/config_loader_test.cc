@@ -240,7 +240,16 @@ AgentConfig Unusual() {
   p.capacity = {1, 0, 18446744073709551615ull};
   p.eviction = pool::EvictionPolicy::kNone;
   p.ttl_seconds = 86400;
+  p.scope = pool::PoolScope::kCluster;
   c.pools = {p, pool::PoolSpec{}};
+  c.remote = {"[::]:0", 1, 64, 1ull << 30};
+  c.cluster.peers = {"10.0.0.1:7080", "[fd00::1]:7080", "yes:1"};
+  c.cluster.dns_name = "tokenmem-peers.tokenmem.svc.cluster.local:7080";
+  c.cluster.heartbeat_interval_ms = 250;
+  c.cluster.heartbeat_timeout_ms = 4294967295u;
+  c.cluster.dns_refresh_ms = 1;
+  c.cluster.secret_file = "/etc/tokenmem/cluster secret";
+  c.cluster.forward_queue_blocks = 1u << 20;
   return c;
 }
 
@@ -263,7 +272,9 @@ TEST(ToYamlTest, WritesTheDocumentedSchema) {
         "http:\n  listen: \"127.0.0.1:9464\"\n", "    capacity: 1GiB\n", "    capacity: 0\n",
         "    segment_size: 256MiB\n", "    create_directory: true\n", "  low_watermark: 0.1\n",
         "  - name: \"default\"\n", "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n",
-        "    eviction: lru\n"}) {
+        "    eviction: lru\n", "    scope: local\n", "remote:\n  listen: \"\"\n",
+        "  max_batch_size: 64MiB\n", "cluster:\n  peers: []\n", "  heartbeat_timeout_ms: 3000\n",
+        "  forward_queue_blocks: 1024\n"}) {
     EXPECT_NE(yaml.find(line), std::string::npos) << line << "\n" << yaml;
   }
   EXPECT_NE(ToYaml(AgentConfig{}).find("pools: []\n"), std::string::npos);
@@ -312,6 +323,61 @@ TEST(LoadConfigYamlTest, ReadsAndChecksTheKubernetesSection) {
   EXPECT_NE(Validate(bad).message().find("kubernetes.backoff_max_ms"), std::string::npos);
   EXPECT_FALSE(Load("kubernetes: {enabled: maybe}\n").ok());
   EXPECT_FALSE(Load("kubernetes: {server: x}\n").ok());
+}
+
+}  // namespace
+}  // namespace tokenmem::config
+
+namespace tokenmem::config {
+namespace {
+
+TEST(LoadConfigYamlTest, ReadsTheRemoteAndClusterSections) {
+  auto c = Load(
+      "remote:\n"
+      "  listen: \"0.0.0.0:7080\"\n"
+      "  max_connections: 64\n"
+      "  workers: 8\n"
+      "  max_batch_size: 16MiB\n"
+      "cluster:\n"
+      "  peers: [\"10.0.0.2:7080\", \"[fd00::3]:7080\"]\n"
+      "  dns_name: peers.tokenmem.svc:7080\n"
+      "  heartbeat_interval_ms: 200\n"
+      "  heartbeat_timeout_ms: 900\n"
+      "  dns_refresh_ms: 5000\n"
+      "  secret_file: /etc/tokenmem/secret\n"
+      "  forward_queue_blocks: 4096\n"
+      "pools:\n"
+      "  - {name: shared, capacity: {dram: 1GiB}, scope: cluster}\n"
+      "  - {name: mine, capacity: {dram: 1GiB}}\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->remote.listen, "0.0.0.0:7080");
+  EXPECT_EQ(c->remote.max_connections, 64u);
+  EXPECT_EQ(c->remote.workers, 8u);
+  EXPECT_EQ(c->remote.max_batch_bytes, 16ull << 20);
+  EXPECT_EQ(c->cluster.peers, (std::vector<std::string>{"10.0.0.2:7080", "[fd00::3]:7080"}));
+  EXPECT_EQ(c->cluster.dns_name, "peers.tokenmem.svc:7080");
+  EXPECT_EQ(c->cluster.heartbeat_interval_ms, 200u);
+  EXPECT_EQ(c->cluster.heartbeat_timeout_ms, 900u);
+  EXPECT_EQ(c->cluster.dns_refresh_ms, 5000u);
+  EXPECT_EQ(c->cluster.secret_file, "/etc/tokenmem/secret");
+  EXPECT_EQ(c->cluster.forward_queue_blocks, 4096u);
+  ASSERT_EQ(c->pools.size(), 2u);
+  EXPECT_EQ(c->pools[0].scope, pool::PoolScope::kCluster);
+  EXPECT_EQ(c->pools[1].scope, pool::PoolScope::kLocal);
+  auto back = Load(ToYaml(*c));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(*back == *c);
+
+  auto empty = Load("cluster: {peers: []}\n");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_TRUE(empty->cluster.peers.empty());
+  EXPECT_TRUE(IsInvalid(Load("cluster: {peers: \"a:1\"}\n").status(),
+                        "cluster.peers: expected a list of host:port, got a scalar"));
+  EXPECT_TRUE(IsInvalid(Load("cluster: {peers: [[a]]}\n").status(), "cluster.peers[0]"));
+  EXPECT_TRUE(IsInvalid(Load("cluster: {peer: []}\n").status(), "cluster.peer: unknown key"));
+  EXPECT_TRUE(IsInvalid(Load("remote: {workers: -1}\n").status(), "remote.workers"));
+  EXPECT_TRUE(IsInvalid(Load("pools:\n  - {name: p, scope: node}\n").status(),
+                        "pools[0].scope: pool scope 'node' is not one of: local, cluster"));
 }
 
 }  // namespace

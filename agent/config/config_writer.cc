@@ -57,6 +57,15 @@ std::string IntList(const std::vector<int>& v) {
   return out + "]";
 }
 
+std::string StringList(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) out += ", ";
+    out += Quoted(v[i]);
+  }
+  return out + "]";
+}
+
 }  // namespace
 
 std::string ToYaml(const AgentConfig& c) {
@@ -97,7 +106,20 @@ std::string ToYaml(const AgentConfig& c) {
     << "  kubeconfig: " << Quoted(c.kubernetes.kubeconfig.string()) << "\n"
     << "  node_status_interval_s: " << c.kubernetes.node_status_interval_s << "\n"
     << "  backoff_initial_ms: " << c.kubernetes.backoff_initial_ms << "\n"
-    << "  backoff_max_ms: " << c.kubernetes.backoff_max_ms << "\n";
+    << "  backoff_max_ms: " << c.kubernetes.backoff_max_ms << "\n"
+    << "remote:\n"
+    << "  listen: " << Quoted(c.remote.listen) << "\n"
+    << "  max_connections: " << c.remote.max_connections << "\n"
+    << "  workers: " << c.remote.workers << "\n"
+    << "  max_batch_size: " << Size(c.remote.max_batch_bytes) << "\n"
+    << "cluster:\n"
+    << "  peers: " << StringList(c.cluster.peers) << "\n"
+    << "  dns_name: " << Quoted(c.cluster.dns_name) << "\n"
+    << "  heartbeat_interval_ms: " << c.cluster.heartbeat_interval_ms << "\n"
+    << "  heartbeat_timeout_ms: " << c.cluster.heartbeat_timeout_ms << "\n"
+    << "  dns_refresh_ms: " << c.cluster.dns_refresh_ms << "\n"
+    << "  secret_file: " << Quoted(c.cluster.secret_file.string()) << "\n"
+    << "  forward_queue_blocks: " << c.cluster.forward_queue_blocks << "\n";
   if (c.pools.empty()) {
     o << "pools: []\n";
   } else {
@@ -109,7 +131,8 @@ std::string ToYaml(const AgentConfig& c) {
       << "    capacity: {dram: " << Size(p.capacity.dram) << ", cxl: " << Size(p.capacity.cxl)
       << ", nvme: " << Size(p.capacity.nvme) << "}\n"
       << "    eviction: " << pool::EvictionPolicyName(p.eviction) << "\n"
-      << "    ttl_seconds: " << p.ttl_seconds << "\n";
+      << "    ttl_seconds: " << p.ttl_seconds << "\n"
+      << "    scope: " << pool::PoolScopeName(p.scope) << "\n";
   }
   return o.str();
 }

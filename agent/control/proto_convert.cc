@@ -109,6 +109,17 @@ Result<pool::PoolSpec> FromProto(const v1::PoolSpec& in) {
                              std::to_string(static_cast<int>(in.eviction())));
   }
   spec.ttl_seconds = in.ttl_seconds();
+  switch (in.scope()) {
+    case v1::POOL_SCOPE_UNSPECIFIED:
+    case v1::POOL_SCOPE_LOCAL:
+      spec.scope = pool::PoolScope::kLocal;
+      break;
+    case v1::POOL_SCOPE_CLUSTER:
+      spec.scope = pool::PoolScope::kCluster;
+      break;
+    default:
+      return InvalidArgument("unknown pool scope " + std::to_string(static_cast<int>(in.scope())));
+  }
   return spec;
 }
 
@@ -124,6 +135,8 @@ void ToProto(const pool::PoolSpec& spec, v1::PoolSpec* out) {
   out->set_eviction(spec.eviction == pool::EvictionPolicy::kNone ? v1::EVICTION_POLICY_NONE
                                                                  : v1::EVICTION_POLICY_LRU);
   out->set_ttl_seconds(spec.ttl_seconds);
+  out->set_scope(spec.scope == pool::PoolScope::kCluster ? v1::POOL_SCOPE_CLUSTER
+                                                         : v1::POOL_SCOPE_LOCAL);
 }
 
 namespace {

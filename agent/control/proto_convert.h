@@ -22,7 +22,7 @@ std::string KeyToBytes(const BlockKey& key);
 v1::TierKind ToProto(pool::TierKind tier);
 Result<pool::TierKind> FromProto(v1::TierKind tier);
 
-// Unknown tiers or eviction policies are INVALID_ARGUMENT; nothing else is
+// Unknown tiers, eviction policies or scopes are INVALID_ARGUMENT; nothing else is
 // checked here (ValidatePoolSpec does that).
 Result<pool::PoolSpec> FromProto(const v1::PoolSpec& spec);
 void ToProto(const pool::PoolSpec& spec, v1::PoolSpec* out);

@@ -27,8 +27,27 @@ TEST(ProtoConvertTest, PoolSpecRoundTripAndUnknownEnums) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->capacity.nvme, 2u << 20);
   EXPECT_EQ(back->eviction, pool::EvictionPolicy::kNone);
+  EXPECT_EQ(back->scope, pool::PoolScope::kLocal);
+  EXPECT_EQ(proto.scope(), v1::POOL_SCOPE_LOCAL);
   proto.mutable_capacity(0)->set_tier(static_cast<v1::TierKind>(42));
   EXPECT_EQ(FromProto(proto).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ProtoConvertTest, PoolScope) {
+  pool::PoolSpec spec{.name = "p", .block_size = 4096, .capacity = {.dram = 1 << 20}};
+  spec.scope = pool::PoolScope::kCluster;
+  v1::PoolSpec proto;
+  ToProto(spec, &proto);
+  EXPECT_EQ(proto.scope(), v1::POOL_SCOPE_CLUSTER);
+  auto back = FromProto(proto);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->scope, pool::PoolScope::kCluster);
+  proto.set_scope(v1::POOL_SCOPE_UNSPECIFIED);  // an older client: local
+  EXPECT_EQ(FromProto(proto)->scope, pool::PoolScope::kLocal);
+  proto.set_scope(static_cast<v1::PoolScope>(9));
+  auto bad = FromProto(proto);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("scope"), std::string::npos);
 }
 
 TEST(ProtoConvertTest, StatusCodesMap) {

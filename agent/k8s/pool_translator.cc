@@ -97,6 +97,7 @@ Result<pool::PoolSpec> TranslatePool(const nlohmann::json& object) {
     if (!scope.is_string() || (scope != "node" && scope != "cluster")) {
       return InvalidArgument("spec.scope: must be node or cluster");
     }
+    spec.scope = scope == "cluster" ? pool::PoolScope::kCluster : pool::PoolScope::kLocal;
   }
   Status valid = pool::ValidatePoolSpec(spec);
   if (!valid.ok()) return InvalidArgument(valid.message());

@@ -17,8 +17,9 @@ namespace tokenmem::k8s {
 Result<uint64_t> ParseCrdSize(const nlohmann::json& value, const std::string& field);
 
 // The pool the object asks for: metadata.name, spec.blockSize,
-// spec.capacity.{dram,cxl,nvme}, spec.evictionPolicy, spec.ttlSeconds;
-// spec.scope must be node or cluster (a PoolSpec does not carry it). The
+// spec.capacity.{dram,cxl,nvme}, spec.evictionPolicy, spec.ttlSeconds,
+// spec.scope (node -> PoolScope::kLocal, the default; cluster ->
+// PoolScope::kCluster; anything else is an error). The
 // spec passes pool::ValidatePoolSpec. kInvalidArgument whose message names
 // the field at fault otherwise.
 Result<pool::PoolSpec> TranslatePool(const nlohmann::json& object);

@@ -23,6 +23,15 @@ TEST(PoolTranslatorTest, ReadsEveryField) {
   EXPECT_EQ(spec->capacity.nvme, 10'000'000'000ull);
   EXPECT_EQ(spec->eviction, pool::EvictionPolicy::kNone);
   EXPECT_EQ(spec->ttl_seconds, 60u);
+  EXPECT_EQ(spec->scope, pool::PoolScope::kCluster);
+
+  spec = TranslatePool(
+      Object({{"blockSize", 4096}, {"capacity", {{"dram", "1Mi"}}}, {"scope", "node"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->scope, pool::PoolScope::kLocal);
+  spec = TranslatePool(Object({{"blockSize", 4096}, {"capacity", {{"dram", "1Mi"}}}}));
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->scope, pool::PoolScope::kLocal);
 }
 
 TEST(PoolTranslatorTest, SizesAsTheCrdTakesThem) {

@@ -14,7 +14,7 @@ constexpr const char* kLog = "k8s";
 bool SameSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
   return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
          a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds;
+         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
 }
 
 std::string NowRfc3339() {

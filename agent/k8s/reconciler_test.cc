@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "k8s/api_server_stub.h"
@@ -111,6 +112,24 @@ TEST_F(ReconcilerTest, CreateModifyDeleteFollowTheObjects) {
   ASSERT_TRUE(Eventually([&] { return pools_->Find("chat").status().IsNotFound(); }));
   EXPECT_EQ(reconciler_->ManagedPools(), std::set<std::string>{"listed"});
   EXPECT_EQ(DramOf("listed"), 16384u);
+}
+
+TEST_F(ReconcilerTest, ScopeReachesThePoolAndAChangeReplacesIt) {
+  auto spec = PoolSpecJson("16Ki");
+  spec["scope"] = "cluster";
+  stub_.ApplyPool("shared", spec);
+  Start();
+  auto scope_of = [&] {
+    auto p = pools_->Find("shared");
+    return p.ok() ? std::optional(p.value()->spec().scope) : std::nullopt;
+  };
+  ASSERT_TRUE(Eventually([&] { return scope_of() == pool::PoolScope::kCluster; }));
+  ASSERT_TRUE(Eventually([&] { return ReadyIs("shared", "True", "Created"); }));
+
+  spec["scope"] = "node";
+  stub_.ApplyPool("shared", spec);
+  ASSERT_TRUE(Eventually([&] { return scope_of() == pool::PoolScope::kLocal; }));
+  ASSERT_TRUE(Eventually([&] { return ReadyIs("shared", "True", "Replaced"); })) << Ready("shared");
 }
 
 TEST_F(ReconcilerTest, StatusIsWrittenOnlyWhenItChanges) {
@@ -280,8 +299,8 @@ contexts:
 }
 
 TEST(HttpKubeClientTest, RefusesWhatItCannotSpeak) {
-  EXPECT_EQ(HttpKubeClient::Create({.server = "https://kubernetes.default.svc",
-                                    .ca_file = "/nonexistent/ca.crt"})
+  EXPECT_EQ(HttpKubeClient::Create(
+                {.server = "https://kubernetes.default.svc", .ca_file = "/nonexistent/ca.crt"})
                 .status()
                 .code(),
             StatusCode::kNotFound);

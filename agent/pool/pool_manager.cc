@@ -14,7 +14,7 @@ constexpr TierKind kTiers[] = {TierKind::kDram, TierKind::kCxl, TierKind::kNvme}
 bool SameSpec(const PoolSpec& a, const PoolSpec& b) {
   return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
          a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds;
+         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
 }
 }  // namespace
 

@@ -94,6 +94,7 @@ TEST(PoolMetaTest, RoundTripAndErrors) {
   PoolSpec spec = Spec("m", {.dram = 8192, .cxl = 4096, .nvme = 1 << 20});
   spec.eviction = EvictionPolicy::kNone;
   spec.ttl_seconds = 30;
+  spec.scope = PoolScope::kCluster;
   ASSERT_TRUE(WritePoolMeta(dir.path(), spec).ok());
   auto back = ReadPoolMeta(dir.path());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -101,6 +102,14 @@ TEST(PoolMetaTest, RoundTripAndErrors) {
   EXPECT_EQ(back->capacity.cxl, 4096u);
   EXPECT_EQ(back->eviction, EvictionPolicy::kNone);
   EXPECT_EQ(back->ttl_seconds, 30u);
+  EXPECT_EQ(back->scope, PoolScope::kCluster);
+  // Files written before pools had a scope read as local.
+  std::ofstream(dir / kPoolMetaFile) << "format 1\nname m\nblock_size 4096\ndram 8192\n";
+  auto old = ReadPoolMeta(dir.path());
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->scope, PoolScope::kLocal);
+  std::ofstream(dir / kPoolMetaFile) << "format 1\nname m\nblock_size 4096\ndram 8192\nscope x\n";
+  EXPECT_NE(ReadPoolMeta(dir.path()).status().message().find(":5:"), std::string::npos);
   std::ofstream(dir / kPoolMetaFile) << "format 1\nname m\ncolour blue\n";
   auto bad = ReadPoolMeta(dir.path());
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);

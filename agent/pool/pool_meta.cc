@@ -46,7 +46,8 @@ Status WritePoolMeta(const std::filesystem::path& pool_dir, const PoolSpec& spec
       << "cxl " << spec.capacity.cxl << "\n"
       << "nvme " << spec.capacity.nvme << "\n"
       << "eviction " << EvictionPolicyName(spec.eviction) << "\n"
-      << "ttl_seconds " << spec.ttl_seconds << "\n";
+      << "ttl_seconds " << spec.ttl_seconds << "\n"
+      << "scope " << PoolScopeName(spec.scope) << "\n";
   const auto tmp = pool_dir / (std::string(kPoolMetaFile) + ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return ErrnoError("create " + tmp.string(), errno);
@@ -100,6 +101,10 @@ Result<PoolSpec> ReadPoolMeta(const std::filesystem::path& pool_dir) {
       auto policy = ParseEvictionPolicy(value);
       if (!policy.ok()) return bad(policy.status().message());
       spec.eviction = *policy;
+    } else if (key == "scope") {
+      auto scope = ParsePoolScope(value);
+      if (!scope.ok()) return bad(scope.status().message());
+      spec.scope = *scope;
     } else if (key == "ttl_seconds") {
       TM_RETURN_IF_ERROR(number(&spec.ttl_seconds));
     } else {

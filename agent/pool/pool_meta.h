@@ -2,6 +2,7 @@
 // restarted agent knows which pools its NVMe segments belong to.
 //
 // Format: text lines "key value"; '#' starts a comment; "format 1" first.
+// "scope" was added later within format 1: a file without it reads as local.
 // Written to a temporary file, fsync'ed and renamed, so a crash leaves the
 // old or the new file, never half of one.
 #pragma once

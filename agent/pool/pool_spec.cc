@@ -55,6 +55,10 @@ Status ValidatePoolSpec(const PoolSpec& spec) {
     any = any || c != 0;
   }
   if (!any) return InvalidArgument(where + "no capacity in any tier");
+  if (spec.scope != PoolScope::kLocal && spec.scope != PoolScope::kCluster) {
+    return InvalidArgument(where + "scope " + std::to_string(static_cast<int>(spec.scope)) +
+                           " is neither local nor cluster");
+  }
   return Status::Ok();
 }
 
@@ -66,6 +70,16 @@ Result<EvictionPolicy> ParseEvictionPolicy(std::string_view text) {
   if (text == "lru") return EvictionPolicy::kLru;
   if (text == "none") return EvictionPolicy::kNone;
   return InvalidArgument("eviction policy '" + std::string(text) + "' is not one of: lru, none");
+}
+
+std::string_view PoolScopeName(PoolScope s) {
+  return s == PoolScope::kCluster ? "cluster" : "local";
+}
+
+Result<PoolScope> ParsePoolScope(std::string_view text) {
+  if (text == "local") return PoolScope::kLocal;
+  if (text == "cluster") return PoolScope::kCluster;
+  return InvalidArgument("pool scope '" + std::string(text) + "' is not one of: local, cluster");
 }
 
 }  // namespace tokenmem::pool

@@ -14,6 +14,14 @@ enum class EvictionPolicy {
   kNone,  // never evict: a full pool refuses puts with kResourceExhausted
 };
 
+// Where a pool's blocks live. kLocal: on this node only. kCluster: puts are
+// also forwarded to the key's owner (rendezvous over live cluster members)
+// and a local miss is served from the owner; docs/cluster.md.
+enum class PoolScope {
+  kLocal,
+  kCluster,
+};
+
 enum class TierKind : int { kDram = 0, kCxl = 1, kNvme = 2 };
 inline constexpr int kTierCount = 3;
 std::string_view TierName(TierKind tier);  // "dram", "cxl", "nvme"
@@ -38,19 +46,24 @@ inline constexpr uint64_t kMaxBlockSize = 64ull << 20;
 struct PoolSpec {
   std::string name;
   uint64_t block_size = uint64_t{256} * 1024;  // largest block, bytes; multiple of 4096
-  TierCapacities capacity;           // bytes reserved per tier
+  TierCapacities capacity;                     // bytes reserved per tier
   EvictionPolicy eviction = EvictionPolicy::kLru;
   uint64_t ttl_seconds = 0;  // 0: never expire
+  PoolScope scope = PoolScope::kLocal;
 };
 
 // [a-z0-9][a-z0-9.-]*, 1..63 characters.
 Status ValidatePoolName(std::string_view name);
 
 // Name, block size (4 KiB multiple, 4 KiB..64 MiB), at least one tier with
-// room for a block. Messages name the field at fault.
+// room for a block, a known scope. Messages name the field at fault.
 Status ValidatePoolSpec(const PoolSpec& spec);
 
 std::string_view EvictionPolicyName(EvictionPolicy p);  // "lru", "none"
 Result<EvictionPolicy> ParseEvictionPolicy(std::string_view text);
+
+std::string_view PoolScopeName(PoolScope s);  // "local", "cluster"
+// "local" or "cluster"; kInvalidArgument otherwise.
+Result<PoolScope> ParsePoolScope(std::string_view text);
 
 }  // namespace tokenmem::pool

@@ -35,5 +35,22 @@ TEST(PoolSpecTest, EvictionPolicies) {
   EXPECT_FALSE(ParseEvictionPolicy("random").ok());
 }
 
+TEST(PoolSpecTest, Scopes) {
+  EXPECT_EQ(PoolSpec{}.scope, PoolScope::kLocal);
+  EXPECT_EQ(*ParsePoolScope("local"), PoolScope::kLocal);
+  EXPECT_EQ(*ParsePoolScope("cluster"), PoolScope::kCluster);
+  EXPECT_EQ(PoolScopeName(PoolScope::kLocal), "local");
+  EXPECT_EQ(PoolScopeName(PoolScope::kCluster), "cluster");
+  auto bad = ParsePoolScope("node");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("local, cluster"), std::string::npos);
+
+  PoolSpec spec{.name = "p", .block_size = 4096, .capacity = {.dram = 1 << 20}};
+  spec.scope = PoolScope::kCluster;
+  EXPECT_TRUE(ValidatePoolSpec(spec).ok());
+  spec.scope = static_cast<PoolScope>(7);
+  EXPECT_NE(ValidatePoolSpec(spec).message().find("scope"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tokenmem::pool
