@@ -1,0 +1,275 @@
+#include "remote/request_handler.h"
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <limits>
+
+#include "tokenmem/common/log.h"
+
+namespace tokenmem::remote {
+
+using transport::ItemResult;
+using transport::Op;
+using transport::Reply;
+using transport::Request;
+
+namespace {
+
+// The peer login: a fixed lease id and the cluster's shared secret.
+constexpr char kPeerLeaseId[] = "@peer";
+
+Reply ErrorReply(const Request& request, const Status& status) {
+  Reply reply;
+  reply.op = request.op;
+  reply.id = request.id;
+  reply.status = status.code();
+  reply.message = status.message();
+  return reply;
+}
+
+Reply OkReply(const Request& request) {
+  Reply reply;
+  reply.op = request.op;
+  reply.id = request.id;
+  return reply;
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+bool Forwards(const pool::Pool& pool) { return pool.spec().scope == pool::PoolScope::kCluster; }
+
+}  // namespace
+
+bool Session::authenticated() const {
+  std::lock_guard lock(mu_);
+  return lease_ != nullptr;
+}
+
+bool Session::is_peer() const {
+  std::lock_guard lock(mu_);
+  return peer_;
+}
+
+RequestHandler::RequestHandler(HandlerOptions options) : options_(std::move(options)) {
+  pool::LeaseOptions peer_options;
+  peer_options.quota_bytes = std::numeric_limits<uint64_t>::max() / 2;
+  peer_options.owner = "cluster peers";
+  peer_account_ = std::make_shared<pool::LeaseAccount>(kPeerLeaseId, "", peer_options,
+                                                       static_cast<int64_t>(std::time(nullptr)));
+}
+
+Reply RequestHandler::Handle(Session& session, const Request& request,
+                             std::span<const std::byte> data, Payload* payload) {
+  switch (request.op) {
+    case Op::kHello:
+      return Hello(session, request);
+    case Op::kPing: {
+      Reply reply = OkReply(request);
+      reply.node = options_.node_name;
+      return reply;
+    }
+    default:
+      break;
+  }
+  if (!session.authenticated()) {
+    return ErrorReply(request,
+                      Status(StatusCode::kPermissionDenied, "HELLO with a lease must come first"));
+  }
+  if (request.op == Op::kAttach) return Attach(session, request);
+
+  const bool write = request.op == Op::kPut || request.op == Op::kDelete;
+  auto found = PoolFor(session, request.pool, write);
+  if (!found.ok()) return ErrorReply(request, found.status());
+  pool::Pool& pool = **found;
+
+  switch (request.op) {
+    case Op::kGet:
+      return Get(session, pool, request, payload);
+    case Op::kPut:
+      return Put(session, pool, request, data);
+    case Op::kExists: {
+      Reply reply = OkReply(request);
+      reply.items.resize(request.keys.size());
+      for (size_t i = 0; i < request.keys.size(); ++i) {
+        auto tier = pool.Locate(request.keys[i]);
+        reply.items[i].code = tier.ok() ? StatusCode::kOk : tier.status().code();
+      }
+      return reply;
+    }
+    case Op::kLookupPrefix: {
+      Reply reply = OkReply(request);
+      reply.matched = pool.LookupPrefix(request.keys, nullptr);
+      return reply;
+    }
+    case Op::kDelete: {
+      Reply reply = OkReply(request);
+      reply.items.resize(request.keys.size());
+      for (size_t i = 0; i < request.keys.size(); ++i) {
+        reply.items[i].code = pool.Remove(request.keys[i]).code();
+      }
+      return reply;
+    }
+    default:
+      return ErrorReply(request, Status(StatusCode::kInvalidArgument, "unexpected op"));
+  }
+}
+
+Reply RequestHandler::Hello(Session& session, const Request& request) {
+  std::lock_guard lock(session.mu_);
+  if (session.lease_ != nullptr) {
+    return ErrorReply(request, Status(StatusCode::kFailedPrecondition,
+                                      "this connection has presented its lease already"));
+  }
+  if (request.lease_id == kPeerLeaseId) {
+    if (options_.cluster_secret.empty() ||
+        !ConstantTimeEquals(request.lease_secret, options_.cluster_secret)) {
+      return ErrorReply(request, Status(StatusCode::kPermissionDenied, "wrong cluster secret"));
+    }
+    session.lease_ = peer_account_;
+    session.peer_ = true;
+  } else {
+    std::shared_ptr<pool::LeaseAccount> account;
+    bool found = false;
+    for (const auto& candidate : options_.leases->List()) {
+      if (candidate->id() != request.lease_id) continue;
+      found = true;
+      if (candidate->SecretMatches(request.lease_secret)) account = candidate;
+    }
+    if (account == nullptr) {
+      return ErrorReply(request, found ? Status(StatusCode::kPermissionDenied,
+                                                "wrong secret for lease '" + request.lease_id + "'")
+                                       : Status(StatusCode::kNotFound,
+                                                "lease '" + request.lease_id + "' does not exist"));
+    }
+    session.lease_ = std::move(account);
+    session.secret_ = request.lease_secret;
+  }
+  Reply reply = OkReply(request);
+  reply.node = options_.node_name;
+  return reply;
+}
+
+Reply RequestHandler::Attach(Session& session, const Request& request) {
+  if (Status s = pool::ValidatePoolName(request.pool_name); !s.ok()) return ErrorReply(request, s);
+  std::lock_guard lock(session.mu_);
+  if (!session.peer_) {
+    // Checked again at every attach: a released lease cannot attach.
+    auto lease = options_.leases->Authenticate(session.lease_->id(), session.secret_,
+                                               request.pool_name, false);
+    if (!lease.ok()) return ErrorReply(request, lease.status());
+  }
+  auto pool = options_.pools->Find(request.pool_name);
+  if (!pool.ok()) return ErrorReply(request, pool.status());
+  if (session.peer_ && !Forwards(**pool)) {
+    return ErrorReply(request, Status(StatusCode::kPermissionDenied,
+                                      "pool '" + request.pool_name + "' is not shared with peers"));
+  }
+  for (size_t i = 0; i < session.pools_.size(); ++i) {
+    if (session.pools_[i] == *pool) {
+      Reply reply = OkReply(request);
+      reply.pool = static_cast<uint32_t>(i + 1);
+      reply.block_size = (*pool)->spec().block_size;
+      reply.read_only = session.lease_->options().read_only;
+      return reply;
+    }
+  }
+  if (session.pools_.size() >= 1024) {
+    return ErrorReply(request, Status(StatusCode::kResourceExhausted,
+                                      "a connection attaches at most 1024 pools"));
+  }
+  session.pools_.push_back(*pool);
+  Reply reply = OkReply(request);
+  reply.pool = static_cast<uint32_t>(session.pools_.size());
+  reply.block_size = (*pool)->spec().block_size;
+  reply.read_only = session.lease_->options().read_only;
+  return reply;
+}
+
+Result<std::shared_ptr<pool::Pool>> RequestHandler::PoolFor(Session& session, uint32_t handle,
+                                                            bool write) {
+  std::lock_guard lock(session.mu_);
+  if (handle == 0 || handle > session.pools_.size()) {
+    return Status(StatusCode::kInvalidArgument,
+                  "pool handle " + std::to_string(handle) + " was not attached");
+  }
+  if (session.lease_->released()) {
+    return Status(StatusCode::kPermissionDenied,
+                  "lease '" + session.lease_->id() + "' was released");
+  }
+  if (write && session.lease_->options().read_only) {
+    return Status(StatusCode::kPermissionDenied,
+                  "lease '" + session.lease_->id() + "' is read-only");
+  }
+  return session.pools_[handle - 1];
+}
+
+Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& request,
+                          Payload* payload) {
+  const uint64_t block = pool.spec().block_size;
+  Reply reply = OkReply(request);
+  reply.items.resize(request.gets.size());
+  // Room for every block at full size; the payload is trimmed to what
+  // was found. The one copy out of the pool lands where UCX sends from.
+  payload->data.reset(new std::byte[std::max<uint64_t>(1, block * request.gets.size())]);
+  size_t offset = 0;
+  const bool from_owner = Forwards(pool) && options_.cluster != nullptr && !session.is_peer();
+  for (size_t i = 0; i < request.gets.size(); ++i) {
+    const auto& item = request.gets[i];
+    std::span<std::byte> room(payload->data.get() + offset, block);
+    ItemResult& result = reply.items[i];
+    auto got = pool.Get(item.key, room);
+    size_t length = 0;
+    if (got.ok()) {
+      length = got->length;
+    } else if (got.status().code() == StatusCode::kNotFound && from_owner) {
+      auto fetched = options_.cluster->FetchFromOwner(pool, item.key, room);
+      if (!fetched.ok()) {
+        result.code = fetched.status().code();
+        continue;
+      }
+      length = *fetched;
+    } else {
+      result.code = got.status().code();
+      continue;
+    }
+    result.length = static_cast<uint32_t>(length);
+    if (length > item.capacity) {
+      result.code = StatusCode::kInvalidArgument;  // the client's buffers are too small
+      continue;
+    }
+    offset += length;
+  }
+  payload->size = offset;
+  return reply;
+}
+
+Reply RequestHandler::Put(Session& session, pool::Pool& pool, const Request& request,
+                          std::span<const std::byte> data) {
+  Reply reply = OkReply(request);
+  reply.items.resize(request.puts.size());
+  std::shared_ptr<pool::LeaseAccount> lease;
+  {
+    std::lock_guard lock(session.mu_);
+    lease = session.lease_;
+  }
+  const bool forward = Forwards(pool) && options_.cluster != nullptr && !session.is_peer();
+  size_t offset = 0;
+  for (size_t i = 0; i < request.puts.size(); ++i) {
+    const auto& item = request.puts[i];
+    auto bytes = data.subspan(offset, item.length);
+    offset += item.length;
+    auto stored = pool.Put(item.key, bytes, lease);
+    reply.items[i].code = stored.ok() ? StatusCode::kOk : stored.status().code();
+    reply.items[i].length = stored.ok() ? item.length : 0;
+    if (stored.ok() && forward) options_.cluster->OnStored(pool, item.key, bytes);
+  }
+  return reply;
+}
+
+}  // namespace tokenmem::remote

@@ -1,0 +1,98 @@
+// RequestHandler: what the agent does with one remote request (frame.h),
+// apart from moving its bytes. No UCX here, so it is tested alone.
+//
+// A connection's Session starts unauthenticated; HELLO with a lease (or,
+// from a peer agent, the cluster's shared secret) authenticates it, and
+// nothing but HELLO and PING is served before that. ATTACH checks the
+// lease against the pool, as the local path does; puts are charged to the
+// lease, so quotas hold exactly as on the local path. A released lease
+// stops working at its next ATTACH and at every write.
+//
+// Thread-safe: Handle() may run for many sessions at once; one session's
+// requests may also run concurrently (its attached pools are guarded).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pool/lease_table.h"
+#include "pool/pool.h"
+#include "pool/pool_manager.h"
+#include "tokenmem/transport/frame.h"
+
+namespace tokenmem::remote {
+
+// Bytes of a reply's payload (found GET blocks, concatenated). Not zeroed
+// on allocation: they are overwritten by the blocks.
+struct Payload {
+  std::unique_ptr<std::byte[]> data;
+  size_t size = 0;
+};
+
+class Session {
+ public:
+  bool authenticated() const;
+  bool is_peer() const;
+
+ private:
+  friend class RequestHandler;
+  mutable std::mutex mu_;
+  std::shared_ptr<pool::LeaseAccount> lease_;
+  std::string secret_;
+  bool peer_ = false;
+  std::vector<std::shared_ptr<pool::Pool>> pools_;  // handle h is pools_[h - 1]
+};
+
+// What the cluster adds for pools with scope: cluster (agent/remote
+// cluster_router.h). Absent: every pool behaves as scope: local.
+class ClusterHooks {
+ public:
+  virtual ~ClusterHooks() = default;
+  // After a put was stored here; forwards it to the key's owner.
+  virtual void OnStored(const pool::Pool& pool, const BlockKey& key,
+                        std::span<const std::byte> data) = 0;
+  // On a local miss: the block from its owner (stored here too), written
+  // to `out` (block_size bytes); its length, or NOT_FOUND.
+  virtual Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
+                                        std::span<std::byte> out) = 0;
+};
+
+struct HandlerOptions {
+  pool::PoolManager* pools = nullptr;
+  pool::LeaseTable* leases = nullptr;
+  std::string node_name;
+  std::string cluster_secret;  // empty: peers cannot authenticate
+  ClusterHooks* cluster = nullptr;
+};
+
+class RequestHandler {
+ public:
+  explicit RequestHandler(HandlerOptions options);
+
+  // The reply to `request`; GET blocks go to `payload`. `data` is a PUT's
+  // payload (already checked to be request.PayloadBytes() long). Requests a
+  // peer sends are not forwarded again (no loops).
+  transport::Reply Handle(Session& session, const transport::Request& request,
+                          std::span<const std::byte> data, Payload* payload);
+
+ private:
+  transport::Reply Hello(Session& session, const transport::Request& request);
+  transport::Reply Attach(Session& session, const transport::Request& request);
+  transport::Reply Get(Session& session, pool::Pool& pool, const transport::Request& request,
+                       Payload* payload);
+  transport::Reply Put(Session& session, pool::Pool& pool, const transport::Request& request,
+                       std::span<const std::byte> data);
+  Result<std::shared_ptr<pool::Pool>> PoolFor(Session& session, uint32_t handle, bool write);
+
+  HandlerOptions options_;
+  // Blocks stored for peers are charged here: the cluster's capacity is
+  // the pools', not a tenant's quota.
+  std::shared_ptr<pool::LeaseAccount> peer_account_;
+};
+
+}  // namespace tokenmem::remote
