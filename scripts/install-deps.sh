@@ -14,6 +14,7 @@ PACKAGES=(
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev
   python3-yaml python3-jsonschema python3-kubernetes
   nlohmann-json3-dev libssl-dev openssl
+  iperf3 redis-server python3-torch libopenblas0-pthread
 )
 
 missing=()

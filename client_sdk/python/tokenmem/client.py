@@ -563,3 +563,112 @@ def _text(value, what: str) -> bytes:
     if b"\0" in data:
         raise ValueError("%s contains a NUL byte" % what)
     return data
+
+
+# ---- raw batches: addresses in, codes out (for engine connectors) ----------
+#
+# The calls above take Python buffers and check them; an engine moving
+# thousands of per-layer pieces per step wants to hand the library arrays it
+# built itself (with numpy, from tensor data pointers) in one call. These
+# take plain integer addresses and check nothing: the caller keeps every
+# array alive and correctly sized for the call, exactly as the C ABI
+# (tokenmem/tokenmem.h) says.
+#   keys:    n tm_key, 16 bytes each (hi then lo, native uint64)
+#   iovcnt:  n size_t
+#   iov:     sum(iovcnt) tm_iovec (address, length as native uint64 pairs)
+#   codes:   n int (written)
+#   lengths: n size_t (written), or 0
+# They return the call's tm_status (0 when every block succeeded or missed;
+# otherwise the first failure's code) and never raise for a block's result:
+# read the codes. last_error() gives the message of this thread's last call.
+
+_RAW_VOIDS = {
+    "tm_get_many": [_Handle, _c.c_size_t] + [_c.c_void_p] * 5,
+    "tm_put_many": [_Handle, _c.c_size_t] + [_c.c_void_p] * 5,
+    "tm_lookup_prefix": [_Handle, _c.c_void_p, _c.c_size_t],
+}
+_raw = {}
+for _name, _args in _RAW_VOIDS.items():
+    _fn = _lib.lib[_name]  # a separate function object: its argtypes are ours alone
+    _fn.argtypes = _args
+    _fn.restype = _c.c_size_t if _name == "tm_lookup_prefix" else _c.c_int
+    _raw[_name] = _fn
+
+
+def get_many_raw(pool: "Pool", n: int, keys: int, iovcnt: int, iov: int, codes: int,
+                 lengths: int = 0) -> int:
+    """tm_get_many over caller-built arrays (addresses); returns its tm_status."""
+    pool._check()
+    return _raw["tm_get_many"](pool._h, n, keys, iovcnt, iov, codes, lengths or None)
+
+
+def put_many_raw(pool: "Pool", n: int, keys: int, iovcnt: int, iov: int, codes: int,
+                 lengths: int = 0) -> int:
+    """tm_put_many over caller-built arrays (addresses); returns its tm_status."""
+    pool._check()
+    return _raw["tm_put_many"](pool._h, n, keys, iovcnt, iov, codes, lengths or None)
+
+
+def lookup_prefix_raw(pool: "Pool", keys: int, n: int) -> int:
+    """tm_lookup_prefix over n tm_key at address keys."""
+    pool._check()
+    return int(_raw["tm_lookup_prefix"](pool._h, keys, n))
+
+
+def last_error() -> str:
+    """This thread's message for its last library call ("" after success)."""
+    return (_tm.tm_last_error() or b"").decode("utf-8", "replace")
+
+
+# ---- the remote path: an agent on another node -----------------------------
+#
+# Client.connect_remote() reaches the agent's remote listener over UCX; pools
+# attached through such a client take the same calls, each a request to the
+# agent, except that pin/unpin raise TokenmemError(FAILED_PRECONDITION).
+# Client.from_env() picks the path itself (TOKENMEM_AGENT_SOCKET when the
+# agent answers there, else TOKENMEM_AGENT_ADDRESS).
+
+try:
+    _tm.tm_client_connect_remote.restype = _c.c_int
+    _tm.tm_client_connect_remote.argtypes = [_c.c_char_p, _c.c_char_p, _c.c_char_p, _c.c_uint32,
+                                             _c.POINTER(_Handle)]
+    _tm.tm_client_is_remote.restype = _c.c_int
+    _tm.tm_client_is_remote.argtypes = [_Handle]
+except AttributeError as _e:
+    raise ImportError(
+        "tokenmem: %s lacks the remote client functions (%s); it is older than this package"
+        % (_lib.path, _e)
+    ) from None
+
+
+def _connect_remote(cls, address: str, lease_id: str, lease_secret: Optional[str] = None,
+                    timeout: float = 10.0) -> "Client":
+    """Connects to an agent on another node: address is "host:port" of its
+    remote listener. lease_id may be "ID:SECRET" when lease_secret is
+    omitted. timeout (seconds) bounds each request to the agent. Raises
+    TokenmemError (UNAVAILABLE: no agent answered; PERMISSION_DENIED /
+    NOT_FOUND: the lease was refused; INVALID_ARGUMENT: a malformed
+    address)."""
+    if lease_secret is None:
+        lease_id, sep, lease_secret = str(lease_id).partition(":")
+        if not sep:
+            raise ValueError("lease must be ID:SECRET, or pass lease_secret")
+    timeout_ms = int(timeout * 1000)
+    if timeout_ms <= 0 or timeout_ms > 0xFFFFFFFF:
+        raise ValueError("timeout must be positive and below 49 days")
+    h = _Handle()
+    rc = _tm.tm_client_connect_remote(_text(address, "address"), _text(lease_id, "lease id"),
+                                      _text(lease_secret, "lease secret"), timeout_ms,
+                                      _c.byref(h))
+    if rc != 0:
+        _raise(rc)
+    return cls(h)
+
+
+def _client_remote(self) -> bool:
+    """True when this client talks to the agent over the remote path."""
+    return self._h is not None and bool(_tm.tm_client_is_remote(self._h))
+
+
+Client.connect_remote = classmethod(_connect_remote)
+Client.remote = property(_client_remote)
