@@ -179,6 +179,7 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
       local::LocalServer::Start(DataSocketPath(config.control.socket_path),
                                 config.control.socket_mode, agent->pools_.get(), &agent->leases_,
                                 agent->metrics_->OperationRecorder(http::DataPath::kLocal)));
+  if (!config.remote.listen.empty()) TM_RETURN_IF_ERROR(agent->StartRemote(config));
   if (!config.http.listen.empty()) {
     http::AgentHttpOptions web{
         .listen = config.http.listen,
@@ -206,6 +207,58 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
                         << agent->pools_->List().size() << " pools, "
                         << agent->pools_->recovered_blocks() << " blocks recovered";
   return agent;
+}
+
+Status Agent::StartRemote(const config::AgentConfig& config) {
+  std::string secret;
+  const bool clustered = config::ClusterEnabled(config);
+  if (clustered) {
+    TM_ASSIGN_OR_RETURN(secret, ReadToken(config.cluster.secret_file));
+  }
+  remote::RemoteServerOptions options{.listen = config.remote.listen,
+                                      .max_connections = config.remote.max_connections,
+                                      .workers = config.remote.workers,
+                                      .max_batch_bytes = config.remote.max_batch_bytes};
+  remote::HandlerOptions handler{.pools = pools_.get(),
+                                 .leases = &leases_,
+                                 .node_name = config.node_name,
+                                 .cluster_secret = secret};
+  TM_ASSIGN_OR_RETURN(remote_, remote::RemoteServer::Start(options, handler));
+  auto record = metrics_->OperationRecorder(http::DataPath::kRemote);
+  remote_->SetObserver([record](transport::Op op, double seconds, bool ok) {
+    std::string_view name = "other";
+    switch (op) {
+      case transport::Op::kGet:
+        name = "get";
+        break;
+      case transport::Op::kPut:
+        name = "put";
+        break;
+      case transport::Op::kExists:
+        name = "exists";
+        break;
+      case transport::Op::kLookupPrefix:
+        name = "lookup_prefix";
+        break;
+      case transport::Op::kDelete:
+        name = "delete";
+        break;
+      default:
+        break;
+    }
+    record(name, std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)), ok);
+  });
+  if (!clustered) return Status::Ok();
+  TM_ASSIGN_OR_RETURN(cluster_, remote::ClusterRouter::Start({.cluster = config.cluster,
+                                                              .node_name = config.node_name,
+                                                              .self_address = remote_->address(),
+                                                              .secret = secret,
+                                                              .pools = pools_.get()}));
+  remote_->SetCluster(cluster_.get());
+  TM_LOG(INFO, "agent") << "cluster: " << config.cluster.peers.size() << " static peers"
+                        << (config.cluster.dns_name.empty() ? ""
+                                                            : ", DNS " + config.cluster.dns_name);
+  return Status::Ok();
 }
 
 Status Agent::StartKubernetes(const config::AgentConfig& config,
@@ -239,6 +292,8 @@ void Agent::Stop() {
   if (reconciler_) reconciler_->Stop();  // before the pools it changes go away
   if (http_) http_->SetStopping();       // /readyz says so while the rest stops
   if (local_) local_->Shutdown();
+  remote_.reset();  // no request reaches the cluster hooks after this
+  cluster_.reset();
   if (control_) control_->Shutdown();
   mover_.reset();
   http_.reset();

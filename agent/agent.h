@@ -1,6 +1,7 @@
 // Agent: builds the node agent's parts from a validated configuration and
 // runs them: topology -> pools (reopening NVMe data) -> leases -> mover ->
-// control server -> local data server -> HTTP server (metrics, health) ->
+// control server -> local data server -> remote data server and cluster
+// (when remote.listen is set) -> HTTP server (metrics, health) ->
 // Kubernetes reconciler (when kubernetes.enabled).
 // Stop() tears them down in the reverse order.
 #pragma once
@@ -18,6 +19,8 @@
 #include "pool/lease_table.h"
 #include "pool/mover.h"
 #include "pool/pool_manager.h"
+#include "remote/cluster_router.h"
+#include "remote/remote_server.h"
 #include "topology/numa_topology.h"
 
 namespace tokenmem {
@@ -39,10 +42,13 @@ class Agent {
 
   pool::PoolManager& pools() { return *pools_; }
   pool::LeaseTable& leases() { return leases_; }
+  // The remote listener's address ("" when remote.listen is off).
+  std::string remote_address() const { return remote_ ? remote_->address() : ""; }
 
  private:
   Agent() = default;
   Status ResolveTiers(const config::AgentConfig& config);
+  Status StartRemote(const config::AgentConfig& config);
   Status StartKubernetes(const config::AgentConfig& config, const std::filesystem::path& nvme_root);
 
   topology::Topology topology_;
@@ -55,6 +61,8 @@ class Agent {
   std::unique_ptr<pool::Mover> mover_;
   std::unique_ptr<control::ControlServer> control_;
   std::unique_ptr<local::LocalServer> local_;
+  std::unique_ptr<remote::RemoteServer> remote_;
+  std::unique_ptr<remote::ClusterRouter> cluster_;  // after remote_: its address names us
   std::unique_ptr<http::AgentHttp> http_;
   std::unique_ptr<k8s::HttpKubeClient> kube_;
   std::unique_ptr<k8s::Reconciler> reconciler_;  // stopped first

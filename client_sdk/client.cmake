@@ -1,7 +1,8 @@
-# The SDK's local data path: tokenmem::Client / tokenmem::Pool over the
-# agent's data socket and the pools' shared memory (include/tokenmem/client.h),
-# and the C ABI over them (include/tokenmem/tokenmem.h). Included at the end
-# of client_sdk/CMakeLists.txt, in its directory scope.
+# The SDK's data paths: tokenmem::Client / tokenmem::Pool over the agent's
+# data socket and the pools' shared memory (src/local/), or over the remote
+# data protocol (UCX, tokenmem_transport) when the agent is on another node
+# (src/remote/); and the C ABI over them (include/tokenmem/tokenmem.h).
+# Included at the end of client_sdk/CMakeLists.txt, in its directory scope.
 
 # Compiled once, position-independent with hidden visibility: the objects go
 # into libtokenmem.so (which exports only tm_*) and into tokenmem_sdk.
@@ -10,24 +11,27 @@ add_library(tokenmem_client_local_objects OBJECT
   src/local/pool_map.cc
   src/local/pool.cc
   src/local/client.cc
-  src/local/c_api.cc)
+  src/local/c_api.cc
+  src/remote/remote_pool.cc)
 target_include_directories(tokenmem_client_local_objects
   PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
   PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
-target_link_libraries(tokenmem_client_local_objects PUBLIC tokenmem_common tokenmem_layout)
+target_link_libraries(tokenmem_client_local_objects
+  PUBLIC tokenmem_common tokenmem_layout tokenmem_transport)
 set_target_properties(tokenmem_client_local_objects PROPERTIES
   POSITION_INDEPENDENT_CODE ON
   CXX_VISIBILITY_PRESET hidden
   VISIBILITY_INLINES_HIDDEN ON)
 
 target_sources(tokenmem_client PRIVATE $<TARGET_OBJECTS:tokenmem_client_local_objects>)
-target_link_libraries(tokenmem_client PRIVATE tokenmem_layout)
+target_link_libraries(tokenmem_client PRIVATE tokenmem_layout tokenmem_transport)
 
 # Static, for C++ engines and this repository's C++ tests: the C++ API, the
 # C ABI and the token keys.
 add_library(tokenmem_sdk STATIC $<TARGET_OBJECTS:tokenmem_client_local_objects>)
 target_include_directories(tokenmem_sdk PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
-target_link_libraries(tokenmem_sdk PUBLIC tokenmem_keys tokenmem_common tokenmem_layout)
+target_link_libraries(tokenmem_sdk
+  PUBLIC tokenmem_keys tokenmem_common tokenmem_layout tokenmem_transport)
 set_target_properties(tokenmem_sdk PROPERTIES POSITION_INDEPENDENT_CODE ON LINKER_LANGUAGE CXX)
 
 if(NOT TOKENMEM_BUILD_TESTS)
@@ -67,6 +71,25 @@ if(EXISTS ${TOKENMEM_PYTHON} AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_c
   set_tests_properties(client_sdk_python_client PROPERTIES
     TIMEOUT 60
     ENVIRONMENT "TOKENMEM_LIBRARY=$<TARGET_FILE:tokenmem_client>;TOKENMEM_FAKE_AGENT=$<TARGET_FILE:tokenmem_fake_agent>;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/python;PYTHONDONTWRITEBYTECODE=1")
+endif()
+
+# The remote path against the agent's remote server, run in the test process.
+if(EXISTS ${PROJECT_SOURCE_DIR}/agent/remote/remote_server.h)
+  # tokenmem_remote (agent/remote) is defined after this file is read.
+  tokenmem_add_test(client_sdk_remote_client_test
+    SOURCES tests/remote_client_test.cc
+    LIBS tokenmem_sdk tokenmem_remote tokenmem_fake_agent_lib)
+
+  # The same server as a process, for the Python test of the remote path.
+  add_executable(tokenmem_remote_test_server tests/remote_server_main.cc)
+  target_link_libraries(tokenmem_remote_test_server PRIVATE tokenmem_remote)
+  if(EXISTS ${TOKENMEM_PYTHON} AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_remote_client.py)
+    add_test(NAME client_sdk_python_remote_client
+      COMMAND ${TOKENMEM_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_remote_client.py -v)
+    set_tests_properties(client_sdk_python_remote_client PROPERTIES
+      TIMEOUT 60
+      ENVIRONMENT "TOKENMEM_LIBRARY=$<TARGET_FILE:tokenmem_client>;TOKENMEM_REMOTE_SERVER=$<TARGET_FILE:tokenmem_remote_test_server>;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/python;PYTHONDONTWRITEBYTECODE=1")
+  endif()
 endif()
 
 # Against the real agent, once it serves the local data path (agent/local/).

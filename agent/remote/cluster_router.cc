@@ -41,8 +41,7 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(ClusterRouterOptions
     TM_LOG(INFO, "cluster") << "live members (generation " << generation << "): " << names;
   };
   router->membership_ = std::make_unique<cluster::Membership>(
-      std::move(membership_options),
-      std::make_unique<cluster::Discovery>(router->options_.cluster),
+      std::move(membership_options), std::make_unique<cluster::Discovery>(router->options_.cluster),
       [self](const std::string& address) { return self->Ping(address); });
   TM_RETURN_IF_ERROR(router->membership_->Start());
   return router;
@@ -65,8 +64,8 @@ Result<std::shared_ptr<transport::RemoteConnection>> ClusterRouter::Peer(
   }
   // Bounded well under the heartbeat timeout, so a dead peer is noticed in
   // time and a miss does not wait long for it.
-  auto timeout = std::chrono::milliseconds(
-      std::max<uint32_t>(200, options_.cluster.heartbeat_timeout_ms / 2));
+  auto timeout =
+      std::chrono::milliseconds(std::max<uint32_t>(200, options_.cluster.heartbeat_timeout_ms / 2));
   TM_ASSIGN_OR_RETURN(auto conn,
                       transport::RemoteConnection::Connect({.address = address,
                                                             .lease_id = kPeerLeaseId,
@@ -148,12 +147,11 @@ Result<size_t> ClusterRouter::FetchFromOwner(pool::Pool& pool, const BlockKey& k
     TM_ASSIGN_OR_RETURN(uint32_t handle, PeerPool(owner->address, *conn, pool.spec().name));
     std::vector<Piece> dest = {{out.data(), out.size()}};
     std::vector<std::span<const Piece>> dests = {dest};
-    TM_ASSIGN_OR_RETURN(
-        auto reply,
-        conn->Call(Request{.op = Op::kGet,
-                           .pool = handle,
-                           .gets = {{key, static_cast<uint32_t>(out.size())}}},
-                   {}, dests));
+    TM_ASSIGN_OR_RETURN(auto reply,
+                        conn->Call(Request{.op = Op::kGet,
+                                           .pool = handle,
+                                           .gets = {{key, static_cast<uint32_t>(out.size())}}},
+                                   {}, dests));
     if (reply.items.size() != 1 || reply.items[0].code != StatusCode::kOk) {
       return Status(reply.items.empty() ? StatusCode::kNotFound : reply.items[0].code,
                     "the owner does not hold it");
@@ -163,8 +161,8 @@ Result<size_t> ClusterRouter::FetchFromOwner(pool::Pool& pool, const BlockKey& k
   if (!fetched.ok()) {
     if (fetched.status().code() != StatusCode::kNotFound) {
       counters_.owner_failures++;
-      TM_LOG(DEBUG, "cluster") << "asking " << owner->node << " for a block failed: "
-                               << fetched.status().message();
+      TM_LOG(DEBUG, "cluster") << "asking " << owner->node
+                               << " for a block failed: " << fetched.status().message();
     }
     return Status(StatusCode::kNotFound, "not stored here, nor by its owner");
   }

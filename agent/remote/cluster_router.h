@@ -38,9 +38,9 @@ struct ClusterRouterOptions {
 };
 
 struct ClusterRouterCounters {
-  std::atomic<uint64_t> owner_gets{0};       // local misses asked of an owner
-  std::atomic<uint64_t> owner_hits{0};       // ... that the owner had
-  std::atomic<uint64_t> owner_failures{0};   // ... that failed (owner unreachable)
+  std::atomic<uint64_t> owner_gets{0};      // local misses asked of an owner
+  std::atomic<uint64_t> owner_hits{0};      // ... that the owner had
+  std::atomic<uint64_t> owner_failures{0};  // ... that failed (owner unreachable)
   std::atomic<uint64_t> forward_batches_failed{0};
 };
 

@@ -336,6 +336,7 @@ RemoteServer::~RemoteServer() {
 const std::string& RemoteServer::address() const { return impl_->address; }
 const RemoteServerStats& RemoteServer::stats() const { return impl_->stats; }
 void RemoteServer::SetObserver(Observer observer) { impl_->observer = std::move(observer); }
+void RemoteServer::SetCluster(ClusterHooks* cluster) { impl_->handler.SetCluster(cluster); }
 
 Result<std::unique_ptr<RemoteServer>> RemoteServer::Start(RemoteServerOptions options,
                                                           HandlerOptions handler) {
@@ -343,6 +344,7 @@ Result<std::unique_ptr<RemoteServer>> RemoteServer::Start(RemoteServerOptions op
     return Status(StatusCode::kInvalidArgument, "remote server needs the pools and the leases");
   }
   TM_ASSIGN_OR_RETURN(transport::SocketAddress address, transport::ResolveAddress(options.listen));
+  handler.max_batch_bytes = options.max_batch_bytes;
   auto impl = std::make_unique<Impl>(options, std::move(handler));
   TM_ASSIGN_OR_RETURN(
       impl->runtime, transport::UcxRuntime::Create(transport::RuntimeOptions{.name = "tm-remote"}));

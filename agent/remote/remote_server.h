@@ -59,6 +59,8 @@ class RemoteServer {
   // Observes each request's op and duration (metrics); set before traffic.
   using Observer = std::function<void(transport::Op op, double seconds, bool ok)>;
   void SetObserver(Observer observer);
+  // See RequestHandler::SetCluster.
+  void SetCluster(ClusterHooks* cluster);
 
   struct Impl;
 

@@ -56,7 +56,8 @@ bool Session::is_peer() const {
   return peer_;
 }
 
-RequestHandler::RequestHandler(HandlerOptions options) : options_(std::move(options)) {
+RequestHandler::RequestHandler(HandlerOptions options)
+    : options_(std::move(options)), cluster_(options_.cluster) {
   pool::LeaseOptions peer_options;
   peer_options.quota_bytes = std::numeric_limits<uint64_t>::max() / 2;
   peer_options.owner = "cluster peers";
@@ -212,13 +213,21 @@ Result<std::shared_ptr<pool::Pool>> RequestHandler::PoolFor(Session& session, ui
 Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& request,
                           Payload* payload) {
   const uint64_t block = pool.spec().block_size;
+  if (block * request.gets.size() > options_.max_batch_bytes) {
+    return ErrorReply(request,
+                      Status(StatusCode::kInvalidArgument,
+                             std::to_string(request.gets.size()) + " blocks of " +
+                                 std::to_string(block) + " bytes could pass the limit of " +
+                                 std::to_string(options_.max_batch_bytes) + " bytes per request"));
+  }
   Reply reply = OkReply(request);
   reply.items.resize(request.gets.size());
   // Room for every block at full size; the payload is trimmed to what
   // was found. The one copy out of the pool lands where UCX sends from.
   payload->data.reset(new std::byte[std::max<uint64_t>(1, block * request.gets.size())]);
   size_t offset = 0;
-  const bool from_owner = Forwards(pool) && options_.cluster != nullptr && !session.is_peer();
+  ClusterHooks* cluster = cluster_.load();
+  const bool from_owner = Forwards(pool) && cluster != nullptr && !session.is_peer();
   for (size_t i = 0; i < request.gets.size(); ++i) {
     const auto& item = request.gets[i];
     std::span<std::byte> room(payload->data.get() + offset, block);
@@ -228,7 +237,7 @@ Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& req
     if (got.ok()) {
       length = got->length;
     } else if (got.status().code() == StatusCode::kNotFound && from_owner) {
-      auto fetched = options_.cluster->FetchFromOwner(pool, item.key, room);
+      auto fetched = cluster->FetchFromOwner(pool, item.key, room);
       if (!fetched.ok()) {
         result.code = fetched.status().code();
         continue;
@@ -258,7 +267,8 @@ Reply RequestHandler::Put(Session& session, pool::Pool& pool, const Request& req
     std::lock_guard lock(session.mu_);
     lease = session.lease_;
   }
-  const bool forward = Forwards(pool) && options_.cluster != nullptr && !session.is_peer();
+  ClusterHooks* cluster = cluster_.load();
+  const bool forward = Forwards(pool) && cluster != nullptr && !session.is_peer();
   size_t offset = 0;
   for (size_t i = 0; i < request.puts.size(); ++i) {
     const auto& item = request.puts[i];
@@ -267,7 +277,7 @@ Reply RequestHandler::Put(Session& session, pool::Pool& pool, const Request& req
     auto stored = pool.Put(item.key, bytes, lease);
     reply.items[i].code = stored.ok() ? StatusCode::kOk : stored.status().code();
     reply.items[i].length = stored.ok() ? item.length : 0;
-    if (stored.ok() && forward) options_.cluster->OnStored(pool, item.key, bytes);
+    if (stored.ok() && forward) cluster->OnStored(pool, item.key, bytes);
   }
   return reply;
 }

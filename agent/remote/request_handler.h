@@ -12,6 +12,7 @@
 // requests may also run concurrently (its attached pools are guarded).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -68,6 +69,9 @@ struct HandlerOptions {
   std::string node_name;
   std::string cluster_secret;  // empty: peers cannot authenticate
   ClusterHooks* cluster = nullptr;
+  // A GET is refused when its blocks at full size could pass this (the
+  // reply buffer is allocated up front).
+  uint64_t max_batch_bytes = 64ull << 20;
 };
 
 class RequestHandler {
@@ -80,6 +84,10 @@ class RequestHandler {
   transport::Reply Handle(Session& session, const transport::Request& request,
                           std::span<const std::byte> data, Payload* payload);
 
+  // Installs the cluster's hooks once they exist (the router needs the
+  // server's address first); until then pools behave as scope: local.
+  void SetCluster(ClusterHooks* cluster) { cluster_.store(cluster); }
+
  private:
   transport::Reply Hello(Session& session, const transport::Request& request);
   transport::Reply Attach(Session& session, const transport::Request& request);
@@ -90,6 +98,7 @@ class RequestHandler {
   Result<std::shared_ptr<pool::Pool>> PoolFor(Session& session, uint32_t handle, bool write);
 
   HandlerOptions options_;
+  std::atomic<ClusterHooks*> cluster_{nullptr};
   // Blocks stored for peers are charged here: the cluster's capacity is
   // the pools', not a tenant's quota.
   std::shared_ptr<pool::LeaseAccount> peer_account_;

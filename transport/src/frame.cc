@@ -176,7 +176,8 @@ Result<std::vector<std::byte>> EncodeRequest(const Request& r) {
 }
 
 Result<Request> DecodeRequest(std::span<const std::byte> header) {
-  if (header.size() > kMaxHeaderBytes) return Malformed("header larger than 128 KiB");
+  if (header.size() > kMaxHeaderBytes)
+    return Malformed("header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
   Reader in(header);
   uint32_t magic = 0;
   uint16_t version = 0;
@@ -193,7 +194,7 @@ Result<Request> DecodeRequest(std::span<const std::byte> header) {
   }
   if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
   r.op = static_cast<Op>(op);
-  if (count > kMaxItems) return Malformed("more than 4096 items");
+  if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
   switch (r.op) {
     case Op::kHello:
       if (!in.GetText(&r.lease_id, kMaxCredentialBytes) ||
@@ -236,7 +237,8 @@ Result<Request> DecodeRequest(std::span<const std::byte> header) {
 
 Result<std::vector<std::byte>> EncodeReply(const Reply& r) {
   if (!KnownOp(static_cast<uint16_t>(r.op))) return Malformed("unknown op");
-  if (r.items.size() > kMaxItems) return Malformed("more than 4096 items");
+  if (r.items.size() > kMaxItems)
+    return Malformed("more than " + std::to_string(kMaxItems) + " items");
   Writer w;
   w.Put(kFrameMagic);
   w.Put(kFrameVersion);
@@ -273,7 +275,8 @@ Result<std::vector<std::byte>> EncodeReply(const Reply& r) {
 }
 
 Result<Reply> DecodeReply(std::span<const std::byte> header) {
-  if (header.size() > kMaxHeaderBytes) return Malformed("header larger than 128 KiB");
+  if (header.size() > kMaxHeaderBytes)
+    return Malformed("header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
   Reader in(header);
   uint32_t magic = 0;
   uint16_t version = 0;
@@ -289,7 +292,7 @@ Result<Reply> DecodeReply(std::span<const std::byte> header) {
   if (version != kFrameVersion) return Malformed("protocol version " + std::to_string(version));
   if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
   if (!KnownCode(status)) return Malformed("unknown status code");
-  if (count > kMaxItems) return Malformed("more than 4096 items");
+  if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
   r.op = static_cast<Op>(op);
   r.status = static_cast<StatusCode>(status);
   if (r.status != StatusCode::kOk) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "tokenmem/common/log.h"
+#include "tokenmem/transport/frame.h"
 
 namespace tokenmem::transport {
 
@@ -60,6 +61,19 @@ Result<std::unique_ptr<UcxRuntime>> UcxRuntime::Create(RuntimeOptions options) {
   wp.thread_mode = UCS_THREAD_MODE_SINGLE;
   st = ucp_worker_create(rt->context_, &wp, &rt->worker_);
   if (st != UCS_OK) return UcsError("creating a UCX worker", st);
+  // Frames ride in AM headers; a worker that cannot carry the largest one
+  // would abort inside UCX later, so refuse it now.
+  ucp_worker_attr_t attr{};
+  attr.field_mask = UCP_WORKER_ATTR_FIELD_MAX_AM_HEADER;
+  st = ucp_worker_query(rt->worker_, &attr);
+  if (st != UCS_OK) return UcsError("querying the UCX worker", st);
+  if (attr.max_am_header < kLargestFrameBytes) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "UCX carries active-message headers of at most " +
+                      std::to_string(attr.max_am_header) + " bytes; tokenmem needs " +
+                      std::to_string(kLargestFrameBytes));
+  }
+  rt->max_header_ = attr.max_am_header;
   st = ucp_worker_get_efd(rt->worker_, &rt->worker_fd_);
   if (st != UCS_OK) return UcsError("getting the UCX worker's event fd", st);
   rt->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

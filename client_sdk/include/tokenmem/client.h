@@ -1,4 +1,15 @@
-// tokenmem::Client and tokenmem::Pool: the SDK's local data path.
+// tokenmem::Client and tokenmem::Pool: the SDK's data paths.
+//
+// Local or remote. When the agent is on this node the client uses the
+// local path described below (ClientOptions::socket_path). When it is on
+// another node, the client speaks the remote data protocol to the agent's
+// remote listener over UCX (ClientOptions::agent_address): every call is a
+// request to the agent, the blocks' bytes travel straight between the
+// caller's buffers and the network, and the API is the same except that
+// pins are refused (kFailedPrecondition: "pin is not available on the
+// remote path"). Client::remote() and Pool::remote() tell which path is in
+// use. A remote session ends (kUnavailable) as a local one does, when the
+// agent goes away or a reply does not come within the timeout.
 //
 // A Client is one session with the node's agent over the agent's data
 // socket (a Unix SOCK_SEQPACKET socket, proto/.../layout/local_protocol.h),
@@ -21,7 +32,8 @@
 //
 // Thread safety: a Client and its Pools may be used from any number of
 // threads at once. Requests to the agent are serialized on the client's
-// socket (one request/reply exchange at a time); reads take no lock.
+// socket (one request/reply exchange at a time); reads take no lock. On
+// the remote path, requests of many threads are in flight at once.
 //
 // Errors are Status values; nothing here throws. A miss is kNotFound.
 // When the agent goes away (killed, restarted), every call that needs it
@@ -52,17 +64,22 @@
 namespace tokenmem {
 
 // The environment that the device plugin hands a container (FromEnv).
-inline constexpr char kEnvAgentSocket[] = "TOKENMEM_AGENT_SOCKET";  // required: the data socket
-inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";               // required: "ID:SECRET"
-inline constexpr char kEnvDefaultPool[] = "TOKENMEM_DEFAULT_POOL";  // optional
-inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";    // optional, informational
+// At least one of TOKENMEM_AGENT_SOCKET and TOKENMEM_AGENT_ADDRESS is set.
+inline constexpr char kEnvAgentSocket[] = "TOKENMEM_AGENT_SOCKET";    // the local data socket
+inline constexpr char kEnvAgentAddress[] = "TOKENMEM_AGENT_ADDRESS";  // "host:port", remote
+inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";                 // required: "ID:SECRET"
+inline constexpr char kEnvDefaultPool[] = "TOKENMEM_DEFAULT_POOL";    // optional
+inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";      // optional, informational
 
 struct ClientOptions {
-  std::string socket_path;   // the agent's data socket (control.data_socket)
-  std::string lease_id;      // at most 63 bytes
-  std::string lease_secret;  // at most 63 bytes; never logged
-  std::string default_pool;  // what AttachDefault attaches; may be empty
-  uint64_t quota_bytes = 0;  // the lease's quota as the plugin reported it; 0: unknown
+  // Where the agent is: socket_path when it is on this node (preferred when
+  // both are set), else agent_address.
+  std::string socket_path;    // the agent's data socket (control.data_socket)
+  std::string agent_address;  // "host:port" of the agent's remote listener
+  std::string lease_id;       // at most 63 bytes
+  std::string lease_secret;   // at most 63 bytes; never logged
+  std::string default_pool;   // what AttachDefault attaches; may be empty
+  uint64_t quota_bytes = 0;   // the lease's quota as the plugin reported it; 0: unknown
   // How long one request may wait for the agent's reply (and for a send);
   // past it the session is over and calls return kUnavailable.
   std::chrono::milliseconds timeout = std::chrono::seconds(10);
@@ -94,12 +111,18 @@ struct IoResult {
 
 class Session;  // the socket to the agent (internal)
 class Pool;
+namespace transport {
+class RemoteConnection;  // the remote path's connection (internal)
+}
 
 class Client {
  public:
-  // Connects to the agent's data socket and presents the lease.
-  // kInvalidArgument: empty or too long socket path, lease id or secret,
-  //   or a socket that is not a SOCK_SEQPACKET data socket.
+  // Connects to the agent and presents the lease: over the data socket
+  // when options.socket_path is set, else to options.agent_address over
+  // the remote path.
+  // kInvalidArgument: neither is set; empty or too long socket path, lease
+  //   id or secret; a socket that is not a SOCK_SEQPACKET data socket; a
+  //   malformed address.
   // kUnavailable: no agent listens there, or it did not answer in time.
   // kPermissionDenied / kNotFound: the agent refused the lease.
   static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
@@ -107,12 +130,16 @@ class Client {
                                                  std::string_view lease_id,
                                                  std::string_view lease_secret);
 
-  // Options from the environment: $TOKENMEM_AGENT_SOCKET, $TOKENMEM_LEASE
-  // ("ID:SECRET"), $TOKENMEM_DEFAULT_POOL, $TOKENMEM_QUOTA_BYTES (a decimal
-  // number of bytes). kInvalidArgument naming the variable that is missing
-  // or malformed; the message never contains the secret.
+  // Options from the environment: $TOKENMEM_AGENT_SOCKET and/or
+  // $TOKENMEM_AGENT_ADDRESS (at least one), $TOKENMEM_LEASE ("ID:SECRET"),
+  // $TOKENMEM_DEFAULT_POOL, $TOKENMEM_QUOTA_BYTES (a decimal number of
+  // bytes). kInvalidArgument naming the variable that is missing or
+  // malformed; the message never contains the secret.
   static Result<ClientOptions> OptionsFromEnv();
-  // OptionsFromEnv() then Connect().
+  // OptionsFromEnv(), then the local path when the socket is set, exists
+  // and an agent answers on it; when the socket is unset, does not exist
+  // or gives kUnavailable and $TOKENMEM_AGENT_ADDRESS is set, the remote
+  // path. Otherwise the local attempt's error.
   static Result<std::unique_ptr<Client>> FromEnv();
 
   ~Client();
@@ -130,12 +157,16 @@ class Client {
   const ClientOptions& options() const { return options_; }
   // False once the session with the agent is over.
   bool connected() const;
+  // True when this client talks to the agent over the remote path.
+  bool remote() const { return remote_ != nullptr; }
 
  private:
   Client(ClientOptions options, std::shared_ptr<Session> session);
+  Client(ClientOptions options, std::shared_ptr<transport::RemoteConnection> remote);
 
   ClientOptions options_;
-  std::shared_ptr<Session> session_;
+  std::shared_ptr<Session> session_;                     // local path
+  std::shared_ptr<transport::RemoteConnection> remote_;  // remote path
   std::mutex pools_mu_;
   std::unordered_map<std::string, std::weak_ptr<Pool>> pools_;
 };
@@ -153,6 +184,8 @@ class Pool {
   // and removes are refused here (kPermissionDenied) without asking the
   // agent. Pins go to the agent, which decides.
   bool read_only() const;
+  // True when the pool was attached over the remote path.
+  bool remote() const;
 
   // Stores `data` (at most block_size() bytes) under `key`, replacing any
   // block of that key. kInvalidArgument: too large. kPermissionDenied:
@@ -172,11 +205,13 @@ class Pool {
   // result. Returns OK when every item succeeded or missed; otherwise the
   // status of the first item that failed (its code and a message), with
   // every item's outcome still in `results`. Any number of items: requests
-  // to the agent go in batches of at most layout::kMaxBatch.
+  // to the agent go in batches of at most layout::kMaxBatch (remote: of at
+  // most 256 items and about 32 MiB).
   Status PutMany(std::span<const BlockIo> items, std::span<IoResult> results);
   Status GetMany(std::span<const BlockIo> items, std::span<IoResult> results);
 
-  // True when the pool holds `key` in any tier (NVMe included). Local only.
+  // True when the pool holds `key` in any tier (NVMe included). Local only
+  // (remote: one EXISTS request; false when it fails).
   bool Contains(const BlockKey& key) const;
 
   // How many leading keys of `keys` (a chain) the pool holds, in any tier.
@@ -184,7 +219,9 @@ class Pool {
   // the matched blocks are on NVMe, it also tells the agent (one LOOKUP
   // request with those keys, answered before this returns) so that it
   // starts bringing them into memory for the gets that follow; if that
-  // request fails the count is still returned. Never fails.
+  // request fails the count is still returned. Never fails. Remote: the
+  // agent counts (and promotes); when a request fails, the keys matched
+  // before it are the count.
   uint32_t LookupPrefix(std::span<const BlockKey> keys);
 
   // Single keys: kNotFound when the pool does not hold the key.
@@ -192,6 +229,7 @@ class Pool {
   // kUnavailable: the agent is gone.
   Status Remove(const BlockKey& key);
   // A pinned block stays in memory: it is never demoted, dropped or expired.
+  // Remote pools: kFailedPrecondition, pin is not available there.
   Status Pin(const BlockKey& key);
   Status Unpin(const BlockKey& key);
 

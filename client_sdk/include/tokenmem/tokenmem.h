@@ -8,6 +8,14 @@
  * agent. Keys are tm_key (tokenmem_keys.h), derived from token IDs with
  * tm_chain_keys.
  *
+ * Remote path. When the agent is on another node, a client made by
+ * tm_client_connect_remote (or by tm_client_from_env, which picks the
+ * path) talks to the agent's remote listener over UCX instead: every call
+ * is a request to the agent, with the same functions, results and codes,
+ * except that tm_pin / tm_unpin fail with TM_FAILED_PRECONDITION (pins
+ * are not available there). tm_client_is_remote tells which path a client
+ * uses.
+ *
  * Return codes. Every function returning int returns a tm_status value
  * (tm_status.h): TM_OK (0) on success, TM_NOT_FOUND for a miss (an
  * answer, not a failure), otherwise the error. TM_UNAVAILABLE means the
@@ -74,12 +82,25 @@ typedef struct tm_iovec {
 TM_API int tm_client_connect(const char* socket_path, const char* lease_id,
                              const char* lease_secret, uint32_t timeout_ms, tm_client** out);
 
+/* Connects to an agent on another node over the remote data path. address
+ * is "host:port" of the agent's remote listener; the lease, timeout_ms and
+ * *out are as for tm_client_connect. TM_INVALID_ARGUMENT: a NULL or
+ * malformed argument (address included). TM_UNAVAILABLE: no agent
+ * answered there in time. TM_PERMISSION_DENIED / TM_NOT_FOUND: the agent
+ * refused the lease. */
+TM_API int tm_client_connect_remote(const char* address, const char* lease_id,
+                                    const char* lease_secret, uint32_t timeout_ms, tm_client** out);
+
 /* Connects with the environment a tokenmem device plugin gives a container:
- * TOKENMEM_AGENT_SOCKET (the data socket, required), TOKENMEM_LEASE
- * ("ID:SECRET", required), TOKENMEM_DEFAULT_POOL (optional: what
- * tm_pool_attach attaches for a NULL name), TOKENMEM_QUOTA_BYTES
- * (optional, informational). TM_INVALID_ARGUMENT names the variable that
- * is missing or malformed; otherwise as tm_client_connect. */
+ * TOKENMEM_AGENT_SOCKET (the local data socket) and/or
+ * TOKENMEM_AGENT_ADDRESS ("host:port" of the agent's remote listener), at
+ * least one; TOKENMEM_LEASE ("ID:SECRET", required), TOKENMEM_DEFAULT_POOL
+ * (optional: what tm_pool_attach attaches for a NULL name),
+ * TOKENMEM_QUOTA_BYTES (optional, informational). The local socket is
+ * used when it is set, exists and an agent answers on it; otherwise, when
+ * TOKENMEM_AGENT_ADDRESS is set, the remote path. TM_INVALID_ARGUMENT
+ * names the variable that is missing or malformed; otherwise as
+ * tm_client_connect / tm_client_connect_remote. */
 TM_API int tm_client_from_env(tm_client** out);
 
 /* Releases the client. Pools attached through it stay usable until closed.
@@ -88,6 +109,9 @@ TM_API void tm_client_close(tm_client* client);
 
 /* 1 while the session with the agent lasts, 0 after it ended (or NULL). */
 TM_API int tm_client_connected(const tm_client* client);
+
+/* 1 when the client uses the remote path, 0 for the local one (or NULL). */
+TM_API int tm_client_is_remote(const tm_client* client);
 
 /* ---- pools ------------------------------------------------------------ */
 

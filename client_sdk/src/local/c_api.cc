@@ -140,6 +140,26 @@ int tm_client_connect(const char* socket_path, const char* lease_id, const char*
   });
 }
 
+int tm_client_connect_remote(const char* address, const char* lease_id, const char* lease_secret,
+                             uint32_t timeout_ms, tm_client** out) {
+  return Guard([&] {
+    if (address == nullptr || lease_id == nullptr || lease_secret == nullptr || out == nullptr) {
+      return Invalid("address, lease_id, lease_secret and out must not be NULL");
+    }
+    if (*address == '\0') return Invalid("address is empty: expected host:port");
+    tokenmem::ClientOptions options;
+    options.agent_address = address;
+    options.lease_id = lease_id;
+    options.lease_secret = lease_secret;
+    options.timeout =
+        std::chrono::milliseconds(timeout_ms == 0 ? TM_DEFAULT_TIMEOUT_MS : timeout_ms);
+    auto client = tokenmem::Client::Connect(options);
+    if (!client.ok()) return Record(client.status());
+    *out = new tm_client{std::move(client).value()};
+    return Record(Status::Ok());
+  });
+}
+
 int tm_client_from_env(tm_client** out) {
   return Guard([&] {
     if (out == nullptr) return Invalid("out is NULL");
@@ -154,6 +174,10 @@ void tm_client_close(tm_client* client) { delete client; }
 
 int tm_client_connected(const tm_client* client) {
   return client != nullptr && client->client->connected() ? 1 : 0;
+}
+
+int tm_client_is_remote(const tm_client* client) {
+  return client != nullptr && client->client->remote() ? 1 : 0;
 }
 
 int tm_pool_attach(tm_client* client, const char* name, tm_pool** out) {

@@ -1,6 +1,8 @@
 // tokenmem::Client: connecting, the environment, attaching pools.
 #include "tokenmem/client.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -8,6 +10,7 @@
 #include "local/pool_impl.h"
 #include "local/session.h"
 #include "local/wire.h"
+#include "remote/remote_pool.h"
 #include "tokenmem/layout/local_protocol.h"
 
 namespace tokenmem {
@@ -16,6 +19,7 @@ namespace {
 using client_internal::PayloadReader;
 using client_internal::PayloadWriter;
 using client_internal::PoolMap;
+using client_internal::RemotePool;
 using client_internal::UniqueFd;
 
 constexpr size_t kMaxPoolName = 63;  // the wire field is 64 bytes, NUL-padded
@@ -43,11 +47,24 @@ bool ParseDecimal(std::string_view text, uint64_t* out) {
 Client::Client(ClientOptions options, std::shared_ptr<Session> session)
     : options_(std::move(options)), session_(std::move(session)) {}
 
+Client::Client(ClientOptions options, std::shared_ptr<transport::RemoteConnection> remote)
+    : options_(std::move(options)), remote_(std::move(remote)) {}
+
 Client::~Client() = default;
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
-  TM_ASSIGN_OR_RETURN(std::shared_ptr<Session> session, Session::Open(options));
-  return std::unique_ptr<Client>(new Client(options, std::move(session)));
+  if (!options.socket_path.empty()) {
+    TM_ASSIGN_OR_RETURN(std::shared_ptr<Session> session, Session::Open(options));
+    return std::unique_ptr<Client>(new Client(options, std::move(session)));
+  }
+  if (!options.agent_address.empty()) {
+    TM_ASSIGN_OR_RETURN(std::shared_ptr<transport::RemoteConnection> remote,
+                        client_internal::ConnectRemote(options));
+    return std::unique_ptr<Client>(new Client(options, std::move(remote)));
+  }
+  return InvalidArgument(
+      "no agent to connect to: set ClientOptions::socket_path (the agent's data socket on this "
+      "node) or ClientOptions::agent_address (host:port of its remote listener)");
 }
 
 Result<std::unique_ptr<Client>> Client::Connect(std::string_view socket_path,
@@ -63,10 +80,12 @@ Result<std::unique_ptr<Client>> Client::Connect(std::string_view socket_path,
 Result<ClientOptions> Client::OptionsFromEnv() {
   ClientOptions options;
   options.socket_path = EnvOrEmpty(kEnvAgentSocket);
-  if (options.socket_path.empty()) {
-    return InvalidArgument(std::string(kEnvAgentSocket) +
-                           " is not set: it must name the agent's data socket (for example "
-                           "/run/tokenmem/data.sock)");
+  options.agent_address = EnvOrEmpty(kEnvAgentAddress);
+  if (options.socket_path.empty() && options.agent_address.empty()) {
+    return InvalidArgument(std::string(kEnvAgentSocket) + " and " + kEnvAgentAddress +
+                           " are not set: one must name the agent, by its data socket on this "
+                           "node (for example /run/tokenmem/data.sock) or by the host:port of "
+                           "its remote listener");
   }
   const std::string lease = EnvOrEmpty(kEnvLease);
   if (lease.empty()) {
@@ -91,10 +110,22 @@ Result<ClientOptions> Client::OptionsFromEnv() {
 
 Result<std::unique_ptr<Client>> Client::FromEnv() {
   TM_ASSIGN_OR_RETURN(ClientOptions options, OptionsFromEnv());
+  if (options.agent_address.empty()) return Connect(options);
+  if (!options.socket_path.empty()) {
+    struct stat st {};
+    if (::stat(options.socket_path.c_str(), &st) == 0) {
+      auto local = Connect(options);
+      if (local.ok() || local.status().code() != StatusCode::kUnavailable) return local;
+    }
+  }
+  // No agent on this node: the remote path.
+  options.socket_path.clear();
   return Connect(options);
 }
 
-bool Client::connected() const { return !session_->broken(); }
+bool Client::connected() const {
+  return remote_ != nullptr ? client_internal::RemoteConnected(*remote_) : !session_->broken();
+}
 
 Result<std::shared_ptr<Pool>> Client::AttachDefault() {
   if (options_.default_pool.empty()) {
@@ -114,6 +145,13 @@ Result<std::shared_ptr<Pool>> Client::Attach(std::string_view pool_name) {
   auto cached = pools_.find(name);
   if (cached != pools_.end()) {
     if (auto pool = cached->second.lock()) return pool;
+  }
+  if (remote_ != nullptr) {
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<RemotePool> backend, RemotePool::Attach(remote_, name));
+    auto impl = std::make_unique<Pool::Impl>(name, std::move(backend));
+    std::shared_ptr<Pool> pool(new Pool(std::move(impl)));
+    pools_[name] = pool;
+    return pool;
   }
 
   layout::AttachRequest request{};

@@ -12,9 +12,13 @@
 namespace tokenmem {
 namespace {
 
+using client_internal::ItemError;
+using client_internal::NoteFailure;
 using client_internal::PayloadReader;
 using client_internal::PayloadWriter;
+using client_internal::PiecesBytes;
 using client_internal::PoolMap;
+using client_internal::RemotePool;
 
 // Attempts at one block before a reader that keeps losing the race to the
 // agent reports a miss.
@@ -23,38 +27,6 @@ constexpr int kReadAttempts = 16;
 constexpr int kFetchRounds = 2;
 // How many keys ahead LookupPrefix prefetches index entries.
 constexpr size_t kPrefetchAhead = 16;
-
-size_t PiecesBytes(std::span<const IoVec> pieces) {
-  size_t total = 0;
-  for (const IoVec& p : pieces) total += p.len;
-  return total;
-}
-
-Status ItemError(StatusCode code, const BlockKey& key, std::string_view what) {
-  return Status(code, "block " + key.ToHex() + ": " + std::string(what));
-}
-
-std::string_view Describe(StatusCode code) {
-  switch (code) {
-    case StatusCode::kInvalidArgument:
-      return "invalid argument (size)";
-    case StatusCode::kResourceExhausted:
-      return "quota or capacity exceeded";
-    case StatusCode::kPermissionDenied:
-      return "permission denied";
-    case StatusCode::kUnavailable:
-      return "the agent is unavailable";
-    default:
-      return StatusCodeName(code);
-  }
-}
-
-// Keeps the first failure (not a miss) of a batch.
-void NoteFailure(Status* first, StatusCode code, const BlockKey& key) {
-  if (first->ok() && code != StatusCode::kOk && code != StatusCode::kNotFound) {
-    *first = ItemError(code, key, Describe(code));
-  }
-}
 
 void CopyOut(std::span<const IoVec> pieces, const std::byte* src, size_t length) {
   for (const IoVec& p : pieces) {
@@ -86,8 +58,13 @@ Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pool::~Pool() = default;
 
 const std::string& Pool::name() const { return impl_->name; }
-uint64_t Pool::block_size() const { return impl_->map->block_size(); }
-bool Pool::read_only() const { return impl_->map->read_only(); }
+uint64_t Pool::block_size() const {
+  return impl_->remote ? impl_->remote->block_size() : impl_->map->block_size();
+}
+bool Pool::read_only() const {
+  return impl_->remote ? impl_->remote->read_only() : impl_->map->read_only();
+}
+bool Pool::remote() const { return impl_->remote != nullptr; }
 
 void Pool::Impl::AddTally(const Tally& t) {
   layout::ClientArea& area = map->client_area();
@@ -236,6 +213,7 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
     return InvalidArgument("GetMany: " + std::to_string(items.size()) + " items but " +
                            std::to_string(results.size()) + " results");
   }
+  if (impl_->remote) return impl_->remote->GetMany(items, results);
   Impl::Tally tally;
   std::vector<size_t> on_nvme;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -286,9 +264,8 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
   for (size_t i = 0; i < items.size(); ++i) {
     if (results[i].code == StatusCode::kNotFound) ++tally.misses;
     if (results[i].code == StatusCode::kInvalidArgument && first.ok()) {
-      first = ItemError(StatusCode::kInvalidArgument, items[i].key,
-                        "the destination holds " + std::to_string(PiecesBytes(items[i].pieces)) +
-                            " bytes, the block " + std::to_string(results[i].length));
+      first =
+          client_internal::TooSmall(items[i].key, PiecesBytes(items[i].pieces), results[i].length);
     }
     NoteFailure(&first, results[i].code, items[i].key);
   }
@@ -305,6 +282,7 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
     for (IoResult& r : results) r = {StatusCode::kPermissionDenied, 0};
     return PermissionDenied("pool '" + impl_->name + "' is attached with a read-only lease");
   }
+  if (impl_->remote) return impl_->remote->PutMany(items, results);
   Status first;
   const uint64_t limit = block_size();
   std::vector<size_t> todo;
@@ -433,6 +411,7 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
 }
 
 bool Pool::Contains(const BlockKey& key) const {
+  if (impl_->remote) return impl_->remote->Contains(key);
   layout::EntryView v;
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
     const layout::FindResult r = layout::FindEntry(impl_->map->index(), key.hi, key.lo, &v);
@@ -442,6 +421,7 @@ bool Pool::Contains(const BlockKey& key) const {
 }
 
 uint32_t Pool::LookupPrefix(std::span<const BlockKey> keys) {
+  if (impl_->remote) return impl_->remote->LookupPrefix(keys);
   const void* index = impl_->map->index();
   const layout::IndexEntry* entries = layout::Entries(index);
   const uint64_t capacity = impl_->map->capacity();
@@ -503,18 +483,28 @@ Status Many(Pool::Impl& impl, bool refuse, uint16_t type, std::span<const BlockK
 }  // namespace
 
 Status Pool::Remove(const BlockKey& key) {
+  if (impl_->remote) return impl_->remote->Remove(key);
   return Single(*impl_, read_only(), layout::kRemove, key);
 }
-Status Pool::Pin(const BlockKey& key) { return Single(*impl_, false, layout::kPin, key); }
-Status Pool::Unpin(const BlockKey& key) { return Single(*impl_, false, layout::kUnpin, key); }
+Status Pool::Pin(const BlockKey& key) {
+  if (impl_->remote) return RemotePool::PinRefused();
+  return Single(*impl_, false, layout::kPin, key);
+}
+Status Pool::Unpin(const BlockKey& key) {
+  if (impl_->remote) return RemotePool::PinRefused();
+  return Single(*impl_, false, layout::kUnpin, key);
+}
 
 Status Pool::RemoveMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  if (impl_->remote) return impl_->remote->RemoveMany(keys, results);
   return Many(*impl_, read_only(), layout::kRemove, keys, results);
 }
 Status Pool::PinMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  if (impl_->remote) return RemotePool::PinManyRefused(keys, results);
   return Many(*impl_, false, layout::kPin, keys, results);
 }
 Status Pool::UnpinMany(std::span<const BlockKey> keys, std::span<StatusCode> results) {
+  if (impl_->remote) return RemotePool::PinManyRefused(keys, results);
   return Many(*impl_, false, layout::kUnpin, keys, results);
 }
 

@@ -1,5 +1,8 @@
 // Pool::Impl: the state behind a tokenmem::Pool (internal to the SDK and
 // its tests). See tokenmem/client.h for the behaviour of each call.
+//
+// A pool is local (session and map set: the agent is on this node) or
+// remote (`remote` set: every call goes to RemotePool).
 #pragma once
 
 #include <cstdint>
@@ -8,13 +11,58 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "local/pool_map.h"
 #include "local/session.h"
+#include "remote/remote_pool.h"
 #include "tokenmem/client.h"
 
 namespace tokenmem {
+namespace client_internal {
+
+// How batches report, shared by the local and remote paths.
+inline size_t PiecesBytes(std::span<const IoVec> pieces) {
+  size_t total = 0;
+  for (const IoVec& p : pieces) total += p.len;
+  return total;
+}
+
+inline Status ItemError(StatusCode code, const BlockKey& key, std::string_view what) {
+  return Status(code, "block " + key.ToHex() + ": " + std::string(what));
+}
+
+inline std::string_view DescribeItemCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument:
+      return "invalid argument (size)";
+    case StatusCode::kResourceExhausted:
+      return "quota or capacity exceeded";
+    case StatusCode::kPermissionDenied:
+      return "permission denied";
+    case StatusCode::kUnavailable:
+      return "the agent is unavailable";
+    default:
+      return StatusCodeName(code);
+  }
+}
+
+// Keeps the first failure (not a miss) of a batch.
+inline void NoteFailure(Status* first, StatusCode code, const BlockKey& key) {
+  if (first->ok() && code != StatusCode::kOk && code != StatusCode::kNotFound) {
+    *first = ItemError(code, key, DescribeItemCode(code));
+  }
+}
+
+// The status a get batch reports for an item whose pieces were too small.
+inline Status TooSmall(const BlockKey& key, size_t have, size_t need) {
+  return ItemError(StatusCode::kInvalidArgument, key,
+                   "the destination holds " + std::to_string(have) + " bytes, the block " +
+                       std::to_string(need));
+}
+
+}  // namespace client_internal
 
 struct Pool::Impl {
   // Per-call tallies, added to the client area once per call.
@@ -32,6 +80,8 @@ struct Pool::Impl {
   Impl(std::shared_ptr<Session> session, std::string name, uint32_t pool_id,
        std::unique_ptr<client_internal::PoolMap> map)
       : session(std::move(session)), name(std::move(name)), pool_id(pool_id), map(std::move(map)) {}
+  Impl(std::string name, std::unique_ptr<client_internal::RemotePool> remote)
+      : name(std::move(name)), pool_id(0), remote(std::move(remote)) {}
 
   LocalRead ReadLocal(const BlockKey& key, std::span<const IoVec> pieces, size_t capacity,
                       Tally* tally);
@@ -42,11 +92,12 @@ struct Pool::Impl {
   Status KeysCall(uint16_t type, std::span<const BlockKey> keys, std::span<StatusCode> codes);
   void AddTally(const Tally& tally);
 
-  const std::shared_ptr<Session> session;
+  const std::shared_ptr<Session> session;  // local only
   const std::string name;
-  const uint32_t pool_id;
-  const std::unique_ptr<client_internal::PoolMap> map;
-  std::mutex map_mu;  // serializes MapSegment
+  const uint32_t pool_id;                                     // local only
+  const std::unique_ptr<client_internal::PoolMap> map;        // local only
+  const std::unique_ptr<client_internal::RemotePool> remote;  // remote only
+  std::mutex map_mu;                                          // serializes MapSegment
 
   // Tests only: runs after a block's bytes were copied and before the copy
   // is validated, so a test can change the entry in between. Set before

@@ -34,11 +34,15 @@ inline constexpr uint16_t kFrameVersion = 1;
 inline constexpr unsigned kRequestAm = 17;
 inline constexpr unsigned kReplyAm = 18;
 
-inline constexpr uint32_t kMaxItems = 4096;        // keys in one request
+// A frame travels as a UCX active-message header, which UCX caps (about
+// 8 KiB over TCP and shared memory): 256 items keep every frame under it.
+inline constexpr uint32_t kMaxItems = 256;         // keys in one request
 inline constexpr size_t kMaxNameBytes = 253;       // pool and node names
 inline constexpr size_t kMaxCredentialBytes = 63;  // lease id and secret
 inline constexpr size_t kMaxMessageBytes = 1024;   // error text in a reply
-inline constexpr size_t kMaxHeaderBytes = 128 * 1024;
+inline constexpr size_t kMaxHeaderBytes = 8 * 1024;
+// The largest frame the encoders produce (a GET or PUT of kMaxItems).
+inline constexpr size_t kLargestFrameBytes = 24 + 20 * kMaxItems;
 
 enum class Op : uint16_t {
   kHello = 1,   // present the lease; first on every connection

@@ -45,6 +45,8 @@ class UcxRuntime {
   UcxRuntime& operator=(const UcxRuntime&) = delete;
 
   ucp_context_h context() const { return context_; }
+  // The largest active-message header the worker carries.
+  size_t max_header() const { return max_header_; }
   ucp_worker_h worker() const { return worker_; }
 
   // Starts the progress thread. Handlers and listeners may be set up
@@ -73,6 +75,7 @@ class UcxRuntime {
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   int worker_fd_ = -1;
+  size_t max_header_ = 0;
   int wake_fd_ = -1;  // eventfd written by Post()
   std::thread thread_;
   std::atomic<bool> stopping_{false};
