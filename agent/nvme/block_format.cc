@@ -8,27 +8,30 @@
 namespace tokenmem::nvme {
 namespace {
 
-// Field offsets, shared by both header kinds where they agree.
 constexpr size_t kOffMagic = 0;
 constexpr size_t kOffVersion = 4;
 constexpr size_t kOffHeaderLength = 8;
 constexpr size_t kOffHeaderCrc = 60;
 
-constexpr size_t kSlotOffFlags = 12;
-constexpr size_t kSlotOffKeyHi = 16;
-constexpr size_t kSlotOffKeyLo = 24;
-constexpr size_t kSlotOffGeneration = 32;
-constexpr size_t kSlotOffStoredMs = 40;
-constexpr size_t kSlotOffDataLength = 48;
-constexpr size_t kSlotOffDataCrc = 52;
-
 constexpr size_t kSegOffIndex = 12;
 constexpr size_t kSegOffBlockSize = 16;
 constexpr size_t kSegOffSlotsPerSegment = 24;
-constexpr size_t kSegOffSlotHeaderLength = 28;
+constexpr size_t kSegOffEntrySize = 28;
 constexpr size_t kSegOffCreatedMs = 32;
+constexpr size_t kSegOffDataOffset = 40;
+
+constexpr size_t kEntOffFlags = 0;
+constexpr size_t kEntOffDataLength = 4;
+constexpr size_t kEntOffKeyHi = 8;
+constexpr size_t kEntOffKeyLo = 16;
+constexpr size_t kEntOffGeneration = 24;
+constexpr size_t kEntOffStoredMs = 32;
+constexpr size_t kEntOffDataCrc = 40;
+constexpr size_t kEntOffSlot = 44;
+constexpr size_t kEntOffCrc = 60;
 
 static_assert(kOffHeaderCrc + 4 == kHeaderFieldBytes);
+static_assert(kEntOffCrc + 4 == kTableEntrySize);
 
 void Put32(std::byte* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
@@ -47,84 +50,75 @@ uint64_t Get64(const std::byte* p) {
   return v;
 }
 
+// Both the segment header and a table entry end their 64 field bytes with
+// the CRC32C of the first 60.
 uint32_t FieldsCrc(const std::byte* p) { return Crc32c({p, kOffHeaderCrc}); }
-
-// Checks what both header kinds share: magic, checksum, version, length.
-Status CheckCommon(const std::byte* p, uint32_t magic, uint32_t header_length, const char* what) {
-  const uint32_t got_magic = Get32(p + kOffMagic);
-  if (got_magic != magic) {
-    return Corruption(std::string(what) + ": bad magic " + std::to_string(got_magic));
-  }
-  const uint32_t want_crc = Get32(p + kOffHeaderCrc);
-  const uint32_t got_crc = FieldsCrc(p);
-  if (want_crc != got_crc) {
-    return Corruption(std::string(what) + ": header checksum mismatch (stored " +
-                      std::to_string(want_crc) + ", computed " + std::to_string(got_crc) + ")");
-  }
-  const uint32_t version = Get32(p + kOffVersion);
-  if (version != kFormatVersion) {
-    return Corruption(std::string(what) + ": unknown format version " + std::to_string(version));
-  }
-  const uint32_t length = Get32(p + kOffHeaderLength);
-  if (length != header_length) {
-    return Corruption(std::string(what) + ": unexpected header length " + std::to_string(length));
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 
-Status EncodeSlotHeader(const SlotHeader& header, std::span<std::byte> out) {
-  if (out.size() < kSlotHeaderSize) {
-    return InvalidArgument("slot header needs " + std::to_string(kSlotHeaderSize) + " bytes, got " +
-                           std::to_string(out.size()));
+Status EncodeSlotEntry(const SlotEntry& entry, std::span<std::byte> out) {
+  if (out.size() < kTableEntrySize) {
+    return InvalidArgument("slot table entry needs " + std::to_string(kTableEntrySize) +
+                           " bytes, got " + std::to_string(out.size()));
   }
   std::byte* p = out.data();
-  std::memset(p, 0, kSlotHeaderSize);
-  Put32(p + kOffMagic, kSlotMagic);
-  Put32(p + kOffVersion, kFormatVersion);
-  Put32(p + kOffHeaderLength, kSlotHeaderSize);
-  Put32(p + kSlotOffFlags, static_cast<uint32_t>(header.flags));
-  Put64(p + kSlotOffKeyHi, header.key.hi);
-  Put64(p + kSlotOffKeyLo, header.key.lo);
-  Put64(p + kSlotOffGeneration, header.generation);
-  Put64(p + kSlotOffStoredMs, header.stored_unix_ms);
-  Put32(p + kSlotOffDataLength, header.data_length);
-  Put32(p + kSlotOffDataCrc, header.data_crc32c);
-  Put32(p + kOffHeaderCrc, FieldsCrc(p));
+  std::memset(p, 0, kTableEntrySize);
+  Put32(p + kEntOffFlags, static_cast<uint32_t>(entry.flags));
+  Put32(p + kEntOffDataLength, entry.data_length);
+  Put64(p + kEntOffKeyHi, entry.key.hi);
+  Put64(p + kEntOffKeyLo, entry.key.lo);
+  Put64(p + kEntOffGeneration, entry.generation);
+  Put64(p + kEntOffStoredMs, entry.stored_unix_ms);
+  Put32(p + kEntOffDataCrc, entry.data_crc32c);
+  Put32(p + kEntOffSlot, entry.slot);
+  Put32(p + kEntOffCrc, FieldsCrc(p));
   return Status::Ok();
 }
 
-Result<SlotHeader> DecodeSlotHeader(std::span<const std::byte> in, uint64_t max_data_length) {
-  if (in.size() < kSlotHeaderSize) {
-    return InvalidArgument("slot header needs " + std::to_string(kSlotHeaderSize) + " bytes, got " +
-                           std::to_string(in.size()));
+Result<SlotEntry> DecodeSlotEntry(std::span<const std::byte> in, uint64_t max_data_length,
+                                  uint32_t expected_slot) {
+  if (in.size() < kTableEntrySize) {
+    return InvalidArgument("slot table entry needs " + std::to_string(kTableEntrySize) +
+                           " bytes, got " + std::to_string(in.size()));
   }
   const std::byte* p = in.data();
-  TM_RETURN_IF_ERROR(CheckCommon(p, kSlotMagic, kSlotHeaderSize, "slot header"));
-  SlotHeader h;
-  const uint32_t flags = Get32(p + kSlotOffFlags);
+  const uint32_t want_crc = Get32(p + kEntOffCrc);
+  const uint32_t got_crc = FieldsCrc(p);
+  if (want_crc != got_crc) {
+    return Corruption("slot table entry " + std::to_string(expected_slot) +
+                      ": checksum mismatch (stored " + std::to_string(want_crc) + ", computed " +
+                      std::to_string(got_crc) + ")");
+  }
+  SlotEntry e;
+  const uint32_t flags = Get32(p + kEntOffFlags);
   if (flags != static_cast<uint32_t>(SlotFlags::kLive) &&
       flags != static_cast<uint32_t>(SlotFlags::kTombstone)) {
-    return Corruption("slot header: unknown flags " + std::to_string(flags));
+    return Corruption("slot table entry " + std::to_string(expected_slot) + ": unknown flags " +
+                      std::to_string(flags));
   }
-  h.flags = static_cast<SlotFlags>(flags);
-  h.key.hi = Get64(p + kSlotOffKeyHi);
-  h.key.lo = Get64(p + kSlotOffKeyLo);
-  h.generation = Get64(p + kSlotOffGeneration);
-  h.stored_unix_ms = Get64(p + kSlotOffStoredMs);
-  h.data_length = Get32(p + kSlotOffDataLength);
-  h.data_crc32c = Get32(p + kSlotOffDataCrc);
-  if (h.data_length > max_data_length) {
-    return Corruption("slot header: data length " + std::to_string(h.data_length) +
-                      " exceeds the block size " + std::to_string(max_data_length));
+  e.flags = static_cast<SlotFlags>(flags);
+  e.data_length = Get32(p + kEntOffDataLength);
+  e.key.hi = Get64(p + kEntOffKeyHi);
+  e.key.lo = Get64(p + kEntOffKeyLo);
+  e.generation = Get64(p + kEntOffGeneration);
+  e.stored_unix_ms = Get64(p + kEntOffStoredMs);
+  e.data_crc32c = Get32(p + kEntOffDataCrc);
+  e.slot = Get32(p + kEntOffSlot);
+  if (e.slot != expected_slot) {
+    return Corruption("slot table entry " + std::to_string(expected_slot) + ": describes slot " +
+                      std::to_string(e.slot));
   }
-  return h;
+  if (e.data_length > max_data_length) {
+    return Corruption("slot table entry " + std::to_string(expected_slot) + ": data length " +
+                      std::to_string(e.data_length) + " exceeds the block size " +
+                      std::to_string(max_data_length));
+  }
+  return e;
 }
 
-bool IsBlankSlotHeader(std::span<const std::byte> in) {
-  if (in.size() < kHeaderFieldBytes) return false;
-  for (size_t i = 0; i < kHeaderFieldBytes; ++i) {
+bool IsBlankSlotEntry(std::span<const std::byte> in) {
+  if (in.size() < kTableEntrySize) return false;
+  for (size_t i = 0; i < kTableEntrySize; ++i) {
     if (in[i] != std::byte{0}) return false;
   }
   return true;
@@ -143,8 +137,9 @@ Status EncodeSegmentHeader(const SegmentHeader& header, std::span<std::byte> out
   Put32(p + kSegOffIndex, header.segment_index);
   Put64(p + kSegOffBlockSize, header.block_size);
   Put32(p + kSegOffSlotsPerSegment, header.slots_per_segment);
-  Put32(p + kSegOffSlotHeaderLength, kSlotHeaderSize);
+  Put32(p + kSegOffEntrySize, kTableEntrySize);
   Put64(p + kSegOffCreatedMs, header.created_unix_ms);
+  Put64(p + kSegOffDataOffset, DataOffset(header.slots_per_segment));
   Put32(p + kOffHeaderCrc, FieldsCrc(p));
   return Status::Ok();
 }
@@ -155,22 +150,53 @@ Result<SegmentHeader> DecodeSegmentHeader(std::span<const std::byte> in) {
                            " bytes, got " + std::to_string(in.size()));
   }
   const std::byte* p = in.data();
-  TM_RETURN_IF_ERROR(CheckCommon(p, kSegmentMagic, kSegmentHeaderSize, "segment header"));
+  const uint32_t magic = Get32(p + kOffMagic);
+  if (magic != kSegmentMagic) {
+    return Corruption("segment header: bad magic " + std::to_string(magic));
+  }
+  const uint32_t want_crc = Get32(p + kOffHeaderCrc);
+  const uint32_t got_crc = FieldsCrc(p);
+  if (want_crc != got_crc) {
+    return Corruption("segment header: checksum mismatch (stored " + std::to_string(want_crc) +
+                      ", computed " + std::to_string(got_crc) + ")");
+  }
+  // The magic, version and checksum sit where they did in every version, so
+  // a sound header of another version is told apart from a damaged one.
+  const uint32_t version = Get32(p + kOffVersion);
+  if (version != kFormatVersion) {
+    return FailedPrecondition(
+        "segment file has on-disk format version " + std::to_string(version) +
+        " but this agent reads only version " + std::to_string(kFormatVersion) +
+        (version < kFormatVersion
+             ? " (version 1 kept a 4096-byte header per slot; version 2 keeps a compact slot "
+               "table); there is no in-place migration: the NVMe tier is a cache, so remove the "
+               "seg-*.tmd files to start afresh, or drain them with the agent that wrote them"
+             : "; it was written by a newer agent"));
+  }
+  const uint32_t length = Get32(p + kOffHeaderLength);
+  if (length != kSegmentHeaderSize) {
+    return Corruption("segment header: unexpected header length " + std::to_string(length));
+  }
   SegmentHeader h;
   h.segment_index = Get32(p + kSegOffIndex);
   h.block_size = Get64(p + kSegOffBlockSize);
   h.slots_per_segment = Get32(p + kSegOffSlotsPerSegment);
   h.created_unix_ms = Get64(p + kSegOffCreatedMs);
-  const uint32_t slot_header_length = Get32(p + kSegOffSlotHeaderLength);
-  if (slot_header_length != kSlotHeaderSize) {
-    return Corruption("segment header: unexpected slot header length " +
-                      std::to_string(slot_header_length));
+  const uint32_t entry_size = Get32(p + kSegOffEntrySize);
+  if (entry_size != kTableEntrySize) {
+    return Corruption("segment header: unexpected table entry size " + std::to_string(entry_size));
   }
   if (h.block_size == 0 || h.block_size % 4096 != 0) {
     return Corruption("segment header: impossible block size " + std::to_string(h.block_size));
   }
   if (h.slots_per_segment == 0) {
     return Corruption("segment header: zero slots per segment");
+  }
+  const uint64_t data_offset = Get64(p + kSegOffDataOffset);
+  if (data_offset != DataOffset(h.slots_per_segment)) {
+    return Corruption("segment header: data offset " + std::to_string(data_offset) +
+                      " does not match " + std::to_string(h.slots_per_segment) +
+                      " slots per segment");
   }
   return h;
 }

@@ -23,7 +23,8 @@ enum class IoOp { kRead, kWrite };
 class IoObserver {
  public:
   virtual ~IoObserver() = default;
-  // `bytes`: what went to or came from the device (header included);
+  // `bytes`: what went to or came from the device (a write's table page
+  // included);
   // `ok`: false when the kernel or device reported an error (a checksum
   // failure found after a successful read still counts as ok here).
   virtual void ObserveIo(IoOp op, std::chrono::nanoseconds elapsed, uint64_t bytes, bool ok) = 0;

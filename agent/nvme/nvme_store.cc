@@ -28,21 +28,19 @@ namespace {
 constexpr char kLog[] = "nvme";
 constexpr uint64_t kMaxCapacitySlots = 0xFFFFFFFEull;  // slot numbers are uint32_t
 constexpr uint32_t kMaxSegments = 1000000;             // six digits in the file name
-constexpr uint64_t kMaxBlockSize = UringQueue::kMaxOpLength - kSlotHeaderSize;
+constexpr uint64_t kMaxBlockSize = UringQueue::kMaxOpLength;
 constexpr std::string_view kSegmentPrefix = "seg-";
 constexpr std::string_view kSegmentSuffix = ".tmd";
 constexpr std::string_view kTempSuffix = ".tmp";
 
-// Recovery scan. Slots up to kChunkScanMaxSlotSize are read whole, many per
-// read, as the file lies (sequential reads of kScanChunkBytes); larger slots
-// only have their 4096-byte header read, since reading their data areas
-// would cost more than the extra I/O operations. kScanDepth reads are kept
-// in flight on a ring of the scan's own.
-constexpr uint64_t kChunkScanMaxSlotSize = 16 * 1024;
-constexpr uint64_t kScanChunkBytes = 256 * 1024;
-constexpr uint32_t kScanDepth = 128;
-constexpr size_t kScanOpsPerRoundChunked = 128;   // 32 MiB of buffers
-constexpr size_t kScanOpsPerRoundHeaders = 2048;  // 8 MiB of buffers
+// Data moves in pieces of at most kIoChunkBytes, all in flight together:
+// the device works on several at once, and the CRC32C of the pieces that
+// have arrived is computed while the rest are still in flight.
+constexpr uint64_t kIoChunkBytes = 256 * 1024;
+// Recovery reads the slot tables in pieces of kScanReadBytes, kScanDepth in
+// flight on a ring of the scan's own.
+constexpr uint64_t kScanReadBytes = 1024 * 1024;
+constexpr uint32_t kScanDepth = 32;
 
 uint64_t NowUnixMs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -172,7 +170,7 @@ auto Rank(const RecoveredBlock& b) {
 
 }  // namespace
 
-// An I/O buffer of slot_size_ bytes borrowed from the store's pool.
+// A bounce buffer of block_size_ bytes borrowed from the store's pool.
 class NvmeStore::ScopedBuffer {
  public:
   explicit ScopedBuffer(NvmeStore* store) : store_(store) {}
@@ -196,13 +194,12 @@ class NvmeStore::ScopedBuffer {
 NvmeStore::NvmeStore(const NvmeStoreOptions& options, uint32_t capacity_slots, int lock_fd)
     : directory_(options.directory),
       block_size_(options.block_size),
-      slot_size_(kSlotHeaderSize + options.block_size),
       capacity_slots_(capacity_slots),
       requested_segment_bytes_(options.segment_bytes),
       queue_depth_(options.queue_depth),
       io_rings_(options.io_rings),
       lock_fd_(lock_fd),
-      max_pooled_buffers_(std::clamp<size_t>((64ull << 20) / slot_size_, 2, 64)) {}
+      max_pooled_buffers_(std::clamp<size_t>((64ull << 20) / options.block_size, 2, 64)) {}
 
 NvmeStore::~NvmeStore() {
   if (dirty_.load()) {
@@ -277,6 +274,10 @@ Status NvmeStore::OpenSegments() {
     if (!h.ok()) {
       return h.status().WithContext(path.string() + " (remove the file to start afresh)");
     }
+    if (size < DataOffset(h->slots_per_segment)) {
+      return Corruption(path.string() + ": " + std::to_string(size) +
+                        " bytes is too short for its slot table; remove it to start afresh");
+    }
     if (h->segment_index != index) {
       return Corruption(path.string() + ": its header says it is segment " +
                         std::to_string(h->segment_index));
@@ -298,11 +299,17 @@ Status NvmeStore::OpenSegments() {
     found.push_back({index, std::move(file), size});
   }
 
+  // The most slots whose header, table and data areas fit in segment_bytes.
   uint64_t requested_stride = 1;
-  if (requested_segment_bytes_ >= kSegmentHeaderSize + slot_size_) {
-    requested_stride = (requested_segment_bytes_ - kSegmentHeaderSize) / slot_size_;
+  if (requested_segment_bytes_ > kSegmentHeaderSize) {
+    requested_stride = std::max<uint64_t>(
+        1, (requested_segment_bytes_ - kSegmentHeaderSize) / (block_size_ + kTableEntrySize));
+    requested_stride = std::min<uint64_t>(requested_stride, kMaxCapacitySlots);
+    while (requested_stride > 1 && DataOffset(requested_stride) + requested_stride * block_size_ >
+                                       requested_segment_bytes_) {
+      --requested_stride;  // the table's padding to whole pages did not fit
+    }
   }
-  requested_stride = std::min<uint64_t>(requested_stride, kMaxCapacitySlots);
   if (disk_stride != 0) {
     slots_per_segment_ = disk_stride;
     if (disk_stride != requested_stride) {
@@ -312,6 +319,8 @@ Status NvmeStore::OpenSegments() {
   } else {
     slots_per_segment_ = static_cast<uint32_t>(requested_stride);
   }
+  data_offset_ = DataOffset(slots_per_segment_);
+  pages_per_segment_ = static_cast<uint32_t>(TableBytes(slots_per_segment_) / kTablePageSize);
 
   // 3. Shape the files to the capacity.
   const uint64_t needed = (uint64_t{capacity_slots_} + slots_per_segment_ - 1) / slots_per_segment_;
@@ -328,7 +337,7 @@ Status NvmeStore::OpenSegments() {
   bool directory_changed = false;
   uint64_t dropped_slots = 0;
   for (Found& f : found) {
-    const uint64_t file_slots = (f.size - kSegmentHeaderSize) / slot_size_;
+    const uint64_t file_slots = (f.size - data_offset_) / block_size_;
     if (f.index >= needed) {
       dropped_slots += file_slots;
       const fs::path path = f.file->path();
@@ -338,7 +347,7 @@ Status NvmeStore::OpenSegments() {
       continue;
     }
     const uint32_t want = slots_in(f.index);
-    const uint64_t want_size = kSegmentHeaderSize + uint64_t{want} * slot_size_;
+    const uint64_t want_size = data_offset_ + uint64_t{want} * block_size_;
     if (f.size != want_size) {
       if (f.size > want_size) {
         dropped_slots += file_slots > want ? file_slots - want : 0;
@@ -348,7 +357,9 @@ Status NvmeStore::OpenSegments() {
       }
       TM_RETURN_IF_ERROR(f.file->Sync());
     }
-    segments_[f.index] = {std::move(f.file), want};
+    segments_[f.index].file = std::move(f.file);
+    segments_[f.index].slots = want;
+    segments_[f.index].valid_entries = static_cast<uint32_t>(std::min<uint64_t>(file_slots, want));
   }
   if (dropped_slots > 0) {
     TM_LOG(WARN, kLog) << directory_.string() << ": capacity shrank to " << capacity_slots_
@@ -366,7 +377,7 @@ Status NvmeStore::OpenSegments() {
     TM_ASSIGN_OR_RETURN(std::unique_ptr<UringFile> file,
                         UringFile::Open(temp_path, OpenMode::kCreateExclusive, queue_));
     auto create = [&]() -> Status {
-      TM_RETURN_IF_ERROR(file->Preallocate(kSegmentHeaderSize + uint64_t{slots} * slot_size_));
+      TM_RETURN_IF_ERROR(file->Preallocate(data_offset_ + uint64_t{slots} * block_size_));
       SegmentHeader h;
       h.segment_index = i;
       h.block_size = block_size_;
@@ -383,7 +394,10 @@ Status NvmeStore::OpenSegments() {
       ::unlink(temp_path.c_str());
       return s;
     }
-    segments_[i] = {std::move(file), slots};
+    segments_[i].file = std::move(file);
+    segments_[i].slots = slots;
+    segments_[i].valid_entries = 0;
+    segments_[i].created = true;
     directory_changed = true;
   }
   if (directory_changed) TM_RETURN_IF_ERROR(SyncDirectoryFd(lock_fd_, directory_));
@@ -392,106 +406,127 @@ Status NvmeStore::OpenSegments() {
 
 Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
   const auto started = std::chrono::steady_clock::now();
-  const bool whole_slots = slot_size_ <= kChunkScanMaxSlotSize;
-  const uint32_t chunk_slots =
-      whole_slots ? static_cast<uint32_t>(std::max<uint64_t>(1, kScanChunkBytes / slot_size_)) : 1;
-  const uint64_t read_stride = whole_slots ? uint64_t{chunk_slots} * slot_size_ : kSlotHeaderSize;
-  const size_t ops_per_round = whole_slots ? kScanOpsPerRoundChunked : kScanOpsPerRoundHeaders;
+  const uint64_t table_bytes = TableBytes(slots_per_segment_);
+  pages_.assign(segments_.size() * uint64_t{pages_per_segment_}, PageState{});
 
+  // 1. Read every slot table into memory, where it stays: that copy is what
+  // Read checks and what later table writes are made from.
   TM_ASSIGN_OR_RETURN(std::unique_ptr<UringQueue> scan_queue,
                       UringQueue::Create({.rings = 1, .depth = kScanDepth}));
-  TM_ASSIGN_OR_RETURN(AlignedBuffer buffer, AlignedBuffer::Allocate(ops_per_round * read_stride));
+  std::vector<UringQueue::Op> ops;
+  std::vector<uint32_t> op_segment;
+  for (uint32_t seg = 0; seg < segments_.size(); ++seg) {
+    Segment& segment = segments_[seg];
+    TM_ASSIGN_OR_RETURN(segment.table, AlignedBuffer::Allocate(table_bytes));
+    if (segment.created) continue;  // a new file's table reads as zeros
+    // The whole table, not just the entries in use: entries past the file's
+    // old slot count may be left from a larger capacity and must be cleared.
+    const uint64_t bytes = table_bytes;
+    for (uint64_t at = 0; at < bytes; at += kScanReadBytes) {
+      ops.push_back({UringQueue::OpKind::kRead,
+                     segment.file->fd(),
+                     segment.table.data() + at,
+                     static_cast<uint32_t>(std::min(kScanReadBytes, bytes - at)),
+                     kSegmentHeaderSize + at,
+                     {}});
+      op_segment.push_back(seg);
+    }
+  }
+  (void)scan_queue->Run(ops);  // each op's own status is checked below
+  uint64_t unreadable_slots = 0;
+  std::vector<uint8_t> unreadable(segments_.size(), 0);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    if (ops[k].status.ok()) continue;
+    // A bad region loses its blocks, not the whole store: the segment's
+    // slots are left free and get rewritten (and remapped by the device).
+    if (ops[k].status.code() != StatusCode::kIoError) return ops[k].status;
+    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+    TM_LOG(WARN, kLog) << "cannot read the slot table of " << segments_[op_segment[k]].file->path()
+                       << ": " << ops[k].status.ToString();
+    unreadable[op_segment[k]] = 1;
+  }
 
+  // 2. Decode the entries. Entries that cannot describe a block (damaged,
+  // beyond the file's old slot count, in an unreadable table) are cleared
+  // in memory, and their pages rewritten below.
   std::vector<RecoveredBlock> blocks;
   std::unordered_map<BlockKey, size_t, BlockKeyHash> where;  // key -> index in blocks
   std::vector<uint32_t> losers;                              // duplicate slots to tombstone
-  uint64_t bad_headers = 0;
-  uint64_t unreadable_slots = 0;
-
-  struct Chunk {
-    uint32_t first_slot;  // store slot number
-    uint32_t count;
-  };
-  std::vector<Chunk> chunks;
-  std::vector<UringQueue::Op> ops;
-  chunks.reserve(ops_per_round);
-  ops.reserve(ops_per_round);
-
-  auto inspect = [&](uint32_t slot, std::span<const std::byte> bytes) {
-    if (IsBlankSlotHeader(bytes)) return;
-    Result<SlotHeader> h = DecodeSlotHeader(bytes, block_size_);
-    if (!h.ok()) {
-      ++bad_headers;
-      return;
+  std::vector<uint8_t> dirty_pages(pages_.size(), 0);
+  uint64_t bad_entries = 0;
+  for (uint32_t seg = 0; seg < segments_.size(); ++seg) {
+    Segment& segment = segments_[seg];
+    if (unreadable[seg]) {
+      std::memset(segment.table.data(), 0, table_bytes);
+      unreadable_slots += segment.slots;
+      for (uint32_t p = 0; p < pages_per_segment_; ++p) {
+        dirty_pages[uint64_t{seg} * pages_per_segment_ + p] = 1;
+      }
+      continue;
     }
-    if (h->flags != SlotFlags::kLive) return;
-    const RecoveredBlock b{h->key,         slot,          h->data_length,
-                           h->data_crc32c, h->generation, h->stored_unix_ms};
-    auto [it, inserted] = where.try_emplace(b.key, blocks.size());
-    if (inserted) {
-      blocks.push_back(b);
-      return;
-    }
-    RecoveredBlock& current = blocks[it->second];
-    if (Rank(b) > Rank(current)) {
-      losers.push_back(current.slot);
-      current = b;
-    } else {
-      losers.push_back(b.slot);
-    }
-  };
-
-  auto run_round = [&]() -> Status {
-    if (ops.empty()) return Status::Ok();
-    (void)scan_queue->Run(ops);  // each op's own status is checked below
-    for (size_t k = 0; k < ops.size(); ++k) {
-      if (!ops[k].status.ok()) {
-        // A bad region loses its blocks, not the whole store: its slots
-        // are left free and get rewritten (and remapped by the device).
-        if (ops[k].status.code() != StatusCode::kIoError) return ops[k].status;
-        counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-        unreadable_slots += chunks[k].count;
-        TM_LOG(WARN, kLog) << "cannot read slots " << chunks[k].first_slot << ".."
-                           << chunks[k].first_slot + chunks[k].count - 1 << ": "
-                           << ops[k].status.ToString();
+    const uint32_t last = std::min(segment.valid_entries, segment.slots);
+    for (uint32_t local = 0; local < slots_per_segment_; ++local) {
+      std::byte* raw = segment.table.data() + uint64_t{local} * kTableEntrySize;
+      const std::span<std::byte> bytes{raw, kTableEntrySize};
+      if (IsBlankSlotEntry(bytes)) continue;
+      const uint32_t slot = seg * slots_per_segment_ + local;
+      auto clear = [&] {
+        std::memset(raw, 0, kTableEntrySize);
+        dirty_pages[uint64_t{seg} * pages_per_segment_ + local / kEntriesPerTablePage] = 1;
+      };
+      if (local >= last) {
+        clear();
         continue;
       }
-      const std::byte* base = buffer.data() + k * read_stride;
-      for (uint32_t j = 0; j < chunks[k].count; ++j) {
-        inspect(chunks[k].first_slot + j, {base + uint64_t{j} * slot_size_, kSlotHeaderSize});
+      Result<SlotEntry> e = DecodeSlotEntry(bytes, block_size_, slot);
+      if (!e.ok()) {
+        ++bad_entries;
+        clear();
+        continue;
+      }
+      if (e->flags != SlotFlags::kLive) continue;
+      const RecoveredBlock b{e->key,         slot,          e->data_length,
+                             e->data_crc32c, e->generation, e->stored_unix_ms};
+      auto [it, inserted] = where.try_emplace(b.key, blocks.size());
+      if (inserted) {
+        blocks.push_back(b);
+        continue;
+      }
+      RecoveredBlock& current = blocks[it->second];
+      if (Rank(b) > Rank(current)) {
+        losers.push_back(current.slot);
+        current = b;
+      } else {
+        losers.push_back(b.slot);
       }
     }
-    ops.clear();
-    chunks.clear();
-    return Status::Ok();
-  };
-
-  for (uint32_t seg = 0; seg < segments_.size(); ++seg) {
-    const Segment& segment = segments_[seg];
-    for (uint32_t local = 0; local < segment.slots; local += chunk_slots) {
-      const uint32_t count = std::min(chunk_slots, segment.slots - local);
-      const uint32_t slot = seg * slots_per_segment_ + local;
-      const uint64_t length = whole_slots ? uint64_t{count} * slot_size_ : kSlotHeaderSize;
-      ops.push_back({UringQueue::OpKind::kRead,
-                     segment.file->fd(),
-                     buffer.data() + ops.size() * read_stride,
-                     static_cast<uint32_t>(length),
-                     OffsetOf(slot),
-                     {}});
-      chunks.push_back({slot, count});
-      if (ops.size() == ops_per_round) TM_RETURN_IF_ERROR(run_round());
-    }
   }
-  TM_RETURN_IF_ERROR(run_round());
-
   // Keep the winners only: tombstone the losing copies so a later delete of
   // the winner cannot bring one of them back.
   for (uint32_t slot : losers) {
-    Status s = Invalidate(slot);
-    if (!s.ok()) {
-      TM_LOG(WARN, kLog) << "cannot tombstone duplicate slot " << slot << ": " << s.ToString();
-    }
+    SlotEntry tomb;
+    tomb.flags = SlotFlags::kTombstone;
+    tomb.slot = slot;
+    TM_RETURN_IF_ERROR(EncodeSlotEntry(tomb, {EntryOf(slot), kTableEntrySize}));
+    dirty_pages[uint64_t{slot / slots_per_segment_} * pages_per_segment_ +
+                slot % slots_per_segment_ / kEntriesPerTablePage] = 1;
   }
+  // No other thread can use the store yet: the pages go straight from the
+  // in-memory tables.
+  uint64_t rewritten = 0;
+  for (size_t page_id = 0; page_id < dirty_pages.size(); ++page_id) {
+    if (!dirty_pages[page_id]) continue;
+    const auto seg = static_cast<uint32_t>(page_id / pages_per_segment_);
+    const auto page = static_cast<uint32_t>(page_id % pages_per_segment_);
+    Status s =
+        WriteTablePage(seg, page, segments_[seg].table.data() + uint64_t{page} * kTablePageSize);
+    if (!s.ok()) {
+      TM_LOG(WARN, kLog) << "cannot rewrite a slot table page: " << s.ToString();
+      continue;
+    }
+    ++rewritten;
+  }
+  if (rewritten > 0) dirty_.store(true);
 
   allocated_.assign(capacity_slots_, 0);
   for (const RecoveredBlock& b : blocks) allocated_[b.slot] = 1;
@@ -506,9 +541,9 @@ Status NvmeStore::Recover(std::vector<RecoveredBlock>* recovered) {
   TM_LOG(INFO, kLog) << "opened " << directory_.string() << ": " << blocks.size()
                      << " blocks recovered from " << capacity_slots_ << " slots in "
                      << segments_.size() << " segment files in " << ms << " ms";
-  if (bad_headers > 0) {
-    TM_LOG(WARN, kLog) << directory_.string() << ": " << bad_headers
-                       << " slot headers failed their checks (torn or damaged writes); "
+  if (bad_entries > 0) {
+    TM_LOG(WARN, kLog) << directory_.string() << ": " << bad_entries
+                       << " slot table entries failed their checks (torn or damaged writes); "
                           "those slots are treated as free";
   }
   if (!losers.empty()) {
@@ -554,7 +589,7 @@ Result<AlignedBuffer> NvmeStore::TakeBuffer() {
       return b;
     }
   }
-  return AlignedBuffer::Allocate(slot_size_);
+  return AlignedBuffer::Allocate(block_size_);
 }
 
 void NvmeStore::ReturnBuffer(AlignedBuffer buffer) {
@@ -562,9 +597,66 @@ void NvmeStore::ReturnBuffer(AlignedBuffer buffer) {
   if (buffers_.size() < max_pooled_buffers_) buffers_.push_back(std::move(buffer));
 }
 
-Status NvmeStore::WriteSlot(uint32_t slot, std::span<const std::byte> bytes) {
-  const auto started = std::chrono::steady_clock::now();
-  return CountWrite(slot, started, bytes.size(), FileOf(slot).WriteAt(OffsetOf(slot), bytes));
+Status NvmeStore::WriteTablePage(uint32_t segment, uint32_t page, const std::byte* bytes) {
+  const UringFile& file = *segments_[segment].file;
+  const uint64_t offset = kSegmentHeaderSize + uint64_t{page} * kTablePageSize;
+  size_t done = 0;
+  int retries = 0;
+  while (done < kTablePageSize) {
+    const ssize_t n =
+        ::pwrite(file.fd(), bytes + done, kTablePageSize - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if ((errno == EINTR || errno == EAGAIN) && ++retries < 100) continue;
+      return ErrnoError("write of slot table page " + std::to_string(page), errno)
+          .WithContext(file.path().string());
+    }
+    if (n == 0 && ++retries >= 100) {
+      return IoError(file.path().string() + ": write of slot table page " + std::to_string(page) +
+                     " makes no progress");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status NvmeStore::CommitEntry(const SlotEntry& entry, uint64_t* bytes_written) {
+  const uint32_t seg = entry.slot / slots_per_segment_;
+  const uint32_t local = entry.slot % slots_per_segment_;
+  const uint32_t page = local / kEntriesPerTablePage;
+  const uint64_t page_id = uint64_t{seg} * pages_per_segment_ + page;
+  std::byte* page_bytes = segments_[seg].table.data() + uint64_t{page} * kTablePageSize;
+  Stripe& stripe = stripes_[page_id % kStripes];
+  PageState& state = pages_[page_id];
+  alignas(kIoAlignment) std::byte snapshot[kTablePageSize];
+
+  std::unique_lock<std::mutex> lock(stripe.mu);
+  TM_RETURN_IF_ERROR(EncodeSlotEntry(
+      entry,
+      {page_bytes + uint64_t{local % kEntriesPerTablePage} * kTableEntrySize, kTableEntrySize}));
+  const uint64_t mine = ++state.changed;
+  while (state.durable < mine) {
+    if (state.writing) {
+      // That write may have copied the page before this entry changed; its
+      // writer wakes us when it lands, and then one of us writes again.
+      stripe.cv.wait(lock);
+      continue;
+    }
+    state.writing = true;
+    const uint64_t target = state.changed;
+    std::memcpy(snapshot, page_bytes, kTablePageSize);
+    lock.unlock();
+    Status s = WriteTablePage(seg, page, snapshot);
+    lock.lock();
+    state.writing = false;
+    if (s.ok()) {
+      state.durable = std::max(state.durable, target);
+      *bytes_written += kTablePageSize;
+    }
+    stripe.cv.notify_all();
+    // On failure the waiters try the write themselves.
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status NvmeStore::CountWrite(uint32_t slot, std::chrono::steady_clock::time_point started,
@@ -584,14 +676,6 @@ Status NvmeStore::CountWrite(uint32_t slot, std::chrono::steady_clock::time_poin
   return Status::Ok();
 }
 
-Status NvmeStore::WriteSlotPieces(uint32_t slot, std::span<const std::byte> header,
-                                  std::span<const std::byte> data) {
-  const auto started = std::chrono::steady_clock::now();
-  const UringFile::WriteRequest writes[2] = {{OffsetOf(slot), header},
-                                             {OffsetOf(slot) + kSlotHeaderSize, data}};
-  return CountWrite(slot, started, header.size() + data.size(), FileOf(slot).WriteBatch(writes));
-}
-
 Status NvmeStore::Write(uint32_t slot, const BlockKey& key, uint64_t generation,
                         uint64_t stored_unix_ms, std::span<const std::byte> data) {
   if (slot >= capacity_slots_) {
@@ -602,28 +686,58 @@ Status NvmeStore::Write(uint32_t slot, const BlockKey& key, uint64_t generation,
     return InvalidArgument("block of " + std::to_string(data.size()) +
                            " bytes exceeds the block size " + std::to_string(block_size_));
   }
-  ScopedBuffer buffer(this);
-  TM_RETURN_IF_ERROR(buffer.Take());
-  SlotHeader h;
-  h.flags = SlotFlags::kLive;
-  h.key = key;
-  h.generation = generation;
-  h.stored_unix_ms = stored_unix_ms;
-  h.data_length = static_cast<uint32_t>(data.size());
-  h.data_crc32c = Crc32c(data);
-  TM_RETURN_IF_ERROR(EncodeSlotHeader(h, {buffer.data(), kSlotHeaderSize}));
-  if (!data.empty() && reinterpret_cast<uintptr_t>(data.data()) % kSlotHeaderSize == 0 &&
-      data.size() % kSlotHeaderSize == 0) {
-    // Whole aligned pages go to the device from where they are, beside the
-    // header, in one batch: no bounce copy. A crash between the two leaves
-    // a header whose data CRC fails, which is never served.
-    return WriteSlotPieces(slot, {buffer.data(), kSlotHeaderSize}, data);
-  }
+  SlotEntry entry;
+  entry.flags = SlotFlags::kLive;
+  entry.slot = slot;
+  entry.key = key;
+  entry.generation = generation;
+  entry.stored_unix_ms = stored_unix_ms;
+  entry.data_length = static_cast<uint32_t>(data.size());
+
+  // Whole aligned pages go to the device from where they are; anything
+  // else through a bounce buffer, padded with zeros to whole pages.
   const uint64_t data_bytes = AlignUp(data.size());
-  std::byte* payload = buffer.data() + kSlotHeaderSize;
-  if (!data.empty()) std::memcpy(payload, data.data(), data.size());
-  std::memset(payload + data.size(), 0, data_bytes - data.size());
-  return WriteSlot(slot, {buffer.data(), kSlotHeaderSize + data_bytes});
+  ScopedBuffer bounce(this);
+  const std::byte* source = data.data();
+  if (!data.empty() && (!IsIoAligned(data.data()) || data.size() != data_bytes)) {
+    TM_RETURN_IF_ERROR(bounce.Take());
+    std::memcpy(bounce.data(), data.data(), data.size());
+    std::memset(bounce.data() + data.size(), 0, data_bytes - data.size());
+    source = bounce.data();
+  }
+
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<UringQueue::Op> ops;
+  ops.reserve((data_bytes + kIoChunkBytes - 1) / kIoChunkBytes);
+  for (uint64_t at = 0; at < data_bytes; at += kIoChunkBytes) {
+    ops.push_back({UringQueue::OpKind::kWrite,
+                   FileOf(slot).fd(),
+                   const_cast<std::byte*>(source) + at,  // only read by the kernel
+                   static_cast<uint32_t>(std::min(kIoChunkBytes, data_bytes - at)),
+                   OffsetOf(slot) + at,
+                   {}});
+  }
+  // While the data is in flight: its checksum, then the table entry. The
+  // two writes may land in either order; see the durability notes in the
+  // header for why neither order can serve wrong bytes.
+  uint64_t table_bytes_written = 0;
+  Status committed = IoError("table entry not written");
+  UringQueue::Hooks hooks;
+  hooks.in_flight = [&] {
+    entry.data_crc32c = Crc32c(data);
+    committed = CommitEntry(entry, &table_bytes_written);
+  };
+  Status s = queue_->Run(ops, hooks);
+  s = s.ok() ? committed : s.WithContext(FileOf(slot).path().string());
+  if (!s.ok() && committed.ok()) {
+    // The entry describes data that did not arrive: take it back so the
+    // slot reads as empty rather than as a checksum failure.
+    SlotEntry tomb;
+    tomb.flags = SlotFlags::kTombstone;
+    tomb.slot = slot;
+    (void)CommitEntry(tomb, &table_bytes_written);
+  }
+  return CountWrite(slot, started, data_bytes + table_bytes_written, s);
 }
 
 Status NvmeStore::Invalidate(uint32_t slot) {
@@ -631,98 +745,104 @@ Status NvmeStore::Invalidate(uint32_t slot) {
     return InvalidArgument("slot " + std::to_string(slot) + " is beyond the capacity of " +
                            std::to_string(capacity_slots_) + " slots");
   }
-  ScopedBuffer buffer(this);
-  TM_RETURN_IF_ERROR(buffer.Take());
-  SlotHeader h;
-  h.flags = SlotFlags::kTombstone;
-  TM_RETURN_IF_ERROR(EncodeSlotHeader(h, {buffer.data(), kSlotHeaderSize}));
-  return WriteSlot(slot, {buffer.data(), kSlotHeaderSize});
+  const auto started = std::chrono::steady_clock::now();
+  SlotEntry tomb;
+  tomb.flags = SlotFlags::kTombstone;
+  tomb.slot = slot;
+  uint64_t bytes = 0;
+  Status s = CommitEntry(tomb, &bytes);
+  return CountWrite(slot, started, bytes, s);
 }
 
 Result<uint32_t> NvmeStore::Read(uint32_t slot, const BlockKey& expected,
                                  std::span<std::byte> out) {
-  return ReadSlot(slot, expected, out, /*allow_direct=*/true);
-}
-
-Result<uint32_t> NvmeStore::ReadSlot(uint32_t slot, const BlockKey& expected,
-                                     std::span<std::byte> out, bool allow_direct) {
   if (slot >= capacity_slots_) {
     return InvalidArgument("slot " + std::to_string(slot) + " is beyond the capacity of " +
                            std::to_string(capacity_slots_) + " slots");
   }
-  // A block fits in `out` or is refused, so reading more than `out` holds
-  // (rounded to 4096) would be wasted.
-  // An aligned destination takes the data straight from the device, read
-  // beside the header in one batch: no bounce copy. Otherwise header and
-  // data come into the bounce buffer together.
-  const uint64_t direct_bytes =
-      allow_direct && reinterpret_cast<uintptr_t>(out.data()) % kSlotHeaderSize == 0
-          ? std::min<uint64_t>(block_size_, out.size() / kSlotHeaderSize * kSlotHeaderSize)
-          : 0;
-  const bool direct = direct_bytes > 0;
-  const uint64_t data_bytes =
-      direct ? direct_bytes : std::min<uint64_t>(block_size_, AlignUp(out.size()));
-  const uint64_t io_bytes = kSlotHeaderSize + data_bytes;
-  ScopedBuffer buffer(this);
-  TM_RETURN_IF_ERROR(buffer.Take());
-
-  const auto started = std::chrono::steady_clock::now();
-  Status s;
-  if (direct) {
-    UringFile::ReadRequest reads[2] = {
-        {OffsetOf(slot), {buffer.data(), kSlotHeaderSize}, {}},
-        {OffsetOf(slot) + kSlotHeaderSize, {out.data(), data_bytes}, {}}};
-    s = FileOf(slot).ReadBatch(reads);
-  } else {
-    s = FileOf(slot).ReadAt(OffsetOf(slot), {buffer.data(), io_bytes});
-  }
-  const uint64_t elapsed_ns = ElapsedNs(started);
-  counters_.read_ns_total.fetch_add(elapsed_ns, std::memory_order_relaxed);
-  if (IoObserver* observer = CurrentIoObserver()) {
-    observer->ObserveIo(IoOp::kRead, std::chrono::nanoseconds(elapsed_ns), io_bytes, s.ok());
-  }
-  counters_.reads.fetch_add(1, std::memory_order_relaxed);
-  if (!s.ok()) {
-    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
-    return s.WithContext("slot " + std::to_string(slot));
-  }
-  counters_.bytes_read.fetch_add(io_bytes, std::memory_order_relaxed);
-
-  const std::span<const std::byte> header{buffer.data(), kSlotHeaderSize};
-  if (IsBlankSlotHeader(header)) {
+  // The caller never writes this slot during the read, so its entry is
+  // stable; other entries of the page may change beside it.
+  const std::span<const std::byte> raw{EntryOf(slot), kTableEntrySize};
+  if (IsBlankSlotEntry(raw)) {
     return NotFound("slot " + std::to_string(slot) + " holds no block");
   }
-  Result<SlotHeader> h = DecodeSlotHeader(header, block_size_);
-  if (!h.ok()) {
+  Result<SlotEntry> e = DecodeSlotEntry(raw, block_size_, slot);
+  if (!e.ok()) {  // the in-memory table is only ever written whole entries
     counters_.checksum_failures.fetch_add(1, std::memory_order_relaxed);
-    return h.status().WithContext(directory_.string() + " slot " + std::to_string(slot));
+    return e.status().WithContext(directory_.string());
   }
-  if (h->flags == SlotFlags::kTombstone) {
+  if (e->flags == SlotFlags::kTombstone) {
     return NotFound("slot " + std::to_string(slot) + " holds a deleted block");
   }
-  if (h->key != expected) {
-    return NotFound("slot " + std::to_string(slot) + " holds block " + h->key.ToHex() + ", not " +
+  if (e->key != expected) {
+    return NotFound("slot " + std::to_string(slot) + " holds block " + e->key.ToHex() + ", not " +
                     expected.ToHex());
   }
-  if (h->data_length > out.size()) {
-    return InvalidArgument("block " + expected.ToHex() + " is " + std::to_string(h->data_length) +
+  const uint32_t length = e->data_length;
+  if (length > out.size()) {
+    return InvalidArgument("block " + expected.ToHex() + " is " + std::to_string(length) +
                            " bytes; the buffer holds only " + std::to_string(out.size()));
   }
-  if (direct && h->data_length > data_bytes) {
-    // The block runs past the aligned part of `out`: read it the other way.
-    return ReadSlot(slot, expected, out, /*allow_direct=*/false);
+  const uint64_t data_bytes = AlignUp(length);
+  const bool direct = IsIoAligned(out.data()) && out.size() >= data_bytes;
+  ScopedBuffer bounce(this);
+  if (!direct && length > 0) TM_RETURN_IF_ERROR(bounce.Take());
+  std::byte* dest = direct ? out.data() : bounce.data();
+
+  std::vector<UringQueue::Op> ops;
+  ops.reserve((data_bytes + kIoChunkBytes - 1) / kIoChunkBytes);
+  for (uint64_t at = 0; at < data_bytes; at += kIoChunkBytes) {
+    ops.push_back({UringQueue::OpKind::kRead,
+                   FileOf(slot).fd(),
+                   dest + at,
+                   static_cast<uint32_t>(std::min(kIoChunkBytes, data_bytes - at)),
+                   OffsetOf(slot) + at,
+                   {}});
   }
-  const std::span<const std::byte> data{direct ? out.data() : buffer.data() + kSlotHeaderSize,
-                                        h->data_length};
-  const uint32_t crc = Crc32c(data);
-  if (crc != h->data_crc32c) {
+  // The checksum runs over the pieces in order, each as soon as it and all
+  // before it have arrived, while the later ones are still in flight.
+  uint32_t crc = 0;
+  size_t summed = 0;  // pieces already in `crc`
+  std::vector<uint8_t> arrived(ops.size(), 0);
+  auto sum_ready = [&] {
+    while (summed < ops.size() && arrived[summed]) {
+      const uint64_t from = summed * kIoChunkBytes;
+      const uint64_t to = std::min<uint64_t>(from + kIoChunkBytes, length);
+      crc = Crc32c({dest + from, to - from}, crc);
+      ++summed;
+    }
+  };
+  UringQueue::Hooks hooks;
+  hooks.done = [&](size_t idx) {
+    arrived[idx] = 1;
+    sum_ready();
+  };
+
+  const auto started = std::chrono::steady_clock::now();
+  Status s = ops.empty() ? Status::Ok() : queue_->Run(ops, hooks);
+  const uint64_t elapsed_ns = ElapsedNs(started);
+  if (!ops.empty()) {
+    counters_.read_ns_total.fetch_add(elapsed_ns, std::memory_order_relaxed);
+    if (IoObserver* observer = CurrentIoObserver()) {
+      observer->ObserveIo(IoOp::kRead, std::chrono::nanoseconds(elapsed_ns), data_bytes, s.ok());
+    }
+    counters_.reads.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!s.ok()) {
+    counters_.io_errors.fetch_add(1, std::memory_order_relaxed);
+    return s.WithContext(FileOf(slot).path().string() + " slot " + std::to_string(slot));
+  }
+  counters_.bytes_read.fetch_add(data_bytes, std::memory_order_relaxed);
+  std::fill(arrived.begin(), arrived.end(), 1);
+  sum_ready();
+  if (crc != e->data_crc32c) {
     counters_.checksum_failures.fetch_add(1, std::memory_order_relaxed);
     return Corruption(directory_.string() + " slot " + std::to_string(slot) + ": block " +
                       expected.ToHex() + " fails its data checksum (stored " +
-                      std::to_string(h->data_crc32c) + ", computed " + std::to_string(crc) + ")");
+                      std::to_string(e->data_crc32c) + ", computed " + std::to_string(crc) + ")");
   }
-  if (!direct && !data.empty()) std::memcpy(out.data(), data.data(), data.size());
-  return h->data_length;
+  if (!direct && length > 0) std::memcpy(out.data(), dest, length);
+  return length;
 }
 
 Status NvmeStore::Sync() {
@@ -751,6 +871,11 @@ NvmeIoStats NvmeStore::stats() const {
 
 std::pair<fs::path, uint64_t> NvmeStore::SlotLocation(uint32_t slot) const {
   return {FileOf(slot).path(), OffsetOf(slot)};
+}
+
+std::pair<fs::path, uint64_t> NvmeStore::SlotEntryLocation(uint32_t slot) const {
+  return {FileOf(slot).path(),
+          kSegmentHeaderSize + uint64_t{slot % slots_per_segment_} * kTableEntrySize};
 }
 
 }  // namespace tokenmem::nvme

@@ -72,7 +72,9 @@ Result<std::unique_ptr<UringQueue>> UringQueue::Create(const Options& options) {
   return queue;
 }
 
-Status UringQueue::Run(std::span<Op> ops) {
+Status UringQueue::Run(std::span<Op> ops) { return Run(ops, Hooks{}); }
+
+Status UringQueue::Run(std::span<Op> ops, const Hooks& hooks) {
   for (size_t i = 0; i < ops.size(); ++i) {
     Op& op = ops[i];
     op.status = Status::Ok();
@@ -80,27 +82,32 @@ Status UringQueue::Run(std::span<Op> ops) {
       op.status = InvalidArgument("I/O operation " + std::to_string(i) + " (" + Describe(op) +
                                   ") needs an fd, a buffer and a length of 1.." +
                                   std::to_string(kMaxOpLength));
+      if (hooks.in_flight) hooks.in_flight();
       return op.status;
     }
   }
-  if (ops.empty()) return Status::Ok();
+  if (ops.empty()) {
+    if (hooks.in_flight) hooks.in_flight();
+    return Status::Ok();
+  }
 
   const size_t n = rings_.size();
   const size_t hint = ThreadHint() % n;
   for (size_t k = 0; k < n; ++k) {
     Ring& r = *rings_[(hint + k) % n];
     std::unique_lock<std::mutex> lock(r.mu, std::try_to_lock);
-    if (lock.owns_lock() && !r.poisoned) return RunOnRing(r, ops);
+    if (lock.owns_lock() && !r.poisoned) return RunOnRing(r, ops, hooks);
   }
   for (size_t k = 0; k < n; ++k) {
     Ring& r = *rings_[(hint + k) % n];
     std::unique_lock<std::mutex> lock(r.mu);
-    if (!r.poisoned) return RunOnRing(r, ops);
+    if (!r.poisoned) return RunOnRing(r, ops, hooks);
   }
+  if (hooks.in_flight) hooks.in_flight();
   return IoError("every io_uring instance of this queue has failed");
 }
 
-Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
+Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops, const Hooks& hooks) {
   struct Progress {
     uint32_t done = 0;
     int retries = 0;
@@ -111,6 +118,7 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
   uint32_t prepared = 0;        // SQEs filled but not yet accepted by the kernel
   uint32_t in_flight = 0;       // accepted by the kernel, completion not yet reaped
   int stalled = 0;              // consecutive submits that made no progress
+  bool hook_ran = !hooks.in_flight;
 
   auto fail = [&](uint32_t idx, Status s) { ops[idx].status = std::move(s); };
   auto retry_or_fail = [&](uint32_t idx, Status s) {
@@ -151,6 +159,10 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
         prepared -= accepted;
         in_flight += accepted;
         stalled = 0;
+        if (!hook_ran) {
+          hook_ran = true;
+          hooks.in_flight();
+        }
       } else if (rc == 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY) {
         // The kernel is short of resources: reap completions (if any) and
         // try again; back off briefly when nothing is in flight.
@@ -219,6 +231,8 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
         progress[idx].done += static_cast<uint32_t>(res);
         if (progress[idx].done < op.length) {
           retry_or_fail(idx, IoError(Describe(op) + ": too many short transfers"));
+        } else if (hooks.done) {
+          hooks.done(idx);
         }
       }
     }
@@ -229,6 +243,7 @@ Status UringQueue::RunOnRing(Ring& r, std::span<Op> ops) {
     }
   }
 
+  if (!hook_ran) hooks.in_flight();
   for (const Op& op : ops) {
     if (!op.status.ok()) return op.status;
   }

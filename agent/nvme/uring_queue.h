@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -64,12 +65,26 @@ class UringQueue {
   // kIoError ("end of file").
   Status Run(std::span<Op> ops);
 
+  // Work the calling thread does while its operations are in flight, so
+  // that CPU work (checksums) overlaps the device's.
+  struct Hooks {
+    // Called once, right after the first operations reach the kernel (or,
+    // when none could be submitted, before Run returns). It must not call
+    // Run on this queue: the thread holds one of its rings.
+    std::function<void()> in_flight;
+    // Called with an op's index as soon as that op has completed
+    // successfully, in completion order.
+    std::function<void(size_t)> done;
+  };
+  // Run, calling `hooks` (either may be empty) from the calling thread.
+  Status Run(std::span<Op> ops, const Hooks& hooks);
+
   uint32_t depth() const { return depth_; }
 
  private:
   struct Ring;
   explicit UringQueue(uint32_t depth);
-  Status RunOnRing(Ring& ring, std::span<Op> ops);
+  Status RunOnRing(Ring& ring, std::span<Op> ops, const Hooks& hooks);
 
   uint32_t depth_;
   std::vector<std::unique_ptr<Ring>> rings_;
