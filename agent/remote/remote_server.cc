@@ -346,8 +346,8 @@ Result<std::unique_ptr<RemoteServer>> RemoteServer::Start(RemoteServerOptions op
   TM_ASSIGN_OR_RETURN(transport::SocketAddress address, transport::ResolveAddress(options.listen));
   handler.max_batch_bytes = options.max_batch_bytes;
   auto impl = std::make_unique<Impl>(options, std::move(handler));
-  TM_ASSIGN_OR_RETURN(
-      impl->runtime, transport::UcxRuntime::Create(transport::RuntimeOptions{.name = "tm-remote"}));
+  TM_ASSIGN_OR_RETURN(impl->runtime, transport::UcxRuntime::Create(transport::RuntimeOptions{
+                                         .name = "tm-remote", .reuse_address = true}));
   impl->executor = std::make_unique<Executor>(options.workers, "tm-remote-exec");
 
   ucp_am_handler_param_t hp{};

@@ -148,7 +148,8 @@ std::string AgentProcess::ConfigYaml() const {
     for (const PoolOptions& p : options_.pools) {
       y << "  - {name: " << Quote(p.name) << ", block_size: " << p.block_size
         << ", capacity: {dram: " << p.dram << ", cxl: " << p.cxl << ", nvme: " << p.nvme
-        << "}, eviction: " << p.eviction << ", ttl_seconds: " << p.ttl_seconds << "}\n";
+        << "}, eviction: " << p.eviction << ", ttl_seconds: " << p.ttl_seconds
+        << ", scope: " << p.scope << "}\n";
     }
   }
   y << options_.extra_yaml;

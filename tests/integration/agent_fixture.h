@@ -37,6 +37,7 @@ struct PoolOptions {
   std::string nvme = "0";
   std::string eviction = "lru";
   uint64_t ttl_seconds = 0;
+  std::string scope = "local";
 };
 
 struct AgentOptions {

@@ -45,6 +45,11 @@ Status UcsError(std::string_view what, ucs_status_t status) {
 
 Result<std::unique_ptr<UcxRuntime>> UcxRuntime::Create(RuntimeOptions options) {
   std::unique_ptr<UcxRuntime> rt(new UcxRuntime(std::move(options)));
+  if (rt->options_.reuse_address && getenv("UCX_TCP_CM_REUSEADDR") == nullptr) {
+    // UCX reads its transports' settings from the environment only (the
+    // context's config does not reach the connection manager).
+    setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
+  }
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
   if (st != UCS_OK) return UcsError("reading the UCX configuration", st);

@@ -35,6 +35,10 @@ struct RuntimeOptions {
   // How long the thread keeps polling after the last event before it
   // sleeps. Longer: lower latency, more CPU.
   std::chrono::microseconds spin = std::chrono::microseconds(50);
+  // For listeners: a restarted agent gets its port back at once, although
+  // connections of its previous life may still be in TIME_WAIT. Sets
+  // UCX_TCP_CM_REUSEADDR=y unless the environment sets it.
+  bool reuse_address = false;
 };
 
 class UcxRuntime {
