@@ -135,16 +135,26 @@ class RestartTest(FaultTestBase):
 
 def _live_slots(path):
     """(data offset, key) of live blocks in an NVMe segment file
-    (docs/nvme-format.md: 4096-byte slot header, TMBK magic, key at 16/24)."""
+    (docs/nvme-format.md, format 2: a 4096-byte segment header with
+    block_size at 16 and data_offset at 40, then 64-byte slot-table entries
+    from offset 4096 with flags at 0 and the key at 8/16, then the data
+    areas at data_offset + i * block_size)."""
     out = []
     with open(path, "rb") as f:
         data = f.read()
-    for off in range(4096, len(data) - 4096, 4096):
-        if data[off:off + 4] == b"TMBK":
-            (flags,) = struct.unpack_from("<I", data, off + 12)
-            hi, lo = struct.unpack_from("<QQ", data, off + 16)
-            if flags == 1:
-                out.append((off + 4096, (hi, lo)))
+    if len(data) < 4096 or data[0:4] != b"TMSG":
+        return out
+    (block_size,) = struct.unpack_from("<Q", data, 16)
+    (data_offset,) = struct.unpack_from("<Q", data, 40)
+    if block_size == 0 or data_offset < 4096 or data_offset > len(data):
+        return out
+    slots = (len(data) - data_offset) // block_size
+    for i in range(slots):
+        entry = 4096 + 64 * i
+        (flags,) = struct.unpack_from("<I", data, entry)
+        if flags == 1:
+            hi, lo = struct.unpack_from("<QQ", data, entry + 8)
+            out.append((data_offset + i * block_size, (hi, lo)))
     return out
 
 
