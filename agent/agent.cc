@@ -30,6 +30,36 @@ std::string JoinNodes(const std::vector<int>& nodes) {
   return out.empty() ? "-" : out;
 }
 
+http::RemoteSnapshot RemoteSnapshotOf(const remote::RemoteServer& server,
+                                      remote::ClusterRouter* cluster) {
+  const auto& st = server.stats();
+  http::RemoteSnapshot s{.connections = st.connections.load(),
+                         .connections_accepted = st.connections_accepted.load(),
+                         .connections_rejected = st.connections_rejected.load(),
+                         .protocol_errors = st.protocol_errors.load(),
+                         .requests = st.requests.load(),
+                         .bytes_received = st.bytes_in.load(),
+                         .bytes_sent = st.bytes_out.load()};
+  if (cluster != nullptr) {
+    auto members = cluster->membership().counters();
+    auto forward = cluster->forward_counters();
+    const auto& owner = cluster->counters();
+    s.cluster = true;
+    s.peers_known = members.peers_known;
+    s.peers_live = members.peers_live;
+    s.heartbeats_failed = members.heartbeats_failed;
+    s.membership_generation = members.generation;
+    s.forwarded_puts = forward.sent;
+    s.forward_drops = forward.dropped;
+    s.forward_failures = forward.failed;
+    s.forward_queued = forward.queued;
+    s.owner_gets = owner.owner_gets.load();
+    s.owner_hits = owner.owner_hits.load();
+    s.owner_failures = owner.owner_failures.load();
+  }
+  return s;
+}
+
 }  // namespace
 
 std::filesystem::path DataSocketPath(const std::filesystem::path& control_socket) {
@@ -191,6 +221,11 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
         .leases = &agent->leases_,
         .metrics = agent->metrics_.get(),
         .local_clients = [local = agent->local_.get()] { return local->connections(); }};
+    if (agent->remote_) {
+      web.remote = [remote = agent->remote_.get(), cluster = agent->cluster_.get()] {
+        return RemoteSnapshotOf(*remote, cluster);
+      };
+    }
     for (const auto& t : agent->info_.tiers) {
       web.facts.tiers.push_back({t.kind, t.numa_nodes, t.capacity_bytes, t.path});
     }

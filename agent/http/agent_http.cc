@@ -25,7 +25,9 @@ AgentHttp::AgentHttp(AgentHttpOptions options)
     : options_(std::move(options)),
       collector_(options_.pools, options_.leases,
                  CollectorOptions{options_.facts.version, options_.facts.node_name,
-                                  options_.facts.started, options_.local_clients}) {}
+                                  options_.facts.started, options_.local_clients}) {
+  if (options_.remote) remote_collector_ = std::make_unique<RemoteCollector>(options_.remote);
+}
 
 Result<std::unique_ptr<AgentHttp>> AgentHttp::Start(AgentHttpOptions options) {
   if (!options.pools || !options.leases || !options.metrics) {
@@ -52,7 +54,9 @@ void AgentHttp::Stop() {
 
 HttpResponse AgentHttp::Metrics() const {
   return {.content_type = "text/plain; version=0.0.4; charset=utf-8",
-          .body = options_.metrics->Serialize({&collector_})};
+          .body = remote_collector_
+                      ? options_.metrics->Serialize({&collector_, remote_collector_.get()})
+                      : options_.metrics->Serialize({&collector_})};
 }
 
 std::vector<std::string> AgentHttp::CheckReadiness() {

@@ -25,6 +25,7 @@
 #include "http/agent_metrics.h"
 #include "http/http_server.h"
 #include "http/pool_collector.h"
+#include "http/remote_collector.h"
 #include "http/status_page.h"
 
 namespace tokenmem::http {
@@ -38,6 +39,9 @@ struct AgentHttpOptions {
   // Connections on the local data socket; empty: not reported. Called from
   // the server's threads.
   std::function<size_t()> local_clients;
+  // The remote data path's and the cluster's counters; empty: remote.listen
+  // is off and their families are not exported.
+  std::function<RemoteSnapshot()> remote;
 };
 
 class AgentHttp {
@@ -64,6 +68,7 @@ class AgentHttp {
 
   AgentHttpOptions options_;
   PoolCollector collector_;
+  std::unique_ptr<RemoteCollector> remote_collector_;  // with options_.remote
   std::atomic<bool> stopping_{false};
   std::mutex ready_mu_;
   bool was_ready_ = false;              // guarded by ready_mu_

@@ -3,6 +3,7 @@
 // its keys; B comes back and ownership settles again.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "agent_fixture.h"
@@ -56,6 +58,8 @@ class ClusterTest : public ::testing::Test {
         peers += (peers.empty() ? "\"" : ", \"") + addresses_[j] + "\"";
       }
       testing::AgentOptions o;
+      http_ports_.push_back(FreePort());
+      o.http_listen = "127.0.0.1:" + std::to_string(http_ports_.back());
       o.pools = {{.name = "shared", .block_size = "64KiB", .dram = "16MiB", .scope = "cluster"}};
       o.extra_yaml = "node_name: " + names[i] + "\nremote: {listen: \"" + addresses_[i] +
                      "\"}\ncluster: {peers: [" + peers + "], secret_file: \"" + secret_.string() +
@@ -121,7 +125,21 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
+  // One sample of agent `agent`'s /metrics ("" when absent).
+  double Metric(int agent, const std::string& name) {
+    httplib::Client http("127.0.0.1", http_ports_[agent]);
+    auto res = http.Get("/metrics");
+    if (!res || res->status != 200) return -1;
+    std::istringstream lines(res->body);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    }
+    return -1;
+  }
+
   std::filesystem::path secret_;
+  std::vector<uint16_t> http_ports_;
   std::vector<std::string> addresses_;
   std::vector<std::unique_ptr<testing::AgentProcess>> agents_;
 };
@@ -145,6 +163,9 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   int owned_by_b = 0;
   for (const auto& key : read_now) owned_by_b += Owner(key, all) == "node-b";
   EXPECT_GT(owned_by_b, 0) << "the sample should include keys that only B held";
+  EXPECT_EQ(Metric(2, "tokenmem_cluster_peers_up"), 2);
+  EXPECT_GT(Metric(2, "tokenmem_cluster_owner_hits_total"), 0);
+  EXPECT_GT(Metric(0, "tokenmem_cluster_forwarded_puts_total"), 0);
 
   // B goes away. Keys it did not own stay readable through C (C has not read
   // them yet: they come from A or are already on C).
@@ -156,6 +177,7 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   }
   ASSERT_FALSE(not_b.empty());
   ASSERT_TRUE(ReadAll(*c, not_b, &why)) << why;
+  EXPECT_EQ(Metric(2, "tokenmem_cluster_peers_up"), 1);
 
   // New puts go to the survivors: everything put through A now is readable
   // through C, including keys that B would have owned.
