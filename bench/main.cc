@@ -3,6 +3,7 @@
 //
 //   tokenmem-bench [--json] nvme [--dir D] [--block-size S] [--bytes S]
 //                  [--threads N] [--restart-blocks N] [--no-fio]
+//   tokenmem-bench [--json] remote [--seconds S] [--working-set SIZE] ...
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +14,7 @@
 
 #include "local_bench.h"
 #include "nvme_bench.h"
+#include "remote_bench.h"
 #include "tokenmem/common/units.h"
 #include "wire/json_writer.h"
 
@@ -37,6 +39,21 @@ commands:
                                   (default 3)
             --no-fio              skip fio
             --agent PATH          tokenmem-agent (default: beside this binary)
+  remote  the remote (UCX) path over loopback, client and agent server in separate
+          processes, UCX held to TCP: get and put bandwidth and p50/p99 latency for
+          64KiB, 1MiB and 4MiB blocks at concurrency 1 and 8, beside iperf3 (one
+          TCP stream) and Redis (redis-server, persistence off) at the same value
+          sizes and concurrency
+            --seconds S           per timed phase, default 2
+            --working-set SIZE    distinct blocks per block size, default 128MiB
+            --sizes LIST          block sizes, comma-separated (default 64KiB,1MiB,4MiB)
+            --concurrency LIST    comma-separated (default 1,8)
+            --workers N           the server's executor threads, default 4
+            --client-per-thread   one Client per thread (default: one shared Client)
+            --shm                 a second tokenmem pass over UCX's default transports
+                                  (shared memory), reported as "shm"
+            --no-iperf3           skip iperf3
+            --no-redis            skip Redis
 
 Figures go to stdout (one JSON object with --json); progress to stderr.
 )";
@@ -60,6 +77,15 @@ int main(int argc, char** argv) {
   using namespace tokenmem;
   std::vector<std::string> args(argv + 1, argv + argc);
   bool json = false;
+  // --json is taken after the command too (`tokenmem-bench remote --json`).
+  for (auto it = args.begin(); it != args.end();) {
+    if (*it == "--json") {
+      json = true;
+      it = args.erase(it);
+    } else {
+      ++it;
+    }
+  }
   size_t i = 0;
   for (; i < args.size() && args[i].rfind("--", 0) == 0; ++i) {
     if (args[i] == "--json") {
@@ -148,6 +174,69 @@ int main(int argc, char** argv) {
       if (!ok) return Usage("bad or missing value for " + a);
     }
     Status s = bench::RunNvmeBench(o, out);
+    if (!s.ok()) {
+      std::cerr << "tokenmem-bench: " << s.ToString() << "\n";
+      return 1;
+    }
+  } else if (command == "remote") {
+    bench::RemoteBenchOptions o;
+    for (; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto value = [&]() -> const std::string* {
+        return i + 1 < args.size() ? &args[++i] : nullptr;
+      };
+      bool ok = true;
+      if (a == "--seconds") {
+        const std::string* v = value();
+        ok = v != nullptr && std::atof(v->c_str()) > 0;
+        if (ok) o.seconds = std::atof(v->c_str());
+      } else if (a == "--working-set") {
+        const std::string* v = value();
+        ok = v != nullptr;
+        if (ok) {
+          auto parsed = ParseByteSize(*v);
+          ok = parsed.ok() && *parsed > 0;
+          if (ok) o.working_set_bytes = *parsed;
+        }
+      } else if (a == "--sizes" || a == "--concurrency") {
+        const std::string* v = value();
+        ok = v != nullptr;
+        std::vector<uint64_t> items;
+        for (size_t start = 0; ok && start <= v->size();) {
+          size_t comma = v->find(',', start);
+          if (comma == std::string::npos) comma = v->size();
+          const std::string item = v->substr(start, comma - start);
+          auto parsed = ParseByteSize(item);
+          ok = parsed.ok() && *parsed > 0;
+          if (ok) items.push_back(*parsed);
+          start = comma + 1;
+        }
+        if (ok && a == "--sizes") o.block_sizes = items;
+        if (ok && a == "--concurrency") {
+          o.concurrency.clear();
+          for (uint64_t c : items) {
+            ok = ok && c <= 1024;
+            o.concurrency.push_back(static_cast<uint32_t>(c));
+          }
+        }
+      } else if (a == "--workers") {
+        const std::string* v = value();
+        ok = v != nullptr && std::atoi(v->c_str()) > 0;
+        if (ok) o.server_workers = std::atoi(v->c_str());
+      } else if (a == "--client-per-thread") {
+        o.client_per_thread = true;
+      } else if (a == "--shm") {
+        o.run_shm = true;
+      } else if (a == "--no-iperf3") {
+        o.run_iperf3 = false;
+      } else if (a == "--no-redis") {
+        o.run_redis = false;
+      } else {
+        return Usage("unknown remote option " + a);
+      }
+      if (!ok) return Usage("bad or missing value for " + a);
+    }
+    Status s = bench::RunRemoteBench(o, out);
     if (!s.ok()) {
       std::cerr << "tokenmem-bench: " << s.ToString() << "\n";
       return 1;
