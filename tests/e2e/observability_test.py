@@ -235,10 +235,19 @@ def run(args, procs, tmp):
     agent_url = f"http://127.0.0.1:{agent_port}"
     sock = os.path.join(tmp, "agent.sock")
     config = os.path.join(tmp, "agent.yaml")
+    # The remote path and a cluster whose only peer address is the agent
+    # itself (it recognises itself and pings nobody), so the remote and
+    # cluster families exist and their panels have data.
+    remote_port = free_port()
+    secret = os.path.join(tmp, "cluster-secret")
+    with open(secret, "w") as f:
+        f.write("e2e-cluster-secret\n")
     with open(config, "w") as f:
         f.write(f"""node_name: {NODE}
 control: {{socket: "{sock}"}}
 http: {{listen: "127.0.0.1:{agent_port}"}}
+remote: {{listen: "127.0.0.1:{remote_port}"}}
+cluster: {{peers: ["127.0.0.1:{remote_port}"], secret_file: "{secret}"}}
 tiers:
   dram: {{capacity: 64MiB}}
   nvme: {{directory: "{tmp}/nvme", capacity: 512MiB, segment_size: 64MiB, create_directory: true}}
@@ -320,7 +329,7 @@ scrape_configs:
         return rules if rules and len(done) == len(rules) else None
 
     rules = wait_for("every rule to be evaluated", rules_evaluated, 20)
-    check(len(rules) >= 8, f"only {len(rules)} rules loaded")
+    check(len(rules) >= 10, f"only {len(rules)} rules loaded")
     for rule in rules:
         check(rule["health"] == "ok", f"rule {rule['name']}: {rule.get('lastError')}")
         prom.query(rule["query"])
@@ -330,7 +339,7 @@ scrape_configs:
     # Dashboard: every expression returns data, for "all" and for one node
     # and pool; the variables find them.
     exprs, variables = dashboard_queries(dashboard_json)
-    check(len(exprs) >= 30, f"only {len(exprs)} dashboard expressions")
+    check(len(exprs) >= 38, f"only {len(exprs)} dashboard expressions")
     check(set(variables) == {"node", "pool"}, f"dashboard variables: {sorted(variables)}")
     label_values(prom, substitute(variables["node"], {}), NODE)
     label_values(prom, substitute(variables["pool"], {"node": ".*"}), POOL)

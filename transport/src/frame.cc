@@ -195,6 +195,9 @@ Result<Request> DecodeRequest(std::span<const std::byte> header) {
   if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
   r.op = static_cast<Op>(op);
   if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
+  if (count != 0 && (r.op == Op::kHello || r.op == Op::kAttach || r.op == Op::kPing)) {
+    return Malformed("an item count on an op without items");
+  }
   switch (r.op) {
     case Op::kHello:
       if (!in.GetText(&r.lease_id, kMaxCredentialBytes) ||
@@ -237,8 +240,13 @@ Result<Request> DecodeRequest(std::span<const std::byte> header) {
 
 Result<std::vector<std::byte>> EncodeReply(const Reply& r) {
   if (!KnownOp(static_cast<uint16_t>(r.op))) return Malformed("unknown op");
-  if (r.items.size() > kMaxItems)
+  if (r.items.size() > kMaxItems) {
     return Malformed("more than " + std::to_string(kMaxItems) + " items");
+  }
+  if (!KnownCode(static_cast<uint32_t>(r.status))) return Malformed("unknown status code");
+  for (const ItemResult& item : r.items) {
+    if (!KnownCode(static_cast<uint32_t>(item.code))) return Malformed("unknown item status code");
+  }
   Writer w;
   w.Put(kFrameMagic);
   w.Put(kFrameVersion);
@@ -295,6 +303,9 @@ Result<Reply> DecodeReply(std::span<const std::byte> header) {
   if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
   r.op = static_cast<Op>(op);
   r.status = static_cast<StatusCode>(status);
+  if (count != 0 && (r.status != StatusCode::kOk || !HasItemResults(r.op))) {
+    return Malformed("an item count on a reply without items");
+  }
   if (r.status != StatusCode::kOk) {
     if (!in.GetText(&r.message, kMaxMessageBytes)) return Malformed("error message");
   } else {
