@@ -58,6 +58,7 @@ struct RemoteServer::Impl {
   uint64_t next_number = 1;
   RemoteServerStats stats;
   Observer observer;
+  std::atomic<int> executor_tasks{0};  // submitted and not finished
 
   Impl(RemoteServerOptions o, HandlerOptions h) : options(std::move(o)), handler(std::move(h)) {}
 
@@ -302,7 +303,24 @@ void RemoteServer::Impl::OnPayloadReceived(void* request, ucs_status_t status, s
 }
 
 void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
+  // Only when the executors are idle: under load they copy blocks in
+  // parallel with the network thread, which must keep receiving.
+  if (executor_tasks.load() == 0 && work->conn->in_flight.load() <= 1 &&
+      handler.IsQuick(work->conn->session, work->request)) {
+    // Memory only: answered here, without two thread hand-offs.
+    Payload payload;
+    Reply reply = handler.Handle(work->conn->session, work->request,
+                                 {work->data.data.get(), work->data.size}, &payload);
+    if (observer) {
+      std::chrono::duration<double> took = std::chrono::steady_clock::now() - work->started;
+      observer(work->request.op, took.count(), reply.status == StatusCode::kOk);
+    }
+    work->conn->in_flight--;
+    Send(work->conn, reply, std::move(payload), false);
+    return;
+  }
   std::shared_ptr<Work> shared(std::move(work));
+  executor_tasks++;
   bool queued = executor->Submit([this, shared] {
     Payload payload;
     Reply reply = handler.Handle(shared->conn->session, shared->request,
@@ -312,12 +330,16 @@ void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
       observer(shared->request.op, took.count(), reply.status == StatusCode::kOk);
     }
     auto boxed = std::make_shared<std::pair<Reply, Payload>>(std::move(reply), std::move(payload));
+    executor_tasks--;
     runtime->Post([this, shared, boxed] {
       shared->conn->in_flight--;
       Send(shared->conn, boxed->first, std::move(boxed->second), false);
     });
   });
-  if (!queued) shared->conn->in_flight--;
+  if (!queued) {
+    executor_tasks--;
+    shared->conn->in_flight--;
+  }
 }
 
 RemoteServer::RemoteServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -121,6 +121,37 @@ Reply RequestHandler::Handle(Session& session, const Request& request,
   }
 }
 
+bool RequestHandler::IsQuick(Session& session, const Request& request) {
+  switch (request.op) {
+    case Op::kHello:
+    case Op::kPing:
+      return true;
+    case Op::kGet:
+    case Op::kPut:
+    case Op::kExists:
+    case Op::kLookupPrefix:
+      break;
+    default:
+      return false;
+  }
+  std::shared_ptr<pool::Pool> pool;
+  {
+    std::lock_guard lock(session.mu_);
+    if (request.pool == 0 || request.pool > session.pools_.size()) return true;  // an error reply
+    pool = session.pools_[request.pool - 1];
+  }
+  const bool on_disk = pool->spec().capacity.nvme != 0;
+  if (request.op == Op::kExists || request.op == Op::kLookupPrefix) return true;
+  if (request.op == Op::kPut) return !on_disk && !Forwards(*pool);
+  // A miss in a cluster pool asks the owner over the network.
+  if (!on_disk && !Forwards(*pool)) return true;
+  for (const auto& item : request.gets) {
+    auto tier = pool->Locate(item.key);
+    if (!tier.ok() || *tier == pool::TierKind::kNvme) return false;
+  }
+  return true;
+}
+
 Reply RequestHandler::Hello(Session& session, const Request& request) {
   std::lock_guard lock(session.mu_);
   if (session.lease_ != nullptr) {

@@ -24,6 +24,7 @@
 #include "pool/lease_table.h"
 #include "pool/pool.h"
 #include "pool/pool_manager.h"
+#include "remote/cluster_hooks.h"
 #include "tokenmem/transport/frame.h"
 
 namespace tokenmem::remote {
@@ -49,20 +50,6 @@ class Session {
   std::vector<std::shared_ptr<pool::Pool>> pools_;  // handle h is pools_[h - 1]
 };
 
-// What the cluster adds for pools with scope: cluster (agent/remote
-// cluster_router.h). Absent: every pool behaves as scope: local.
-class ClusterHooks {
- public:
-  virtual ~ClusterHooks() = default;
-  // After a put was stored here; forwards it to the key's owner.
-  virtual void OnStored(const pool::Pool& pool, const BlockKey& key,
-                        std::span<const std::byte> data) = 0;
-  // On a local miss: the block from its owner (stored here too), written
-  // to `out` (block_size bytes); its length, or NOT_FOUND.
-  virtual Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
-                                        std::span<std::byte> out) = 0;
-};
-
 struct HandlerOptions {
   pool::PoolManager* pools = nullptr;
   pool::LeaseTable* leases = nullptr;
@@ -83,6 +70,12 @@ class RequestHandler {
   // peer sends are not forwarded again (no loops).
   transport::Reply Handle(Session& session, const transport::Request& request,
                           std::span<const std::byte> data, Payload* payload);
+
+  // True when `request` needs no disk or network I/O to answer (index
+  // lookups; gets of blocks in memory; puts to a pool without an NVMe
+  // tier), so the network thread may answer it at once rather than hand it
+  // to an executor thread and back.
+  bool IsQuick(Session& session, const transport::Request& request);
 
   // Installs the cluster's hooks once they exist (the router needs the
   // server's address first); until then pools behave as scope: local.
