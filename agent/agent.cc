@@ -290,6 +290,7 @@ Status Agent::StartRemote(const config::AgentConfig& config) {
                                                               .secret = secret,
                                                               .pools = pools_.get()}));
   remote_->SetCluster(cluster_.get());
+  if (local_) local_->SetCluster(cluster_.get());  // the local path shares cluster pools too
   TM_LOG(INFO, "agent") << "cluster: " << config.cluster.peers.size() << " static peers"
                         << (config.cluster.dns_name.empty() ? ""
                                                             : ", DNS " + config.cluster.dns_name);
@@ -326,7 +327,7 @@ Status Agent::StartKubernetes(const config::AgentConfig& config,
 void Agent::Stop() {
   if (reconciler_) reconciler_->Stop();  // before the pools it changes go away
   if (http_) http_->SetStopping();       // /readyz says so while the rest stops
-  if (local_) local_->Shutdown();
+  if (local_) local_->Shutdown();  // its sessions use the cluster hooks: before cluster_ goes
   remote_.reset();  // no request reaches the cluster hooks after this
   cluster_.reset();
   if (control_) control_->Shutdown();

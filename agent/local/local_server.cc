@@ -88,7 +88,7 @@ void LocalServer::AcceptLoop() {
     Connection& c = connections_.emplace_back(Connection{fd, {}, done});
     c.thread = std::thread([this, fd, owner, done] {
       {
-        LocalSession session(fd, owner, pools_, leases_, observer_);
+        LocalSession session(fd, owner, pools_, leases_, observer_, &cluster_);
         session.Run();
       }
       ::shutdown(fd, SHUT_RDWR);  // the peer sees the end now; the fd closes when reaped

@@ -7,19 +7,25 @@
 // segments travel as SCM_RIGHTS, read-only where the lease is), and asks for
 // writes, NVMe fetches, removals and pins. When a connection ends, however
 // the client died, its uncommitted reservations are freed and refunded.
+//
+// Pools with scope: cluster (once SetCluster installed the hooks): each
+// committed block is handed to ClusterHooks::OnStored (forwarded to its
+// owner), and FETCH asks the owner for keys this node does not hold.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <list>
-#include <string_view>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
+#include "remote/cluster_hooks.h"
 #include "tokenmem/common/status.h"
 
 namespace tokenmem::local {
@@ -49,6 +55,12 @@ class LocalServer {
 
   size_t connections() const;
 
+  // Installs the cluster's hooks (they exist only after the remote server
+  // started); sessions already running use them from their next request.
+  // nullptr removes them (requests already running may still use the old
+  // ones): call Shutdown() before destroying the hooks.
+  void SetCluster(remote::ClusterHooks* cluster) { cluster_.store(cluster); }
+
  private:
   LocalServer(std::filesystem::path path, int listen_fd, pool::PoolManager* pools,
               pool::LeaseTable* leases, RequestObserver observer);
@@ -66,6 +78,7 @@ class LocalServer {
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;
   RequestObserver observer_;
+  std::atomic<remote::ClusterHooks*> cluster_{nullptr};
   mutable std::mutex mu_;
   std::list<Connection> connections_;
   std::atomic<bool> stopping_{false};

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "local/message_io.h"
 #include "testing/temp_dir.h"
@@ -244,7 +246,7 @@ TEST_F(LocalServerTest, ReadOnlyLeaseGetsReadOnlySegmentsAndCannotWrite) {
   auto attach = Attach(c, "a", &fds);
   ASSERT_EQ(Code(attach), 0);
   auto reply = Read<L::AttachReply>(attach);
-  EXPECT_EQ(reply.read_only, 1u);
+  EXPECT_EQ(reply.flags, L::kAttachReadOnly);  // pool a is local
   ASSERT_GE(reply.segment_count, 1u);
   auto info = Read<L::SegmentInfo>(attach, sizeof(L::AttachReply));
   EXPECT_EQ(::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[2], 0), MAP_FAILED);
@@ -279,6 +281,216 @@ TEST_F(LocalServerTest, QuotaIsEnforcedOnReserve) {
   EXPECT_EQ(Code(c.Call(L::kReserve, Bytes(reserve))),
             static_cast<int32_t>(StatusCode::kResourceExhausted));
   EXPECT_EQ(leases_.List()[0]->used_bytes(), 0u);
+}
+
+// Stands in for the cluster router: records what the local path hands it
+// and serves "the owner's" blocks, storing a hit in the pool as the router
+// does.
+class FakeHooks : public remote::ClusterHooks {
+ public:
+  struct Stored {
+    std::string pool;
+    BlockKey key;
+    std::string bytes;
+  };
+
+  void OnStored(const pool::Pool& pool, const BlockKey& key,
+                std::span<const std::byte> data) override {
+    std::lock_guard lock(mu_);
+    stored_.push_back({pool.spec().name, key,
+                       std::string(reinterpret_cast<const char*>(data.data()), data.size())});
+  }
+
+  Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
+                                std::span<std::byte> out) override {
+    std::string bytes;
+    {
+      std::lock_guard lock(mu_);
+      asked_.push_back(key);
+      auto it = owner_.find({key.hi, key.lo});
+      if (it == owner_.end()) return NotFound("the owner does not hold it");
+      bytes = it->second;
+    }
+    if (out.size() < bytes.size()) return InvalidArgument("buffer too small");
+    std::memcpy(out.data(), bytes.data(), bytes.size());
+    (void)pool.Put(key, out.first(bytes.size()), nullptr);
+    return bytes.size();
+  }
+
+  void OwnerHolds(const BlockKey& key, std::string bytes) {
+    std::lock_guard lock(mu_);
+    owner_[{key.hi, key.lo}] = std::move(bytes);
+  }
+  std::vector<Stored> stored() {
+    std::lock_guard lock(mu_);
+    return stored_;
+  }
+  std::vector<BlockKey> asked() {
+    std::lock_guard lock(mu_);
+    return asked_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Stored> stored_;
+  std::vector<BlockKey> asked_;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> owner_;
+};
+
+class LocalClusterTest : public LocalServerTest {
+ protected:
+  void SetUp() override {
+    LocalServerTest::SetUp();
+    ASSERT_TRUE(pools_
+                    ->Create({.name = "c",
+                              .block_size = 4096,
+                              .capacity = {.dram = 64 * 4096},
+                              .scope = pool::PoolScope::kCluster})
+                    .ok());
+    server_->SetCluster(&hooks_);
+  }
+  void TearDown() override { server_->Shutdown(); }  // before hooks_ goes
+
+  // A connection with pool `pool` attached; its AttachReply in *reply.
+  std::unique_ptr<RawClient> Connect(const std::string& pool, L::AttachReply* reply) {
+    auto [id, secret] = Lease({.quota_bytes = 1 << 20});
+    auto c = std::make_unique<RawClient>(dir_ / "data.sock");
+    EXPECT_EQ(Hello(*c, id, secret), 0);
+    std::vector<int> fds;
+    auto attach = Attach(*c, pool, &fds);
+    EXPECT_EQ(Code(attach), 0);
+    *reply = Read<L::AttachReply>(attach);
+    for (int fd : fds) ::close(fd);
+    return c;
+  }
+
+  // Puts `data` under `key` as a client does (reserve, write the slot,
+  // commit) and returns the commit's item code; a bad checksum on request.
+  int32_t Put(RawClient& c, uint32_t pool_id, const BlockKey& key, const std::string& data,
+              bool bad_checksum = false) {
+    auto granted = c.Call(L::kReserve, Bytes(L::ReserveRequest{pool_id, 1}));
+    if (Code(granted) != 0) return Code(granted);
+    auto g = Read<L::SlotGrant>(granted, sizeof(L::ReserveReply));
+    std::vector<int> fds;
+    auto segments = c.Call(L::kSegments, Bytes(L::SegmentsRequest{pool_id, 0, 0, 0}), &fds);
+    EXPECT_EQ(Code(segments), 0);
+    EXPECT_GE(fds.size(), 1u);
+    auto info = Read<L::SegmentInfo>(segments, sizeof(L::SegmentsReply));
+    auto* seg = static_cast<std::byte*>(
+        ::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0));
+    EXPECT_NE(seg, MAP_FAILED);
+    std::memcpy(seg + g.slot * 4096, data.data(), data.size());  // slots are block_size apart
+    ::munmap(seg, info.bytes);
+    for (int fd : fds) ::close(fd);
+    std::vector<std::byte> commit = Bytes(L::CommitRequest{pool_id, 1});
+    const uint32_t crc = Crc32c(std::as_bytes(std::span(data))) + (bad_checksum ? 1 : 0);
+    auto item = Bytes(
+        L::CommitItem{g.reservation, key.hi, key.lo, static_cast<uint32_t>(data.size()), crc});
+    commit.insert(commit.end(), item.begin(), item.end());
+    auto committed = c.Call(L::kCommit, commit);
+    EXPECT_EQ(Code(committed), 0);
+    return Read<int32_t>(committed, sizeof(L::BatchReply));
+  }
+
+  // FETCH of `keys`: the per-key codes.
+  std::vector<int32_t> Fetch(RawClient& c, uint32_t pool_id, const std::vector<BlockKey>& keys) {
+    std::vector<std::byte> request =
+        Bytes(L::KeysRequest{pool_id, static_cast<uint32_t>(keys.size())});
+    for (const auto& k : keys) {
+      auto b = Bytes(L::Key{k.hi, k.lo});
+      request.insert(request.end(), b.begin(), b.end());
+    }
+    auto reply = c.Call(L::kFetch, request);
+    EXPECT_EQ(Code(reply), 0);
+    std::vector<int32_t> codes;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      codes.push_back(Read<int32_t>(reply, sizeof(L::BatchReply) + 4 * i));
+    }
+    return codes;
+  }
+
+  FakeHooks hooks_;
+};
+
+TEST_F(LocalClusterTest, AttachTellsTheClientWhichPoolsAreClusterPools) {
+  L::AttachReply reply{};
+  auto c = Connect("c", &reply);
+  EXPECT_EQ(reply.flags, L::kAttachClusterScope);
+  auto a = Connect("a", &reply);
+  EXPECT_EQ(reply.flags, 0u);
+}
+
+TEST_F(LocalClusterTest, WithoutHooksAClusterPoolBehavesAsALocalOne) {
+  server_->SetCluster(nullptr);
+  L::AttachReply reply{};
+  auto c = Connect("c", &reply);
+  EXPECT_EQ(reply.flags, L::kAttachClusterScope);  // the scope, whatever runs now
+  hooks_.OwnerHolds({4, 1}, "elsewhere");
+  ASSERT_EQ(Put(*c, reply.pool_id, {4, 2}, "here"), 0);
+  EXPECT_EQ(Fetch(*c, reply.pool_id, {{4, 1}}),
+            (std::vector<int32_t>{static_cast<int32_t>(StatusCode::kNotFound)}));
+  EXPECT_TRUE(hooks_.stored().empty());
+  EXPECT_TRUE(hooks_.asked().empty());
+  // Installed later, the hooks serve the session that is already open.
+  server_->SetCluster(&hooks_);
+  EXPECT_EQ(Fetch(*c, reply.pool_id, {{4, 1}}), (std::vector<int32_t>{0}));
+  ASSERT_EQ(Put(*c, reply.pool_id, {4, 3}, "forwarded"), 0);
+  ASSERT_EQ(hooks_.stored().size(), 1u);
+  EXPECT_EQ(hooks_.stored()[0].bytes, "forwarded");
+}
+
+TEST_F(LocalClusterTest, CommitInAClusterPoolHandsTheExactBytesToTheHooks) {
+  L::AttachReply reply{};
+  auto c = Connect("c", &reply);
+  std::string data(3000, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 251);
+  ASSERT_EQ(Put(*c, reply.pool_id, {5, 6}, data), 0);
+  // A commit that fails (bad checksum) is not forwarded.
+  EXPECT_EQ(Put(*c, reply.pool_id, {5, 7}, "torn", true),
+            static_cast<int32_t>(StatusCode::kCorruption));
+  auto stored = hooks_.stored();
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].pool, "c");
+  EXPECT_EQ(stored[0].key, (BlockKey{5, 6}));
+  EXPECT_EQ(stored[0].bytes, data);
+}
+
+TEST_F(LocalClusterTest, FetchOfAMissingKeyAsksTheOwnerAndTheBlockIsThenInMemory) {
+  L::AttachReply reply{};
+  auto c = Connect("c", &reply);
+  const std::string remote_block = "held by another node";
+  hooks_.OwnerHolds({9, 1}, remote_block);
+  ASSERT_EQ(Put(*c, reply.pool_id, {9, 2}, "held here"), 0);
+  auto codes = Fetch(*c, reply.pool_id, {{9, 1}, {9, 2}, {9, 3}});
+  EXPECT_EQ(codes, (std::vector<int32_t>{0, 0, static_cast<int32_t>(StatusCode::kNotFound)}));
+  // Only the keys missing here were asked of the owner.
+  auto asked = hooks_.asked();
+  ASSERT_EQ(asked.size(), 2u);
+  EXPECT_EQ(asked[0], (BlockKey{9, 1}));
+  EXPECT_EQ(asked[1], (BlockKey{9, 3}));
+  // The fetched block is in this node's memory now, exact.
+  auto pool = pools_->Find("c").value();
+  auto tier = pool->Locate({9, 1});
+  ASSERT_TRUE(tier.ok());
+  EXPECT_EQ(*tier, pool::TierKind::kDram);
+  std::vector<std::byte> out(4096);
+  auto got = pool->Get({9, 1}, out);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), got->length), remote_block);
+  // A second FETCH is served here.
+  EXPECT_EQ(Fetch(*c, reply.pool_id, {{9, 1}}), (std::vector<int32_t>{0}));
+  EXPECT_EQ(hooks_.asked().size(), 2u);
+}
+
+TEST_F(LocalClusterTest, LocalPoolsNeverCallTheHooks) {
+  L::AttachReply reply{};
+  auto c = Connect("a", &reply);
+  hooks_.OwnerHolds({3, 1}, "elsewhere");
+  ASSERT_EQ(Put(*c, reply.pool_id, {3, 2}, "local block"), 0);
+  EXPECT_EQ(Fetch(*c, reply.pool_id, {{3, 1}, {3, 2}}),
+            (std::vector<int32_t>{static_cast<int32_t>(StatusCode::kNotFound), 0}));
+  EXPECT_TRUE(hooks_.stored().empty());
+  EXPECT_TRUE(hooks_.asked().empty());
 }
 
 }  // namespace

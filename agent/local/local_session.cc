@@ -45,13 +45,20 @@ std::string_view OperationName(uint16_t type) {
   switch (type) {
     case L::kReserve:
     case L::kCommit:
-    case L::kAbort: return "put";
-    case L::kFetch: return "get";
-    case L::kLookup: return "lookup_prefix";
-    case L::kRemove: return "delete";
-    case L::kPin: return "pin";
-    case L::kUnpin: return "unpin";
-    default: return "other";
+    case L::kAbort:
+      return "put";
+    case L::kFetch:
+      return "get";
+    case L::kLookup:
+      return "lookup_prefix";
+    case L::kRemove:
+      return "delete";
+    case L::kPin:
+      return "pin";
+    case L::kUnpin:
+      return "unpin";
+    default:
+      return "other";
   }
 }
 
@@ -66,8 +73,14 @@ struct OwnedFds {
 }  // namespace
 
 LocalSession::LocalSession(int fd, uint64_t owner, pool::PoolManager* pools,
-                           pool::LeaseTable* leases, RequestObserver observer)
-    : fd_(fd), owner_(owner), pools_(pools), leases_(leases), observer_(std::move(observer)) {}
+                           pool::LeaseTable* leases, RequestObserver observer,
+                           const std::atomic<remote::ClusterHooks*>* cluster)
+    : fd_(fd),
+      owner_(owner),
+      pools_(pools),
+      leases_(leases),
+      observer_(std::move(observer)),
+      cluster_(cluster) {}
 
 LocalSession::~LocalSession() {
   for (const auto& pool : attached_) pool->Abort(owner_, {});
@@ -221,7 +234,12 @@ Status LocalSession::Attach(const Message& m) {
   reply.pool_id = static_cast<uint32_t>(attached_.size());
   reply.index_bytes = view.index_bytes;
   reply.client_area_bytes = view.client_area_bytes;
-  reply.read_only = lease_->options().read_only ? 1 : 0;
+  const bool read_only = lease_->options().read_only;
+  // By the pool's scope, not by whether the hooks are installed yet: a
+  // client may attach before the cluster has started, and keeps its flags.
+  const bool cluster_scope = (*pool)->spec().scope == pool::PoolScope::kCluster;
+  reply.flags =
+      (read_only ? L::kAttachReadOnly : 0u) | (cluster_scope ? L::kAttachClusterScope : 0u);
   const size_t room = L::kMaxFdsPerMessage - 2;
   reply.segment_count = static_cast<uint32_t>(std::min(view.segments.size(), room));
   std::vector<std::byte> head;
@@ -229,7 +247,8 @@ Status LocalSession::Attach(const Message& m) {
   view.segments.resize(reply.segment_count);
   attached_.push_back(*pool);
   TM_LOG(INFO, "local") << "connection " << owner_ << " attached pool " << name
-                        << (reply.read_only ? " read-only" : "");
+                        << (read_only ? " read-only" : "")
+                        << (cluster_scope ? " (cluster scope)" : "");
   return SendSegments(m, std::move(head), view.segments, {*index_ro, view.client_area_fd});
 }
 
@@ -290,10 +309,55 @@ Status LocalSession::Commit(const Message& m) {
     items[i] = {item.reservation, BlockKey{item.key_hi, item.key_lo}, item.length, item.checksum};
   }
   auto results = (*pool)->Commit(owner_, items);
+  if (remote::ClusterHooks* cluster = ClusterFor(**pool)) Forward(*cluster, **pool, items, results);
   std::vector<std::byte> payload;
   Append(&payload, L::BatchReply{0, req.count, 0});
   for (const auto& r : results) Append(&payload, static_cast<int32_t>(r.code()));
   return Reply(m, payload);
+}
+
+remote::ClusterHooks* LocalSession::ClusterFor(const pool::Pool& pool) const {
+  if (cluster_ == nullptr || pool.spec().scope != pool::PoolScope::kCluster) return nullptr;
+  return cluster_->load();
+}
+
+void LocalSession::Forward(remote::ClusterHooks& cluster, pool::Pool& pool,
+                           std::span<const pool::Pool::CommitItem> items,
+                           std::span<const Status> results) {
+  // The slot stays writable to the client and the block may be replaced
+  // or evicted meanwhile, so the bytes are read back through the pool (one
+  // copy, counted as a get in the pool's statistics) rather than taken
+  // from the slot.
+  std::vector<std::byte> buffer;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!results[i].ok()) continue;
+    if (buffer.empty()) buffer.resize(pool.spec().block_size);
+    auto got = pool.Get(items[i].key, buffer);
+    if (!got.ok()) continue;  // gone already: nothing to forward
+    cluster.OnStored(pool, items[i].key, std::span<const std::byte>(buffer).first(got->length));
+  }
+}
+
+void LocalSession::FetchFromOwners(remote::ClusterHooks& cluster, pool::Pool& pool,
+                                   std::span<const BlockKey> keys, std::vector<Status>* results) {
+  std::vector<std::byte> buffer;
+  std::vector<BlockKey> fetched;
+  std::vector<size_t> positions;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if ((*results)[i].code() != StatusCode::kNotFound) continue;
+    if (buffer.empty()) buffer.resize(pool.spec().block_size);
+    // A hit is stored in this pool by the hooks; the reply is what the
+    // pool says about it afterwards (storing may have failed).
+    if (cluster.FetchFromOwner(pool, keys[i], buffer).ok()) {
+      fetched.push_back(keys[i]);
+      positions.push_back(i);
+    }
+  }
+  if (fetched.empty()) return;
+  // Stored blocks normally land in memory; Fetch makes sure (and answers
+  // NOT_FOUND for one that could not be kept).
+  std::vector<Status> now = pool.Fetch(fetched);
+  for (size_t j = 0; j < positions.size(); ++j) (*results)[positions[j]] = now[j];
 }
 
 Status LocalSession::Abort(const Message& m) {
@@ -341,6 +405,9 @@ Status LocalSession::KeysCall(const Message& m) {
   switch (m.header.type) {
     case L::kFetch:
       results = (*pool)->Fetch(keys);
+      if (remote::ClusterHooks* cluster = ClusterFor(**pool)) {
+        FetchFromOwners(*cluster, **pool, keys, &results);
+      }
       break;
     case L::kLookup:
       value = (*pool)->LookupPrefix(keys, nullptr);

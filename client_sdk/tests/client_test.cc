@@ -358,6 +358,94 @@ TEST_F(ClientTest, LookupPrefixProbesLocallyAndPromotesNvme) {
   EXPECT_EQ(area->prefix_keys_matched.load(), 12u);
 }
 
+TEST_F(ClientTest, LocalPoolMissesNeverAskTheAgent) {
+  StartAgent();
+  ConnectAndAttach();
+  agent_->StoreElsewhere("p1", K(1), "not a cluster pool");
+  std::vector<std::byte> out(4096);
+  EXPECT_EQ(pool_->Get(K(1), out).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(pool_->Contains(K(1)));
+  const std::vector<BlockKey> chain = {K(1), K(2)};
+  EXPECT_EQ(pool_->LookupPrefix(chain), 0u);
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 0u);
+  EXPECT_EQ(agent_->ElsewhereAsks(), 0u);
+}
+
+TEST_F(ClientTest, ClusterPoolMissesAreFetchedFromOtherNodesInOneRequest) {
+  FakeAgentOptions o;
+  o.cluster = true;
+  StartAgent(o);
+  ConnectAndAttach();
+  const std::string far = RandomBytes(3000, 21);
+  agent_->StoreElsewhere("p1", K(1), far);
+  agent_->StoreElsewhere("p1", K(2), "also far");
+  ASSERT_TRUE(agent_->Store("p1", K(3), "here").ok());
+  ASSERT_TRUE(agent_->Store("p1", K(4), "on nvme", 2).ok());
+
+  std::string a(4096, '\0'), b(4096, '\0'), c(4096, '\0'), d(4096, '\0'), e(4096, '\0');
+  IoVec pa{a.data(), a.size()}, pb{b.data(), b.size()}, pc{c.data(), c.size()},
+      pd{d.data(), d.size()}, pe{e.data(), e.size()};
+  std::vector<BlockIo> items = {
+      {K(1), {&pa, 1}}, {K(2), {&pb, 1}}, {K(3), {&pc, 1}}, {K(4), {&pd, 1}}, {K(5), {&pe, 1}}};
+  std::vector<IoResult> results(items.size());
+  ASSERT_TRUE(pool_->GetMany(items, results).ok());
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 1u);  // NVMe and missing keys together
+  EXPECT_EQ(agent_->ElsewhereAsks(), 3u);           // K(1), K(2), K(5)
+  ASSERT_EQ(results[0].code, StatusCode::kOk);
+  EXPECT_EQ(a.substr(0, results[0].length), far);
+  ASSERT_EQ(results[1].code, StatusCode::kOk);
+  EXPECT_EQ(b.substr(0, results[1].length), "also far");
+  EXPECT_EQ(c.substr(0, results[2].length), "here");
+  ASSERT_EQ(results[3].code, StatusCode::kOk);
+  EXPECT_EQ(d.substr(0, results[3].length), "on nvme");
+  EXPECT_EQ(results[4].code, StatusCode::kNotFound);  // nowhere: a miss
+  layout::ClientArea* area = agent_->client_area("p1");
+  EXPECT_EQ(area->hits[0].load(), 3u);  // here, and the two brought from elsewhere
+  EXPECT_EQ(area->hits[2].load(), 1u);  // the NVMe block
+  EXPECT_EQ(area->misses.load(), 1u);
+
+  // Now local: no request.
+  std::vector<std::byte> out(4096);
+  auto got = pool_->Get(K(1), out);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(out.data()), *got), far);
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 1u);
+
+  // Contains asks once for a key missing here.
+  agent_->StoreElsewhere("p1", K(6), "contained elsewhere");
+  EXPECT_TRUE(pool_->Contains(K(6)));
+  EXPECT_EQ(agent_->TierOf("p1", K(6)), 0);
+  EXPECT_FALSE(pool_->Contains(K(7)));
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 3u);
+}
+
+TEST_F(ClientTest, ClusterPoolLookupPrefixFetchesTheRestOfTheChain) {
+  FakeAgentOptions o;
+  o.cluster = true;
+  o.dram_slots = 512;
+  o.slots_per_segment = 64;
+  o.index_capacity = 1024;
+  StartAgent(o);
+  ConnectAndAttach();
+  std::vector<BlockKey> chain;
+  for (uint64_t i = 0; i < 400; ++i) chain.push_back(K(i));
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(agent_->Store("p1", K(i), "local").ok());
+  for (uint64_t i = 5; i < 105; ++i) agent_->StoreElsewhere("p1", K(i), "far");
+  EXPECT_EQ(pool_->LookupPrefix(chain), 105u);
+  // Growing windows: 16, 32, 64 keys; the last one holds the end.
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 3u);
+  EXPECT_EQ(agent_->ElsewhereAsks(), 112u);
+  EXPECT_EQ(agent_->TierOf("p1", K(104)), 0);
+  // Now all local; the rest of the chain is nowhere: one small window.
+  EXPECT_EQ(pool_->LookupPrefix(chain), 105u);
+  EXPECT_EQ(agent_->Requests(layout::kFetch), 4u);
+  EXPECT_EQ(agent_->ElsewhereAsks(), 128u);
+  // At most 256 keys are brought in per call.
+  for (uint64_t i = 105; i < 400; ++i) agent_->StoreElsewhere("p1", K(i), "far");
+  EXPECT_EQ(pool_->LookupPrefix(chain), 105u + 256u);
+  EXPECT_EQ(pool_->LookupPrefix(chain), 400u);
+}
+
 TEST_F(ClientTest, LookupPrefixOf8192Keys) {
   FakeAgentOptions o;
   o.block_size = 64;

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <set>
 #include <span>
 
@@ -95,6 +96,7 @@ struct FakeAgent::Pool {
   std::vector<bool> nvme_used;
   std::map<uint32_t, std::string> nvme;
   std::set<std::pair<uint64_t, uint64_t>> pinned;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> elsewhere;  // other nodes' blocks
   uint64_t generation = 0;
 
   IndexEntry* entries() { return layout::Entries(index.base); }
@@ -219,6 +221,24 @@ struct FakeAgent::Pool {
     const std::string bytes = nvme[e.slot.load()];
     std::memcpy(SlotAddress(static_cast<uint32_t>(slot)), bytes.data(), bytes.size());
     Publish(key, 0, static_cast<uint32_t>(slot), e.length.load(), e.checksum.load());
+    return StatusCode::kOk;
+  }
+
+  // A cluster FETCH of a key missing here: the block from "its owner",
+  // stored in DRAM. OK, NOT_FOUND or RESOURCE_EXHAUSTED.
+  StatusCode FromElsewhere(const BlockKey& key) {
+    auto it = elsewhere.find({key.hi, key.lo});
+    if (it == elsewhere.end()) return StatusCode::kNotFound;
+    const int64_t slot = AllocSlot(dram_used);
+    if (slot < 0) return StatusCode::kResourceExhausted;
+    const std::string& bytes = it->second;
+    std::memcpy(SlotAddress(static_cast<uint32_t>(slot)), bytes.data(), bytes.size());
+    const uint32_t crc = Crc32c(
+        std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
+    if (!Publish(key, 0, static_cast<uint32_t>(slot), static_cast<uint32_t>(bytes.size()), crc)) {
+      FreeSlot(0, static_cast<uint32_t>(slot));
+      return StatusCode::kResourceExhausted;
+    }
     return StatusCode::kOk;
   }
 
@@ -439,8 +459,9 @@ void FakeAgent::Handle(Connection& c, const std::byte* msg, size_t n) {
       for (uint32_t s = 0; s < p->segments.size(); ++s) {
         if (p->segments[s].fd >= 0) infos.push_back({0, s, p->segments[s].bytes});
       }
-      out.Put(layout::AttachReply{0, p->id, p->index.bytes, p->area.bytes,
-                                  options_.read_only ? 1u : 0u,
+      const uint32_t flags = (options_.read_only ? layout::kAttachReadOnly : 0u) |
+                             (options_.cluster ? layout::kAttachClusterScope : 0u);
+      out.Put(layout::AttachReply{0, p->id, p->index.bytes, p->area.bytes, flags,
                                   static_cast<uint32_t>(infos.size())});
       for (const auto& i : infos) out.Put(i);
       const int index_ro = ReopenReadOnly(p->index.fd);
@@ -559,6 +580,10 @@ void FakeAgent::Handle(Connection& c, const std::byte* msg, size_t n) {
         switch (h.type) {
           case layout::kFetch:
             code = p->Promote(key);
+            if (code == StatusCode::kNotFound && options_.cluster) {
+              elsewhere_asks_.fetch_add(1);
+              code = p->FromElsewhere(key);
+            }
             break;
           case layout::kRemove:
             code = p->Remove(key) ? StatusCode::kOk : StatusCode::kNotFound;
@@ -617,6 +642,13 @@ void FakeAgent::Handle(Connection& c, const std::byte* msg, size_t n) {
   (void)::sendmsg(c.fd, &m, MSG_NOSIGNAL);
   for (int fd : fds_to_close) ::close(fd);
   if (close_after) ::shutdown(c.fd, SHUT_RDWR);
+}
+
+void FakeAgent::StoreElsewhere(const std::string& pool, const BlockKey& key,
+                               const std::string& bytes) {
+  std::lock_guard lock(mu_);
+  Pool* p = FindPool(pool);
+  if (p != nullptr) p->elsewhere[{key.hi, key.lo}] = bytes;
 }
 
 Status FakeAgent::Store(const std::string& pool, const BlockKey& key, const std::string& bytes,

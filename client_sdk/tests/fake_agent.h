@@ -31,6 +31,9 @@ struct FakeAgentOptions {
   std::string lease_id = "lease1";
   std::string lease_secret = "secret1";
   bool read_only = false;  // the lease is read-only
+  // The pools are cluster pools (ATTACH says so): FETCH of a key the pool
+  // lacks looks among the blocks given to StoreElsewhere.
+  bool cluster = false;
   std::vector<std::string> pools = {"p1"};
   uint64_t block_size = 4096;
   uint32_t dram_slots = 64;
@@ -65,6 +68,11 @@ class FakeAgent {
   // Stores a block as if a client had committed it: tier 0 (DRAM) or 2 (NVMe).
   Status Store(const std::string& pool, const BlockKey& key, const std::string& bytes,
                uint32_t tier = 0);
+  // Keeps a block as another node's agent would: with options.cluster, a
+  // FETCH of the key stores it in DRAM here and answers OK.
+  void StoreElsewhere(const std::string& pool, const BlockKey& key, const std::string& bytes);
+  // Keys that FETCH looked for elsewhere (missing here) so far.
+  uint64_t ElsewhereAsks() const { return elsewhere_asks_.load(); }
   // Removes a block (tombstone) and frees its slot; false when absent.
   bool Evict(const std::string& pool, const BlockKey& key);
   // Changes the entry's sequence (odd, then even again) without changing
@@ -108,6 +116,7 @@ class FakeAgent {
   std::atomic<bool> drop_{false};
   std::atomic<bool> silent_{false};
   std::atomic<uint64_t> requests_[16] = {};
+  std::atomic<uint64_t> elsewhere_asks_{0};
   uint64_t next_reservation_ = 1;
 };
 

@@ -93,6 +93,27 @@ class ClusterTest : public ::testing::Test {
     return *pool;
   }
 
+  // The pool through agent `agent`'s local shared-memory path (its data
+  // socket), as an engine on that node uses it.
+  std::shared_ptr<Pool> AttachLocal(int agent) {
+    auto lease = agents_[agent]->CreateLease(256ull << 20);
+    EXPECT_TRUE(lease.ok()) << lease.status().ToString();
+    auto colon = lease->find(':');
+    ClientOptions options;
+    options.socket_path = (agents_[agent]->dir() / "agent-data.sock").string();
+    options.lease_id = lease->substr(0, colon);
+    options.lease_secret = lease->substr(colon + 1);
+    options.timeout = std::chrono::seconds(5);
+    auto client = Client::Connect(options);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    if (!client.ok()) return nullptr;
+    auto pool = (*client)->Attach("shared");
+    EXPECT_TRUE(pool.ok()) << pool.status().ToString();
+    if (!pool.ok()) return nullptr;
+    EXPECT_FALSE((*pool)->remote());
+    return *pool;
+  }
+
   static std::string Owner(const BlockKey& key, std::vector<std::string> live) {
     return live[cluster::OwnerIndex(live, key)];
   }
@@ -205,6 +226,43 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   ASSERT_FALSE(owned_by_b_now.empty());
   ASSERT_TRUE(ReadAll(*b, owned_by_b_now, &why)) << why;
   ASSERT_TRUE(ReadAll(*c, third, &why)) << why;
+}
+
+// The same reuse through the local shared-memory path that engines use:
+// commits on A are forwarded to their owners, and C's local misses (gets
+// and prefix lookups) are fetched from the owners into C's memory.
+TEST_F(ClusterTest, LocalPathPutOnOneNodeIsReadAndPrefixMatchedOnAnother) {
+  const std::vector<std::string> all = {"node-a", "node-b", "node-c"};
+  auto a = AttachLocal(0);
+  auto c = AttachLocal(2);
+  ASSERT_TRUE(a && c);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // first heartbeats
+
+  std::vector<BlockKey> blocks;
+  for (uint64_t i = 0; i < 48; ++i) blocks.push_back({0xD, i});
+  PutAll(*a, blocks);
+  std::string why;
+  ASSERT_TRUE(ReadAll(*c, blocks, &why)) << why;
+  int owned_by_b = 0;
+  for (const auto& key : blocks) owned_by_b += Owner(key, all) == "node-b";
+  EXPECT_GT(owned_by_b, 0) << "the sample should include keys that only B held";
+  EXPECT_GT(Metric(0, "tokenmem_cluster_forwarded_puts_total"), 0);  // A's local commits
+  EXPECT_GT(Metric(2, "tokenmem_cluster_owner_hits_total"), 0);      // C's local misses
+
+  // A chain put through A: C matches all of it, then reads it exactly.
+  std::vector<BlockKey> chain;
+  for (uint64_t i = 0; i < 64; ++i) chain.push_back({0xE, i});
+  PutAll(*a, chain);
+  std::vector<BlockKey> longer = chain;
+  longer.push_back({0xE, 1000});  // put nowhere
+  uint32_t matched = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((matched = c->LookupPrefix(longer)) < chain.size() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // forwards still in flight
+  }
+  EXPECT_EQ(matched, chain.size());
+  ASSERT_TRUE(ReadAll(*c, chain, &why)) << why;
 }
 
 }  // namespace

@@ -29,6 +29,12 @@
 //     into them, and commit keys, lengths and CRC32Cs in batches; the agent
 //     publishes the blocks. A block is visible to readers once its commit
 //     has been answered.
+//   - Pools with scope: cluster are shared by the agents of a cluster: a
+//     committed block is forwarded (asynchronously) to its key's owner, and
+//     a key missing from the local index is asked of the agent (one FETCH
+//     per call for all such keys; the agent fetches them from their owners
+//     into this node's memory) before the call reports a miss. Pools with
+//     scope: local never send a request for a miss. See docs/sdk.md.
 //
 // Thread safety: a Client and its Pools may be used from any number of
 // threads at once. Requests to the agent are serialized on the client's
@@ -197,7 +203,9 @@ class Pool {
   // (also after a block kept changing under the reader). kInvalidArgument
   // when `out` is smaller than the block (block_size() bytes always
   // suffice); nothing is copied then. A block on NVMe is fetched into
-  // memory first, which needs the agent (kUnavailable without it).
+  // memory first, which needs the agent (kUnavailable without it). In a
+  // cluster pool a miss here is asked of the agent first (the key's owner
+  // may hold it); if that fails the result is still the miss.
   Result<size_t> Get(const BlockKey& key, std::span<std::byte> out);
 
   // Batched, scatter-gather. results.size() must equal items.size()
@@ -211,7 +219,8 @@ class Pool {
   Status GetMany(std::span<const BlockIo> items, std::span<IoResult> results);
 
   // True when the pool holds `key` in any tier (NVMe included). Local only
-  // (remote: one EXISTS request; false when it fails).
+  // (remote: one EXISTS request; false when it fails). Cluster pools: a key
+  // missing here is fetched from its owner (one FETCH), true when it came.
   bool Contains(const BlockKey& key) const;
 
   // How many leading keys of `keys` (a chain) the pool holds, in any tier.
@@ -221,7 +230,10 @@ class Pool {
   // starts bringing them into memory for the gets that follow; if that
   // request fails the count is still returned. Never fails. Remote: the
   // agent counts (and promotes); when a request fails, the keys matched
-  // before it are the count.
+  // before it are the count. Cluster pools, when the local probe stops
+  // short: the rest of the chain is fetched from other nodes in growing
+  // windows of FETCH requests (at most 256 keys per call), then probed
+  // again; the count includes what arrived.
   uint32_t LookupPrefix(std::span<const BlockKey> keys);
 
   // Single keys: kNotFound when the pool does not hold the key.

@@ -27,6 +27,13 @@ constexpr int kReadAttempts = 16;
 constexpr int kFetchRounds = 2;
 // How many keys ahead LookupPrefix prefetches index entries.
 constexpr size_t kPrefetchAhead = 16;
+// LookupPrefix in a cluster pool asks the agent for the unmatched rest of
+// the chain in growing windows: the agent asks the owners key by key, so a
+// tail that no node holds costs one small window, and a long hit costs a
+// few cheap local round trips. At most kClusterPrefixKeys keys per call,
+// since each hit takes a slot of this node's memory.
+constexpr size_t kClusterPrefixFirstWindow = 16;
+constexpr size_t kClusterPrefixKeys = 256;
 
 void CopyOut(std::span<const IoVec> pieces, const std::byte* src, size_t length) {
   for (const IoVec& p : pieces) {
@@ -216,6 +223,9 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
   if (impl_->remote) return impl_->remote->GetMany(items, results);
   Impl::Tally tally;
   std::vector<size_t> on_nvme;
+  // Cluster pools: keys missing here, which another node may hold.
+  std::vector<size_t> elsewhere;
+  const bool cluster = impl_->map->cluster();
   for (size_t i = 0; i < items.size(); ++i) {
     Impl::LocalRead r =
         impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &tally);
@@ -224,31 +234,43 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
       results[i] = {StatusCode::kNotFound, 0};
     } else {
       results[i] = r.result;
+      if (cluster && r.result.code == StatusCode::kNotFound) elsewhere.push_back(i);
     }
   }
   Status first;
   // Blocks read after a FETCH were served from NVMe (the agent brought them
-  // into memory for this read): they count as NVMe hits, once.
+  // into memory for this read): they count as NVMe hits, once. Blocks that
+  // came from another node count where they are read from.
   Impl::Tally fetched;
-  for (int round = 0; round < kFetchRounds && !on_nvme.empty(); ++round) {
+  for (int round = 0; round < kFetchRounds && (!on_nvme.empty() || !elsewhere.empty()); ++round) {
+    // One FETCH for both kinds: the NVMe keys first, then the missing ones.
+    std::vector<size_t> wanted = std::move(on_nvme);
+    const size_t nvme_count = wanted.size();
+    wanted.insert(wanted.end(), elsewhere.begin(), elsewhere.end());
+    elsewhere.clear();
     std::vector<BlockKey> keys;
-    keys.reserve(on_nvme.size());
-    for (size_t i : on_nvme) keys.push_back(items[i].key);
+    keys.reserve(wanted.size());
+    for (size_t i : wanted) keys.push_back(items[i].key);
     std::vector<StatusCode> codes(keys.size());
     Status fetch = impl_->KeysCall(layout::kFetch, keys, codes);
-    if (!fetch.ok() && first.ok() && fetch.code() != StatusCode::kNotFound) {
-      // Keep the agent's own message for a whole-request failure.
+    // Keep the agent's own message for a whole-request failure (the NVMe
+    // keys come first, so it is about one of them, as they report it).
+    if (!fetch.ok() && first.ok() && fetch.code() != StatusCode::kNotFound && nvme_count > 0 &&
+        (wanted.size() == nvme_count || codes[0] == fetch.code())) {
       first = fetch.WithContext("FETCH");
     }
     std::vector<size_t> again;
-    for (size_t j = 0; j < on_nvme.size(); ++j) {
-      const size_t i = on_nvme[j];
+    for (size_t j = 0; j < wanted.size(); ++j) {
+      const size_t i = wanted[j];
+      const bool from_nvme = j < nvme_count;
       if (codes[j] != StatusCode::kOk) {
-        results[i] = {codes[j], 0};
+        // A key missing here stays a miss whatever asking the cluster gave.
+        if (from_nvme) results[i] = {codes[j], 0};
         continue;
       }
       Impl::LocalRead r =
-          impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces), &fetched);
+          impl_->ReadLocal(items[i].key, items[i].pieces, PiecesBytes(items[i].pieces),
+                           from_nvme ? &fetched : &tally);
       if (r.on_nvme) {
         again.push_back(i);
       } else {
@@ -412,12 +434,21 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
 
 bool Pool::Contains(const BlockKey& key) const {
   if (impl_->remote) return impl_->remote->Contains(key);
-  layout::EntryView v;
-  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
-    const layout::FindResult r = layout::FindEntry(impl_->map->index(), key.hi, key.lo, &v);
-    if (r != layout::FindResult::kBusy) return r == layout::FindResult::kFound;
-  }
-  return false;
+  auto probe = [&] {
+    layout::EntryView v;
+    for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+      const layout::FindResult r = layout::FindEntry(impl_->map->index(), key.hi, key.lo, &v);
+      if (r != layout::FindResult::kBusy) return r == layout::FindResult::kFound;
+    }
+    return false;
+  };
+  if (probe()) return true;
+  if (!impl_->map->cluster()) return false;
+  // Another node may hold it: FETCH brings it here when it does.
+  StatusCode code = StatusCode::kNotFound;
+  (void)impl_->KeysCall(layout::kFetch, std::span<const BlockKey>(&key, 1),
+                        std::span<StatusCode>(&code, 1));
+  return code == StatusCode::kOk && probe();
 }
 
 uint32_t Pool::LookupPrefix(std::span<const BlockKey> keys) {
@@ -429,19 +460,39 @@ uint32_t Pool::LookupPrefix(std::span<const BlockKey> keys) {
     __builtin_prefetch(&entries[layout::Home(keys[i].hi, keys[i].lo, capacity)], 0, 3);
   };
   const size_t n = std::min<size_t>(keys.size(), UINT32_MAX);
-  for (size_t i = 0; i < std::min(n, kPrefetchAhead); ++i) prefetch(i);
   std::vector<BlockKey> on_nvme;
   uint32_t matched = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (i + kPrefetchAhead < n) prefetch(i + kPrefetchAhead);
-    layout::EntryView v;
-    layout::FindResult r = layout::FindResult::kBusy;
-    for (int attempt = 0; attempt < kReadAttempts && r == layout::FindResult::kBusy; ++attempt) {
-      r = layout::FindEntry(index, keys[i].hi, keys[i].lo, &v);
+  // Extends `matched` over keys[matched, end) while the index holds them.
+  auto probe = [&](size_t end) {
+    for (size_t i = matched; i < std::min(end, matched + kPrefetchAhead); ++i) prefetch(i);
+    for (size_t i = matched; i < end; ++i) {
+      if (i + kPrefetchAhead < end) prefetch(i + kPrefetchAhead);
+      layout::EntryView v;
+      layout::FindResult r = layout::FindResult::kBusy;
+      for (int attempt = 0; attempt < kReadAttempts && r == layout::FindResult::kBusy; ++attempt) {
+        r = layout::FindEntry(index, keys[i].hi, keys[i].lo, &v);
+      }
+      if (r != layout::FindResult::kFound) break;
+      if (v.tier >= client_internal::kMemoryTiers) on_nvme.push_back(keys[i]);
+      ++matched;
     }
-    if (r != layout::FindResult::kFound) break;
-    if (v.tier >= client_internal::kMemoryTiers) on_nvme.push_back(keys[i]);
-    ++matched;
+  };
+  probe(n);
+  if (matched < n && impl_->map->cluster()) {
+    // Asks for the rest of the chain in growing windows; each FETCH brings
+    // the blocks other nodes hold into this node's memory, then the index
+    // is probed again from where it stopped.
+    const size_t limit = std::min(n, matched + kClusterPrefixKeys);
+    size_t window = kClusterPrefixFirstWindow;
+    while (matched < limit) {
+      const size_t end = std::min(limit, matched + window);
+      std::vector<StatusCode> codes(end - matched);
+      // The index tells what arrived, whatever the request answered.
+      (void)impl_->KeysCall(layout::kFetch, keys.subspan(matched, end - matched), codes);
+      probe(end);
+      if (matched < end) break;  // the chain ends in this window
+      window = std::min<size_t>(window * 2, layout::kMaxBatch);
+    }
   }
   layout::ClientArea& area = impl_->map->client_area();
   area.prefix_lookups.fetch_add(1, std::memory_order_relaxed);

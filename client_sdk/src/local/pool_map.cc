@@ -35,7 +35,8 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
                                                  const layout::AttachReply& reply,
                                                  UniqueFd index_fd, UniqueFd client_area_fd) {
   std::unique_ptr<PoolMap> map(new PoolMap());
-  map->read_only_ = reply.read_only != 0;
+  map->read_only_ = (reply.flags & layout::kAttachReadOnly) != 0;
+  map->cluster_ = (reply.flags & layout::kAttachClusterScope) != 0;
   if (reply.index_bytes < layout::kIndexHeaderBytes) {
     return Internal("the agent reported an index of " + std::to_string(reply.index_bytes) +
                     " bytes");

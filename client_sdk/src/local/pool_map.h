@@ -42,6 +42,9 @@ class PoolMap {
   uint64_t capacity() const { return capacity_; }
   uint64_t block_size() const { return block_size_; }
   bool read_only() const { return read_only_; }
+  // The pool has scope: cluster: misses are worth a FETCH (the agent asks
+  // the key's owner on another node).
+  bool cluster() const { return cluster_; }
   layout::ClientArea& client_area() const {
     return *static_cast<layout::ClientArea*>(client_area_.base());
   }
@@ -86,6 +89,7 @@ class PoolMap {
   uint64_t capacity_ = 0;
   uint64_t block_size_ = 0;
   bool read_only_ = false;
+  bool cluster_ = false;
   TierMap tiers_[kMemoryTiers];
   std::vector<Mapping> segment_mappings_;  // owned; appended under the caller's lock
 };

@@ -20,8 +20,9 @@
 // Reading a block never involves the agent: the client finds it in the
 // pool's shared index (shm_index.h) and copies it from the mapped segment.
 // The agent is asked only to write (RESERVE, COMMIT, ABORT), to bring NVMe
-// blocks into memory (FETCH), to remove or pin blocks, and for segments a
-// client has not mapped yet (SEGMENTS).
+// blocks into memory (FETCH; in a pool with scope: cluster also blocks that
+// another node holds), to remove or pin blocks, and for segments a client
+// has not mapped yet (SEGMENTS).
 #pragma once
 
 #include <cstdint>
@@ -42,7 +43,9 @@ enum MessageType : uint16_t {
   kReserve = 4,   // ReserveRequest -> ReserveReply + SlotGrant[count]
   kCommit = 5,    // CommitRequest + CommitItem[count] -> BatchReply + int32 codes[count]
   kAbort = 6,     // AbortRequest + SlotRef[count] -> BatchReply
-  kFetch = 7,     // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
+  kFetch = 7,     // KeysRequest + Key[count] -> BatchReply + int32 codes[count]; brings
+                  // NVMe blocks into memory and, in cluster pools, missing ones from
+                  // their owners (OK: the block is in memory now)
   kRemove = 8,    // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
   kPin = 9,       // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
   kUnpin = 10,    // KeysRequest + Key[count] -> BatchReply + int32 codes[count]
@@ -73,6 +76,15 @@ struct AttachRequest {
   char pool[64];  // NUL-padded
 };
 
+// AttachReply::flags bits. Unknown bits are ignored.
+inline constexpr uint32_t kAttachReadOnly = 1;  // segments are mapped read-only
+// The pool has scope: cluster. A key the shared index lacks may be held by
+// another node's agent: FETCH asks the key's owner for it (a hit is stored
+// on this node and the key answers OK; an agent not in a cluster answers
+// NOT_FOUND), so clients send FETCH for misses. Without this bit a miss is
+// final.
+inline constexpr uint32_t kAttachClusterScope = 2;
+
 // Reply to ATTACH. fds: [0] index memfd (read-only), [1] client area memfd
 // (read-write), then `segment_count` SegmentInfo entries' fds in order.
 struct AttachReply {
@@ -80,7 +92,7 @@ struct AttachReply {
   uint32_t pool_id;  // names the pool in later requests on this connection
   uint64_t index_bytes;
   uint64_t client_area_bytes;
-  uint32_t read_only;      // segments are mapped read-only
+  uint32_t flags;          // kAttachReadOnly | kAttachClusterScope
   uint32_t segment_count;  // SegmentInfo[segment_count] follow
 };
 
