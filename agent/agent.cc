@@ -328,11 +328,11 @@ void Agent::Stop() {
   if (reconciler_) reconciler_->Stop();  // before the pools it changes go away
   if (http_) http_->SetStopping();       // /readyz says so while the rest stops
   if (local_) local_->Shutdown();  // its sessions use the cluster hooks: before cluster_ goes
-  remote_.reset();  // no request reaches the cluster hooks after this
-  cluster_.reset();
   if (control_) control_->Shutdown();
   mover_.reset();
-  http_.reset();
+  http_.reset();  // its /metrics reads remote_ and cluster_: before they go
+  remote_.reset();  // no request reaches the cluster hooks after this
+  cluster_.reset();
   if (metrics_) nvme::ClearIoObserver(metrics_.get());
 }
 

@@ -479,8 +479,8 @@ class RemoteEnvTest : public RemoteClientTest {
   }
   void TearDown() override { Clear(); }
   static void Clear() {
-    for (const char* v :
-         {kEnvAgentSocket, kEnvAgentAddress, kEnvLease, kEnvDefaultPool, kEnvQuotaBytes}) {
+    for (const char* v : {kEnvAgentSocket, kEnvAgentAddress, kEnvRemoteEndpoints, kEnvLease,
+                          kEnvDefaultPool, kEnvQuotaBytes}) {
       ::unsetenv(v);
     }
   }
@@ -499,6 +499,15 @@ TEST_F(RemoteEnvTest, OnlyTheAddressGivesTheRemotePath) {
   auto pool = (*client)->AttachDefault();
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
   EXPECT_TRUE((*pool)->remote());
+}
+
+TEST_F(RemoteEnvTest, TheDevicePluginsEndpointListIsUsedWithoutAnAddress) {
+  const std::string endpoints = server_->address() + ",10.0.0.2:7471";
+  ::setenv(kEnvRemoteEndpoints, endpoints.c_str(), 1);
+  auto options = Client::OptionsFromEnv();
+  ::unsetenv(kEnvRemoteEndpoints);
+  ASSERT_TRUE(options.ok()) << options.status().ToString();
+  EXPECT_EQ(options->agent_address, server_->address());
 }
 
 TEST_F(RemoteEnvTest, AMissingOrDeadSocketFallsBackToTheAddress) {

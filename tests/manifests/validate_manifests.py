@@ -14,11 +14,21 @@
 - The renderer is built here (GOPATH mode against Debian's Go packages,
   no network) when it is missing or older than its source; the build's
   Go cache lives beside it, so later runs take a second.
+- The remote path and the cluster are wired consistently: the agent
+  config's remote.listen port is the DaemonSet's and the headless Service's
+  "remote" port, cluster.dns_name is that Service's DNS name and port,
+  cluster.secret_file lies in the mount of the Secret that the chart (or
+  cluster-secret.yaml) creates; remote.enabled=false renders no remote and
+  no cluster, cluster.enabled=false no cluster and no Secret. The chart's
+  generated secret is random and kept across upgrades (lookup). The plain
+  manifests' remote and cluster sections equal the chart's.
 - With --agent, every agent config the manifests carry passes
-  `tokenmem-agent --check-config`.
+  `tokenmem-agent --check-config` (secret_file pointed at a temporary file),
+  and a cluster without remote.listen is refused.
 Exit 0 on success, 1 with a list of failures otherwise.
 """
 import argparse
+import base64
 import copy
 import glob
 import os
@@ -57,6 +67,7 @@ KINDS = {
     ("v1", "Namespace"): "V1Namespace",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("v1", "ConfigMap"): "V1ConfigMap",
+    ("v1", "Secret"): "V1Secret",
     ("v1", "Service"): "V1Service",
     ("v1", "Pod"): "V1Pod",
     ("apps/v1", "DaemonSet"): "V1DaemonSet",
@@ -322,6 +333,122 @@ def check_daemonset(ds, where, expect_dp=True):
             check(hp.get("type", "") in ("", "CharDevice"), f"{where}: {hp['path']} must not be {hp.get('type')}")
 
 
+# --- remote path and cluster ---------------------------------------------------
+
+def find(docs, kind, pred=lambda d: True):
+    return [d for d in docs if d and d.get("kind") == kind and pred(d)]
+
+
+def agent_config(docs, where):
+    """The agent.yaml of the ConfigMap in docs, parsed; None (and a failure) if absent or not YAML."""
+    cms = find(docs, "ConfigMap", lambda d: "agent.yaml" in d.get("data", {}))
+    if not check(len(cms) == 1, f"{where}: {len(cms)} agent ConfigMaps"):
+        return None
+    try:
+        cfg = yaml.safe_load(cms[0]["data"]["agent.yaml"])
+    except yaml.YAMLError as e:
+        fail(f"{where}: agent.yaml is not YAML: {e}")
+        return None
+    check(isinstance(cfg, dict), f"{where}: agent.yaml is not a map")
+    return cfg if isinstance(cfg, dict) else None
+
+
+def named_port(ports, name):
+    return next((p for p in ports or [] if p.get("name") == name), None)
+
+
+def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="cluster.local", existing_secret=None):
+    """Checks that config, DaemonSet, headless Service and Secret agree; returns the agent config.
+
+    existing_secret: the name of a Secret the user provides (not rendered);
+    None: the mounted Secret must be among docs."""
+    cfg = agent_config(docs, where)
+    dss = find(docs, "DaemonSet")
+    svcs = find(docs, "Service", lambda d: d["spec"].get("clusterIP") == "None")
+    if not (cfg is not None and check(len(dss) == 1, f"{where}: {len(dss)} DaemonSets")
+            and check(len(svcs) == 1, f"{where}: {len(svcs)} headless Services")):
+        return cfg
+    ds, svc = dss[0], svcs[0]
+    pod = ds["spec"]["template"]
+    agent = next(c for c in pod["spec"]["containers"] if c["name"] == "agent")
+    labels = pod["metadata"]["labels"]
+    check(all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()),
+          f"{where}: the headless Service does not select the agent pods")
+    check(svc["spec"].get("publishNotReadyAddresses") is True,
+          f"{where}: headless Service without publishNotReadyAddresses: true")
+    check(svc["metadata"]["namespace"] == ds["metadata"]["namespace"], f"{where}: Service and DaemonSet namespaces")
+
+    svc_port = named_port(svc["spec"].get("ports"), "remote")
+    ctr_port = named_port(agent.get("ports"), "remote")
+    if expect_remote:
+        remote = cfg.get("remote") or {}
+        listen = str(remote.get("listen", ""))
+        host, _, port = listen.rpartition(":")
+        check(host == "0.0.0.0" and port.isdigit(), f"{where}: remote.listen {listen!r} is not 0.0.0.0:<port>")
+        if check(ctr_port, f"{where}: agent container has no containerPort 'remote'"):
+            check(str(ctr_port["containerPort"]) == port and ctr_port.get("protocol", "TCP") == "TCP",
+                  f"{where}: containerPort remote {ctr_port} differs from remote.listen {listen}")
+        if check(svc_port, f"{where}: headless Service has no port 'remote'"):
+            check(str(svc_port["port"]) == port and svc_port.get("protocol") == "TCP"
+                  and svc_port.get("targetPort") in ("remote", int(port) if port.isdigit() else None),
+                  f"{where}: Service port remote {svc_port} does not lead to {listen}")
+        check(isinstance(remote.get("max_connections"), int) and isinstance(remote.get("workers"), int),
+              f"{where}: remote.max_connections / workers missing: {remote}")
+    else:
+        check("remote" not in cfg, f"{where}: remote section although the remote path is off")
+        check(not svc_port and not ctr_port, f"{where}: remote port although the remote path is off")
+
+    secret_vols = [v for v in pod["spec"].get("volumes", []) if "secret" in v]
+    secrets = find(docs, "Secret")
+    if not expect_cluster:
+        check("cluster" not in cfg, f"{where}: cluster section although the cluster is off")
+        check(not secret_vols, f"{where}: Secret volume although the cluster is off")
+        check(not secrets, f"{where}: Secret rendered although the cluster is off")
+        return cfg
+    c = cfg.get("cluster")
+    if not check(isinstance(c, dict), f"{where}: no cluster section"):
+        return cfg
+    check(expect_remote and "remote" in cfg, f"{where}: cluster without remote")
+    port = str(cfg.get("remote", {}).get("listen", "")).rpartition(":")[2]
+    want_dns = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.{cluster_domain}:{port}"
+    check(c.get("dns_name") == want_dns, f"{where}: cluster.dns_name {c.get('dns_name')!r}, want {want_dns!r}")
+    check(c.get("heartbeat_timeout_ms", 3000) > c.get("heartbeat_interval_ms", 1000),
+          f"{where}: heartbeat timeout not above the interval")
+    secret_file = str(c.get("secret_file", ""))
+    sdir, _, sfile = secret_file.rpartition("/")
+    mounts = {m["name"]: m for m in agent.get("volumeMounts", [])}
+    if not check(len(secret_vols) == 1, f"{where}: {len(secret_vols)} Secret volumes, want 1"):
+        return cfg
+    vol = secret_vols[0]
+    m = mounts.get(vol["name"])
+    if not check(m, f"{where}: the agent does not mount the Secret volume {vol['name']}"):
+        return cfg
+    check(m["mountPath"] == sdir and m.get("readOnly") is True,
+          f"{where}: secret_file {secret_file} is not in the read-only mount {m['mountPath']}")
+    items = vol["secret"].get("items")
+    key = next((i["key"] for i in items if i["path"] == sfile), None) if items else sfile
+    if not check(key, f"{where}: secret_file {secret_file}: no item of the Secret volume has path {sfile!r}"):
+        return cfg
+    name = vol["secret"]["secretName"]
+    ours = [x for x in secrets if x["metadata"]["name"] == name]
+    if existing_secret is not None:
+        check(name == existing_secret and not secrets,
+              f"{where}: Secret volume {name!r} / rendered Secrets {len(secrets)}, want only {existing_secret!r}")
+    elif check(ours, f"{where}: the mounted Secret {name!r} is not among the manifests"):
+        data = {**ours[0].get("data", {}), **ours[0].get("stringData", {})}
+        check(key in data, f"{where}: Secret {name} has no key {key!r}")
+        check(ours[0]["metadata"].get("namespace") == ds["metadata"]["namespace"], f"{where}: Secret namespace")
+    return cfg
+
+
+def chart_secret_value(docs):
+    (sec,) = find(docs, "Secret") or [None]
+    if sec is None:
+        return None
+    (v,) = sec["data"].values()
+    return base64.b64decode(v).decode()
+
+
 def build_renderer(source, out):
     """Builds helmrender into `out` unless it is up to date; False if Go is missing."""
     main_go = os.path.join(source, "main.go")
@@ -339,6 +466,161 @@ def build_renderer(source, out):
         print(f"building helmrender failed:\n{r.stdout}{r.stderr}")
         sys.exit(1)
     return True
+
+
+def check_with_agent(agent, agent_configs):
+    """tokenmem-agent --check-config on every config, the cluster secret in a temporary file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        secret = os.path.join(tmp, "cluster-secret")
+        with open(secret, "w") as f:
+            f.write("s3cret-for-the-manifest-test\n")
+
+        def run(cfg):
+            path = os.path.join(tmp, "agent.yaml")
+            with open(path, "w") as f:
+                yaml.safe_dump(cfg, f)
+            return subprocess.run([agent, "--config", path, "--check-config"], capture_output=True, text=True)
+
+        clustered = None
+        for where, text in agent_configs:
+            cfg = yaml.safe_load(text)
+            has_cluster = isinstance(cfg.get("cluster"), dict) and bool(cfg["cluster"].get("secret_file"))
+            if has_cluster:
+                cfg["cluster"]["secret_file"] = secret
+            r = run(cfg)
+            if check(r.returncode == 0, f"{where}: tokenmem-agent --check-config refused it:\n{r.stdout}{r.stderr}"):
+                if has_cluster and clustered is None:
+                    clustered = cfg
+                out = yaml.safe_load(r.stdout)
+                for section in ("remote", "cluster"):
+                    for k, v in (cfg.get(section) or {}).items():
+                        check(out.get(section, {}).get(k) == v,
+                              f"{where}: --check-config prints {section}.{k}={out.get(section, {}).get(k)!r}, "
+                              f"the config has {v!r}")
+        # Why the chart drops the cluster when the remote path is off.
+        if check(clustered, "no valid agent config with a cluster"):
+            cfg = copy.deepcopy(clustered)
+            del cfg["remote"]
+            r = run(cfg)
+            check(r.returncode != 0 and "remote.listen" in r.stdout + r.stderr,
+                  f"the agent did not refuse a cluster for lack of remote.listen:\n{r.stdout}{r.stderr}")
+
+
+def check_remote_and_cluster(renderer, chart, om, src, rendered, agent_configs):
+    """The remote path and the cluster in both value sets, the switches, the secret, and the plain manifests."""
+    alt_values = os.path.join(os.path.dirname(os.path.abspath(__file__)), "values-alt.yaml")
+    with open(alt_values) as f:
+        alt = yaml.safe_load(f)
+    base_cfg = None
+    if "default" in rendered:
+        base_cfg = check_wiring(rendered["default"], "chart[default]", True, True)
+        value = chart_secret_value(rendered["default"])
+        check(value and re.fullmatch(r"[A-Za-z0-9]{32}", value),
+              f"chart[default]: generated cluster secret {value!r} is not 32 random alphanumerics")
+    if "values-alt" in rendered:
+        docs = rendered["values-alt"]
+        cfg = check_wiring(docs, "chart[values-alt]", True, True,
+                           existing_secret=alt["cluster"]["secret"]["existingSecret"])
+        if cfg:
+            check(cfg["remote"]["listen"] == f"0.0.0.0:{alt['remote']['port']}", "values-alt: remote.port")
+            check(cfg["cluster"]["heartbeat_interval_ms"] == alt["cluster"]["heartbeatIntervalMs"]
+                  and cfg["cluster"]["heartbeat_timeout_ms"] == alt["cluster"]["heartbeatTimeoutMs"]
+                  and cfg["cluster"]["forward_queue_blocks"] == alt["cluster"]["forwardQueueBlocks"],
+                  f"values-alt: heartbeat / forward queue values not taken: {cfg['cluster']}")
+            check([p.get("scope") for p in cfg["pools"]] == [p.get("scope", "local") for p in alt["agent"]["pools"]],
+                  "values-alt: pool scopes not taken")
+
+    def render_docs(label, extra):
+        out = render(renderer, chart, extra)
+        if out is None:
+            return None
+        check("<no value>" not in out, f"{label}: a value is missing (<no value>)")
+        try:
+            docs = list(yaml.safe_load_all(out))
+        except yaml.YAMLError as e:
+            fail(f"chart ({label}) renders invalid YAML: {e}")
+            return None
+        validate_docs(docs, f"chart[{label}]", {}, [], agent_configs)
+        return docs
+
+    # Another release and namespace: the DNS name follows them.
+    docs = render_docs("kv/inference", ["--name", "kv", "--namespace", "inference",
+                                        "--set", "cluster.clusterDomain=corp.internal"])
+    if docs:
+        cfg = check_wiring(docs, "chart[kv/inference]", True, True, cluster_domain="corp.internal")
+        check(cfg and cfg["cluster"]["dns_name"] == "kv-tokenmem-peers.inference.svc.corp.internal:7471",
+              f"chart[kv/inference]: dns_name {cfg and cfg['cluster'].get('dns_name')}")
+    # The switches.
+    for label, sets, want_remote, want_cluster in (
+            ("cluster off", ["cluster.enabled=false"], True, False),
+            ("remote off", ["remote.enabled=false"], False, False),
+            ("remote off, metrics off", ["remote.enabled=false", "metrics.enabled=false"], False, False),
+            ("both off", ["remote.enabled=false", "cluster.enabled=false"], False, False)):
+        extra = ["--name", "tokenmem", "--namespace", "tokenmem"]
+        for s_ in sets:
+            extra += ["--set", s_]
+        docs = render_docs(label, extra)
+        if docs:
+            check_wiring(docs, f"chart[{label}]", want_remote, want_cluster)
+            svc = find(docs, "Service")[0]
+            check(svc["spec"].get("ports"), f"chart[{label}]: headless Service without ports")
+        notes = render(renderer, chart, ["--notes"] + extra)
+        if notes is not None and "remote.enabled=false" in sets:
+            check("cluster.enabled is ignored" in notes or "cluster.enabled=false" in sets,
+                  f"chart[{label}]: NOTES.txt does not say the cluster is off")
+
+    # The generated secret: random per render, the live value kept on upgrade.
+    first = render_docs("secret 1", ["--name", "tokenmem", "--namespace", "tokenmem"])
+    again = render_docs("secret 2", ["--name", "tokenmem", "--namespace", "tokenmem"])
+    if first and again:
+        check(chart_secret_value(first) != chart_secret_value(again), "the generated cluster secret is not random")
+    with tempfile.TemporaryDirectory() as tmp:
+        live = os.path.join(tmp, "live.yaml")
+        with open(live, "w") as f:
+            yaml.safe_dump_all([
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tokenmem-cluster", "namespace": "other"},
+                 "data": {"cluster-secret": base64.b64encode(b"x" * 32).decode()}},
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tokenmem-cluster", "namespace": "tokenmem"},
+                 "data": {"cluster-secret": base64.b64encode(b"kept-across-upgrades").decode()}}], f)
+        docs = render_docs("upgrade", ["--name", "tokenmem", "--namespace", "tokenmem", "--objects", live])
+        if docs:
+            check(chart_secret_value(docs) == "kept-across-upgrades",
+                  f"upgrade: the live cluster secret is not kept (got {chart_secret_value(docs)!r})")
+        docs = render_docs("upgrade, key renamed", ["--name", "tokenmem", "--namespace", "tokenmem", "--objects", live,
+                                                    "--set", "cluster.secret.key=token"])
+        if docs:
+            v = chart_secret_value(docs)
+            check(v and v != "kept-across-upgrades" and len(v) == 32, "upgrade with a new key: not a fresh value")
+            check_wiring(docs, "chart[upgrade, key renamed]", True, True)
+
+    # Values the chart refuses.
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = os.path.join(tmp, "bad.yaml")
+        for label, values in (
+                ("pool scope node", {"agent": {"pools": [{"name": "p", "blockSize": "256KiB",
+                                                          "capacity": {"dram": "1GiB"}, "scope": "node"}]}}),
+                ("timeout not above interval", {"cluster": {"heartbeatIntervalMs": 3000, "heartbeatTimeoutMs": 3000}})):
+            with open(bad, "w") as f:
+                yaml.safe_dump(values, f)
+            r = subprocess.run([renderer, "--chart", chart, "-f", bad], capture_output=True, text=True)
+            check(r.returncode != 0, f"chart rendered with {label}")
+
+    # The plain manifests: same wiring, same remote and cluster sections as the chart's.
+    om_docs = []
+    for path in sorted(glob.glob(os.path.join(om, "*.yaml"))):
+        om_docs += [d for d in load(path) if d]
+    om_cfg = check_wiring(om_docs, "operator_manifests", True, True)
+    secret = find(om_docs, "Secret")
+    if check(len(secret) == 1, "operator_manifests: no cluster Secret"):
+        check(secret[0].get("stringData", {}).get("cluster-secret") == "",
+              "operator_manifests/cluster-secret.yaml: the placeholder must stay empty (agents refuse it)")
+    if om_cfg and base_cfg:
+        for section in ("remote", "cluster"):
+            check(om_cfg.get(section) == base_cfg.get(section),
+                  f"operator_manifests' {section} section {om_cfg.get(section)} differs from the chart's "
+                  f"{base_cfg.get(section)}")
+    pools = [d for d in load(os.path.join(om, "examples", "pool.yaml")) if d]
+    check(any(p["spec"].get("scope") == "cluster" for p in pools), "examples/pool.yaml has no scope: cluster pool")
 
 
 def main():
@@ -382,6 +664,7 @@ def main():
 
     # The chart, two value sets.
     rules = load(os.path.join(om, "monitoring", "prometheus-rules.yaml"))[0]
+    rendered = {}
     for label, extra, expect in (
             ("default", [], {"DaemonSet", "ConfigMap", "Service", "ServiceAccount", "ClusterRole",
                              "CustomResourceDefinition"}),
@@ -399,6 +682,7 @@ def main():
             fail(f"chart ({label}) renders invalid YAML: {e}")
             continue
         kinds = validate_docs(docs, f"chart[{label}]", {}, [], agent_configs)
+        rendered[label] = docs
         check(expect <= set(kinds), f"chart ({label}) lacks {expect - set(kinds)}")
         names = [(d["kind"], d["metadata"]["name"]) for d in docs if d]
         check(len(names) == len(set(names)), f"chart ({label}) renders duplicate objects")
@@ -421,18 +705,13 @@ def main():
             check(c[1]["securityContext"].get("privileged") is True, "values-alt: privileged device plugin")
             check("--unit=2GiB" in c[1]["args"], "values-alt: unit")
     check_crds(crds, pools)
+    check_remote_and_cluster(args.renderer, chart, om, src, rendered, agent_configs)
 
     # Agent configs through the agent's own validation.
     if args.agent and not os.access(args.agent, os.X_OK):
         print(f"note: {args.agent} is not built; agent configs not checked with --check-config")
     elif args.agent:
-        with tempfile.TemporaryDirectory() as tmp:
-            for where, text in agent_configs:
-                path = os.path.join(tmp, "agent.yaml")
-                with open(path, "w") as f:
-                    f.write(text)
-                r = subprocess.run([args.agent, "--config", path, "--check-config"], capture_output=True, text=True)
-                check(r.returncode == 0, f"{where}: tokenmem-agent --check-config refused it:\n{r.stdout}{r.stderr}")
+        check_with_agent(args.agent, agent_configs)
     check(agent_configs, "no agent config found")
 
     if FAILURES:
@@ -440,7 +719,8 @@ def main():
         for f in FAILURES:
             print("  -", f)
         return 1
-    print(f"ok: operator_manifests, chart (2 value sets), CRD schemas, {len(agent_configs)} agent configs")
+    print(f"ok: operator_manifests, chart (2 value sets + remote/cluster variants), CRD schemas, "
+          f"{len(agent_configs)} agent configs")
     return 0
 
 

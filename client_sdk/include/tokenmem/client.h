@@ -73,9 +73,12 @@ namespace tokenmem {
 // At least one of TOKENMEM_AGENT_SOCKET and TOKENMEM_AGENT_ADDRESS is set.
 inline constexpr char kEnvAgentSocket[] = "TOKENMEM_AGENT_SOCKET";    // the local data socket
 inline constexpr char kEnvAgentAddress[] = "TOKENMEM_AGENT_ADDRESS";  // "host:port", remote
-inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";                 // required: "ID:SECRET"
-inline constexpr char kEnvDefaultPool[] = "TOKENMEM_DEFAULT_POOL";    // optional
-inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";      // optional, informational
+// What the device plugin hands out ("host:port,..."); the first is used when
+// TOKENMEM_AGENT_ADDRESS is not set.
+inline constexpr char kEnvRemoteEndpoints[] = "TOKENMEM_REMOTE_ENDPOINTS";
+inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";               // required: "ID:SECRET"
+inline constexpr char kEnvDefaultPool[] = "TOKENMEM_DEFAULT_POOL";  // optional
+inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";    // optional, informational
 
 struct ClientOptions {
   // Where the agent is: socket_path when it is on this node (preferred when

@@ -81,6 +81,10 @@ Result<ClientOptions> Client::OptionsFromEnv() {
   ClientOptions options;
   options.socket_path = EnvOrEmpty(kEnvAgentSocket);
   options.agent_address = EnvOrEmpty(kEnvAgentAddress);
+  if (options.agent_address.empty()) {
+    const std::string endpoints = EnvOrEmpty(kEnvRemoteEndpoints);
+    options.agent_address = endpoints.substr(0, endpoints.find(','));
+  }
   if (options.socket_path.empty() && options.agent_address.empty()) {
     return InvalidArgument(std::string(kEnvAgentSocket) + " and " + kEnvAgentAddress +
                            " are not set: one must name the agent, by its data socket on this "

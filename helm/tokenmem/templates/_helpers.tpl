@@ -36,6 +36,32 @@ app.kubernetes.io/component: agent
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
+{{/* The headless Service: peer DNS and scrape target. */}}
+{{- define "tokenmem.peersServiceName" -}}
+{{- printf "%s-peers" (include "tokenmem.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+"true" when the agents form a cluster, else "". The cluster needs the remote
+listener (peers reach each other through it), so remote.enabled=false turns
+it off too.
+*/}}
+{{- define "tokenmem.clusterEnabled" -}}
+{{- if and .Values.remote.enabled .Values.cluster.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the cluster's shared secret: the user's, or the chart's. */}}
+{{- define "tokenmem.clusterSecretName" -}}
+{{- if .Values.cluster.secret.existingSecret -}}
+{{- .Values.cluster.secret.existingSecret -}}
+{{- else -}}
+{{- printf "%s-cluster" (include "tokenmem.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the agent container mounts that Secret. */}}
+{{- define "tokenmem.clusterSecretDir" -}}/etc/tokenmem/cluster{{- end -}}
+
 {{/* The agent's config file (docs/configuration.md). */}}
 {{- define "tokenmem.agentConfig" -}}
 {{- $a := .Values.agent -}}
@@ -43,7 +69,11 @@ app.kubernetes.io/component: agent
 {{- if $a.tiers.nvme.enabled }}{{ $nvmeCapacity = toString $a.tiers.nvme.capacity }}{{ end -}}
 {{- $pools := list -}}
 {{- range $a.pools -}}
-{{- $pools = append $pools (dict "name" (required "agent.pools[].name is required" .name) "block_size" (toString .blockSize) "capacity" .capacity "eviction" (default "lru" .eviction) "ttl_seconds" (int (default 0 .ttlSeconds))) -}}
+{{- $scope := default "local" .scope -}}
+{{- if not (has $scope (list "local" "cluster")) -}}
+{{- fail (printf "agent.pools[%s].scope: %q is neither local nor cluster" .name $scope) -}}
+{{- end -}}
+{{- $pools = append $pools (dict "name" (required "agent.pools[].name is required" .name) "block_size" (toString .blockSize) "capacity" .capacity "eviction" (default "lru" .eviction) "ttl_seconds" (int (default 0 .ttlSeconds)) "scope" $scope) -}}
 {{- end -}}
 {{- $cfg := dict
   "log_level" $a.logLevel
@@ -54,5 +84,21 @@ app.kubernetes.io/component: agent
     "cxl" (dict "capacity" (toString $a.tiers.cxl.capacity) "numa_nodes" $a.tiers.cxl.numaNodes)
     "nvme" (dict "directory" $a.tiers.nvme.directory "capacity" $nvmeCapacity "segment_size" (toString $a.tiers.nvme.segmentSize) "queue_depth" (int $a.tiers.nvme.queueDepth) "create_directory" true))
   "pools" $pools -}}
+{{- $r := .Values.remote -}}
+{{- if $r.enabled -}}
+{{- $_ := set $cfg "remote" (dict "listen" (printf "0.0.0.0:%d" (int $r.port)) "max_connections" (int $r.maxConnections) "workers" (int $r.workers)) -}}
+{{- end -}}
+{{- if include "tokenmem.clusterEnabled" . -}}
+{{- $c := .Values.cluster -}}
+{{- if le (int $c.heartbeatTimeoutMs) (int $c.heartbeatIntervalMs) -}}
+{{- fail "cluster.heartbeatTimeoutMs must be greater than cluster.heartbeatIntervalMs" -}}
+{{- end -}}
+{{- $_ := set $cfg "cluster" (dict
+  "dns_name" (printf "%s.%s.svc.%s:%d" (include "tokenmem.peersServiceName" .) .Release.Namespace (default "cluster.local" $c.clusterDomain) (int $r.port))
+  "secret_file" (printf "%s/%s" (include "tokenmem.clusterSecretDir" .) (required "cluster.secret.key is required" $c.secret.key))
+  "heartbeat_interval_ms" (int $c.heartbeatIntervalMs)
+  "heartbeat_timeout_ms" (int $c.heartbeatTimeoutMs)
+  "forward_queue_blocks" (int $c.forwardQueueBlocks)) -}}
+{{- end -}}
 {{- toYaml (mergeOverwrite $cfg $a.extraConfig) -}}
 {{- end -}}

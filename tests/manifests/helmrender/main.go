@@ -4,6 +4,12 @@
 // functions Helm adds (include, tpl, required, toYaml, fromYaml, toJson,
 // fromJson, lookup). It prints the CRDs (with --include-crds) and every
 // rendered template as a multi-document YAML stream on stdout.
+//
+// Values: values.yaml, then each -f file, then each --set a.b.c=v (v typed
+// as Helm's --set does: true/false, integers, null deletes, else a string).
+// lookup answers from the objects of --objects FILE (a YAML stream standing
+// for the live cluster); without it, as under `helm template`, it finds
+// nothing.
 package main
 
 import (
@@ -12,9 +18,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -103,6 +111,92 @@ func merge(dst, src map[string]interface{}) {
 	}
 }
 
+// setValue applies one --set assignment "a.b.c=value" to values.
+func setValue(values map[string]interface{}, assignment string) error {
+	eq := strings.Index(assignment, "=")
+	if eq <= 0 {
+		return fmt.Errorf("--set %q: want key=value", assignment)
+	}
+	path := strings.Split(assignment[:eq], ".")
+	raw := assignment[eq+1:]
+	var v interface{} = raw
+	switch {
+	case raw == "true":
+		v = true
+	case raw == "false":
+		v = false
+	case raw == "null":
+		v = nil
+	default:
+		if n, err := strconv.ParseInt(raw, 10, 64); err == nil {
+			v = n
+		}
+	}
+	m := values
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]interface{})
+		if !ok {
+			next = map[string]interface{}{}
+			m[k] = next
+		}
+		m = next
+	}
+	last := path[len(path)-1]
+	if v == nil {
+		delete(m, last)
+	} else {
+		m[last] = v
+	}
+	return nil
+}
+
+// readObjects loads a YAML stream of Kubernetes objects for lookup.
+func readObjects(path string) ([]map[string]interface{}, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var objs []map[string]interface{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var v interface{}
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if m, ok := normalize(v).(map[string]interface{}); ok {
+			objs = append(objs, m)
+		}
+	}
+}
+
+// lookupIn mimics Helm's lookup: one object by name, or {"items": [...]}
+// of every match when name is empty; an empty map when nothing matches.
+func lookupIn(objs []map[string]interface{}, apiVersion, kind, namespace, name string) map[string]interface{} {
+	var items []interface{}
+	for _, o := range objs {
+		md, _ := o["metadata"].(map[string]interface{})
+		if o["apiVersion"] != apiVersion || o["kind"] != kind {
+			continue
+		}
+		if namespace != "" && fmt.Sprint(md["namespace"]) != namespace {
+			continue
+		}
+		if name == "" {
+			items = append(items, o)
+		} else if fmt.Sprint(md["name"]) == name {
+			return o
+		}
+	}
+	if name == "" && len(items) > 0 {
+		return map[string]interface{}{"items": items}
+	}
+	return map[string]interface{}{}
+}
+
 func toYAML(v interface{}) string {
 	b, err := yaml.Marshal(v)
 	if err != nil {
@@ -112,13 +206,15 @@ func toYAML(v interface{}) string {
 }
 
 func run() error {
-	var valueFiles multiFlag
+	var valueFiles, sets multiFlag
 	chartDir := flag.String("chart", "", "chart directory")
 	name := flag.String("name", "release", "release name")
 	namespace := flag.String("namespace", "default", "release namespace")
 	includeCRDs := flag.Bool("include-crds", false, "print crds/ first")
 	notes := flag.Bool("notes", false, "render NOTES.txt instead of the manifests")
 	flag.Var(&valueFiles, "f", "values file (repeatable, later wins)")
+	flag.Var(&sets, "set", "a.b.c=value over the values files (repeatable)")
+	objectsFile := flag.String("objects", "", "YAML stream of live objects that lookup finds")
 	flag.Parse()
 	if *chartDir == "" {
 		return errors.New("--chart is required")
@@ -138,6 +234,17 @@ func run() error {
 			return err
 		}
 		merge(values, v)
+	}
+	for _, a := range sets {
+		if err := setValue(values, a); err != nil {
+			return err
+		}
+	}
+	var live []map[string]interface{}
+	if *objectsFile != "" {
+		if live, err = readObjects(*objectsFile); err != nil {
+			return err
+		}
 	}
 
 	all := files{}
@@ -247,8 +354,8 @@ func run() error {
 		}
 		return m
 	}
-	funcs["lookup"] = func(string, string, string, string) map[string]interface{} {
-		return map[string]interface{}{}
+	funcs["lookup"] = func(apiVersion, kind, namespace, name string) map[string]interface{} {
+		return lookupIn(live, apiVersion, kind, namespace, name)
 	}
 	root.Funcs(funcs).Option("missingkey=zero")
 
