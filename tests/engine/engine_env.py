@@ -17,7 +17,9 @@ from refmodel import Engine, Model, ModelConfig  # noqa: E402
 from tokenmem.connector import ConnectorConfig, TokenmemConnector  # noqa: E402
 
 
-def connector_config(agent: Agent, cfg: ModelConfig, **over) -> ConnectorConfig:
+def connector_config(agent: Agent, cfg: ModelConfig, remote=False, **over) -> ConnectorConfig:
+    """remote: reach the agent over its remote listener (Agent(remote=True))
+    instead of its data socket."""
     fields = dict(
         model="refllama",
         revision="seed-%d" % cfg.seed,
@@ -30,6 +32,10 @@ def connector_config(agent: Agent, cfg: ModelConfig, **over) -> ConnectorConfig:
         timeout_s=5.0,
         reconnect_interval_s=0.0,
     )
+    if remote:
+        if agent.address is None:
+            raise RuntimeError("the agent has no remote listener (Agent(remote=True))")
+        fields.update(socket=None, agent_address=agent.address)
     fields.update(over)
     return ConnectorConfig(**fields)
 

@@ -29,6 +29,11 @@ class ConnectorConfig:
     pool: the tokenmem pool (None: TOKENMEM_DEFAULT_POOL).
     socket, lease: the agent's data socket and "ID:SECRET" (None: from the
       environment, TOKENMEM_AGENT_SOCKET and TOKENMEM_LEASE).
+    agent_address: "host:port" of an agent's remote listener
+      (docs/remote.md); when set, the connector reaches the agent over the
+      remote path instead of a socket (socket is then ignored). The KV
+      keys do not depend on the path, so blocks saved over one are found
+      over the other.
     reconnect_interval_s: after the agent went away, how long to wait
       between attempts to connect again (requests meanwhile recompute).
     """
@@ -48,6 +53,7 @@ class ConnectorConfig:
     lease: Optional[str] = None
     timeout_s: float = 10.0
     reconnect_interval_s: float = 1.0
+    agent_address: Optional[str] = None
 
     def layer_namespace(self, layer: int) -> KeyNamespace:
         return KeyNamespace(
@@ -73,7 +79,11 @@ def default_connect(config: ConnectorConfig):
 
     socket = config.socket or os.environ.get("TOKENMEM_AGENT_SOCKET")
     lease = config.lease or os.environ.get("TOKENMEM_LEASE")
-    if socket and lease:
+    if config.agent_address:
+        if not lease:
+            raise ValueError("agent_address needs a lease (config.lease or TOKENMEM_LEASE)")
+        client = Client.connect_remote(config.agent_address, lease, timeout=config.timeout_s)
+    elif socket and lease:
         client = Client.connect(socket, lease, timeout=config.timeout_s)
     else:
         client = Client.from_env()

@@ -56,6 +56,14 @@ class PoolSession:
             self.connects += 1
             return pool
 
+    @property
+    def remote(self) -> Optional[bool]:
+        """True when connected over the remote path (config.agent_address),
+        False over the local socket, None while not connected."""
+        with self._lock:
+            client = self._client
+        return None if client is None else bool(getattr(client, "remote", False))
+
     def mark_broken(self, pool: Optional[Pool]) -> None:
         """Reports that pool's session ended (a call returned UNAVAILABLE)."""
         with self._lock:

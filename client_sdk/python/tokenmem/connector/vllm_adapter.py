@@ -44,7 +44,8 @@ def _config_from_vllm(vllm_config) -> "ConnectorConfig":
         tp_size=int(pc.tensor_parallel_size),
         pp_size=int(pc.pipeline_parallel_size),
         block_tokens=block,
-        **{k: v for k, v in extra.items() if k in ("pool", "socket", "lease", "tenant_salt", "pp_rank")},
+        **{k: v for k, v in extra.items() if k in ("pool", "socket", "agent_address", "lease", "tenant_salt",
+                                               "pp_rank")},
     )
 
 
