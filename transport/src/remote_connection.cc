@@ -108,6 +108,8 @@ struct RemoteConnection::Impl {
     runtime->Post([this, why = std::move(why)] { Fail(why); });
   }
 
+  static std::pair<Impl*, std::shared_ptr<Pending>> Completed(void* request, void* user_data,
+                                                              uint64_t* id);
   static void OnSent(void* request, ucs_status_t status, void* user_data);
   static void OnReceived(void* request, ucs_status_t status, size_t length, void* user_data);
   static ucs_status_t OnReply(void* arg, const void* header, size_t header_length, void* data,
@@ -126,15 +128,23 @@ struct CallbackTag {
 };
 }  // namespace
 
-void RemoteConnection::Impl::OnSent(void* request, ucs_status_t status, void* user_data) {
+// Frees a completed UCX request and its tag; the call it belongs to, or
+// nothing when that call was failed meanwhile.
+std::pair<RemoteConnection::Impl*, std::shared_ptr<Pending>> RemoteConnection::Impl::Completed(
+    void* request, void* user_data, uint64_t* id) {
   auto* tag = static_cast<CallbackTag*>(user_data);
   Impl* self = tag->impl;
-  uint64_t id = tag->id;
+  *id = tag->id;
   delete tag;
   ucp_request_free(request);
-  auto it = self->pending.find(id);
-  if (it == self->pending.end()) return;
-  auto p = it->second;
+  auto it = self->pending.find(*id);
+  return {self, it == self->pending.end() ? nullptr : it->second};
+}
+
+void RemoteConnection::Impl::OnSent(void* request, ucs_status_t status, void* user_data) {
+  uint64_t id = 0;
+  auto [self, p] = Completed(request, user_data, &id);
+  if (p == nullptr) return;
   p->send_request = nullptr;
   if (status != UCS_OK) {
     self->Complete(id, p, UcsError("sending a request", status));
@@ -145,14 +155,9 @@ void RemoteConnection::Impl::OnSent(void* request, ucs_status_t status, void* us
 
 void RemoteConnection::Impl::OnReceived(void* request, ucs_status_t status, size_t,
                                         void* user_data) {
-  auto* tag = static_cast<CallbackTag*>(user_data);
-  Impl* self = tag->impl;
-  uint64_t id = tag->id;
-  delete tag;
-  ucp_request_free(request);
-  auto it = self->pending.find(id);
-  if (it == self->pending.end()) return;
-  auto p = it->second;
+  uint64_t id = 0;
+  auto [self, p] = Completed(request, user_data, &id);
+  if (p == nullptr) return;
   p->recv_request = nullptr;
   if (status != UCS_OK) {
     self->Complete(id, p, UcsError("receiving blocks", status));
