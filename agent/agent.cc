@@ -226,6 +226,15 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
         return RemoteSnapshotOf(*remote, cluster);
       };
     }
+    if (agent->cluster_) {
+      web.facts.peers = [cluster = agent->cluster_.get()] {
+        std::vector<http::AgentFacts::Peer> peers;
+        for (const auto& m : cluster->membership().Live()) {
+          if (!m.self) peers.push_back({m.node, m.address});
+        }
+        return peers;
+      };
+    }
     for (const auto& t : agent->info_.tiers) {
       web.facts.tiers.push_back({t.kind, t.numa_nodes, t.capacity_bytes, t.path});
     }
@@ -327,10 +336,10 @@ Status Agent::StartKubernetes(const config::AgentConfig& config,
 void Agent::Stop() {
   if (reconciler_) reconciler_->Stop();  // before the pools it changes go away
   if (http_) http_->SetStopping();       // /readyz says so while the rest stops
-  if (local_) local_->Shutdown();  // its sessions use the cluster hooks: before cluster_ goes
+  if (local_) local_->Shutdown();        // its sessions use the cluster hooks: before cluster_ goes
   if (control_) control_->Shutdown();
   mover_.reset();
-  http_.reset();  // its /metrics reads remote_ and cluster_: before they go
+  http_.reset();    // its /metrics reads remote_ and cluster_: before they go
   remote_.reset();  // no request reaches the cluster hooks after this
   cluster_.reset();
   if (metrics_) nvme::ClearIoObserver(metrics_.get());

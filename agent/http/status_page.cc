@@ -192,8 +192,17 @@ std::string StatusJson(const AgentFacts& facts, const pool::PoolManager& pools,
   j.EndArray().EndObject();
   j.Key("clients").BeginObject().UintField("local", local_clients).EndObject();
 
-  // Cluster membership does not exist yet: a standalone agent has no peers.
-  j.Key("peers").BeginArray().EndArray();
+  // Live cluster peers; a standalone agent has none.
+  j.Key("peers").BeginArray();
+  if (facts.peers) {
+    for (const auto& peer : facts.peers()) {
+      j.BeginObject()
+          .StringField("node", peer.node)
+          .StringField("address", peer.address)
+          .EndObject();
+    }
+  }
+  j.EndArray();
   j.EndObject();
   return j.str() + "\n";
 }

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ struct AgentFacts {
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
   std::vector<Tier> tiers;
   std::filesystem::path control_socket;  // empty: not checked
+  // Live cluster peers (this agent excluded); empty function: no cluster.
+  struct Peer {
+    std::string node;
+    std::string address;
+  };
+  std::function<std::vector<Peer>()> peers;
 };
 
 // What keeps the agent from being ready; empty when ready.

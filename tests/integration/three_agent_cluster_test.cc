@@ -185,6 +185,14 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   for (const auto& key : read_now) owned_by_b += Owner(key, all) == "node-b";
   EXPECT_GT(owned_by_b, 0) << "the sample should include keys that only B held";
   EXPECT_EQ(Metric(2, "tokenmem_cluster_peers_up"), 2);
+  {
+    httplib::Client http("127.0.0.1", http_ports_[2]);
+    auto status = http.Get("/v1/status");
+    ASSERT_TRUE(status && status->status == 200);
+    EXPECT_NE(status->body.find("\"node\":\"node-a\""), std::string::npos) << status->body;
+    EXPECT_NE(status->body.find("\"node\":\"node-b\""), std::string::npos) << status->body;
+    EXPECT_NE(status->body.find(addresses_[0]), std::string::npos) << status->body;
+  }
   EXPECT_GT(Metric(2, "tokenmem_cluster_owner_hits_total"), 0);
   EXPECT_GT(Metric(0, "tokenmem_cluster_forwarded_puts_total"), 0);
 
