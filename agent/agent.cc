@@ -327,6 +327,9 @@ Status Agent::StartKubernetes(const config::AgentConfig& config,
   options.backoff_initial = std::chrono::milliseconds(kc.backoff_initial_ms);
   options.backoff_max = std::chrono::milliseconds(kc.backoff_max_ms);
   options.node_status_interval = std::chrono::seconds(kc.node_status_interval_s);
+  // TokenMemoryNode.status.health follows /readyz (the reconciler stops
+  // before the HTTP server goes).
+  options.problems = [this] { return http_ ? http_->Problems() : std::vector<std::string>{}; };
   reconciler_ = std::make_unique<k8s::Reconciler>(kube_.get(), pools_.get(), std::move(options));
   TM_RETURN_IF_ERROR(reconciler_->Start());
   TM_LOG(INFO, "agent") << "kubernetes: watching TokenMemoryPools at " << client.server;

@@ -61,6 +61,8 @@ class AgentHttp {
   HttpResponse Metrics() const;
   HttpResponse Ready();
   HttpResponse Status();
+  // What /readyz would report now; empty when ready. Thread-safe.
+  std::vector<std::string> Problems() { return CheckReadiness(); }
 
  private:
   explicit AgentHttp(AgentHttpOptions options);
