@@ -7,13 +7,13 @@
 
 #include "fakes.h"
 #include "lease_owner.h"
-#include "temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::device_plugin {
 namespace {
 
 using testing::FakeAgent;
-using testing::TempDir;
+using tokenmem::testing::TempDir;
 constexpr uint64_t kUnit = uint64_t{1} << 20;
 
 class DevicePluginAllocatorTest : public ::testing::Test {
@@ -98,7 +98,6 @@ TEST_F(DevicePluginAllocatorTest, OptionalEnvAbsentWhenNotConfigured) {
 
 TEST_F(DevicePluginAllocatorTest, RdmaDeviceSpecsFromFixture) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   namespace fs = std::filesystem;
   fs::create_directories(dir.path() / "sys/class/infiniband_verbs/uverbs0");
   fs::create_directories(dir.path() / "dev/infiniband");
@@ -111,7 +110,7 @@ TEST_F(DevicePluginAllocatorTest, RdmaDeviceSpecsFromFixture) {
   const auto& c = response->container_responses(0);
   ASSERT_EQ(c.devices_size(), 2);
   EXPECT_EQ(c.devices(0).container_path(), "/dev/infiniband/uverbs0");
-  EXPECT_EQ(c.devices(0).host_path(), (dir / "dev") + "/infiniband/uverbs0");
+  EXPECT_EQ(c.devices(0).host_path(), (dir / "dev").string() + "/infiniband/uverbs0");
   EXPECT_EQ(c.devices(0).permissions(), "rw");
   EXPECT_EQ(c.devices(1).container_path(), "/dev/infiniband/rdma_cm");
 }

@@ -6,19 +6,18 @@
 #include <filesystem>
 #include <fstream>
 
-#include "temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::device_plugin {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::TempDir;
+using tokenmem::testing::TempDir;
 
 // A fixture node: sysfs names uverbs devices, /dev holds (stand-in) nodes.
 class DevicePluginRdmaDiscoveryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(dir_.ok());
     fs::create_directories(dir_.path() / "sys/class/infiniband_verbs");
     fs::create_directories(dir_.path() / "dev/infiniband");
     options_ = {RdmaMode::kSysfs, dir_ / "dev", dir_ / "sys"};

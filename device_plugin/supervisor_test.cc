@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "fakes.h"
-#include "temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::device_plugin {
 namespace {
@@ -17,7 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::FakeRegistrar;
-using testing::TempDir;
+using tokenmem::testing::TempDir;
 
 // Stands in for a PluginServer: makes the socket file, removes it when
 // destroyed if it is still the one it made.
@@ -40,8 +40,6 @@ class FakeEndpoint final : public PluginEndpoint {
 
 class DevicePluginSupervisorTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(tmp_.ok()); }
-
   std::unique_ptr<Supervisor> Make(std::chrono::milliseconds recheck = 50ms) {
     SupervisorOptions options;
     options.device_plugin_dir = dir();

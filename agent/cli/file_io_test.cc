@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::cli {
 namespace {

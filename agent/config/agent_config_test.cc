@@ -10,7 +10,8 @@ namespace tokenmem::config {
 namespace {
 
 using testing::IsInvalid;
-using testing::TempDir;
+using testing::WriteFile;
+using tokenmem::testing::TempDir;
 
 class ValidateTest : public ::testing::Test {
  protected:
@@ -150,7 +151,7 @@ TEST_F(ValidateTest, RemoteValues) {
 }
 
 TEST_F(ValidateTest, ClusterNeedsRemoteListenAndASecret) {
-  auto secret = dir_.Write("secret", "cluster-secret\n");
+  auto secret = WriteFile(dir_, "secret", "cluster-secret\n");
   auto on = [&](AgentConfig& c) {
     c.remote.listen = "0.0.0.0:7080";
     c.cluster.peers = {"10.0.0.2:7080", "[fd00::3]:7080"};
@@ -180,7 +181,7 @@ TEST_F(ValidateTest, ClusterNeedsRemoteListenAndASecret) {
   EXPECT_TRUE(IsInvalid(s, "cluster.secret_file: "));
   EXPECT_TRUE(IsInvalid(s, "does not exist"));
 
-  auto empty = dir_.Write("empty", "");
+  auto empty = WriteFile(dir_, "empty", "");
   s = ValidateWith([&](AgentConfig& c) {
     on(c);
     c.cluster.secret_file = empty;
@@ -199,7 +200,7 @@ TEST_F(ValidateTest, ClusterNeedsRemoteListenAndASecret) {
 }
 
 TEST_F(ValidateTest, ClusterValues) {
-  auto secret = dir_.Write("secret", "s");
+  auto secret = WriteFile(dir_, "secret", "s");
   auto with = [&](const std::function<void(AgentConfig&)>& edit) {
     return ValidateWith([&](AgentConfig& c) {
       c.remote.listen = "0.0.0.0:7080";
@@ -262,7 +263,7 @@ TEST_F(ValidateTest, MissingNvmeDirectoryWithoutCreateDirectory) {
 }
 
 TEST_F(ValidateTest, NvmeDirectoryUnderAFileCannotBeCreated) {
-  auto file = dir_.Write("plain", "x");
+  auto file = WriteFile(dir_, "plain", "x");
   Status s = ValidateWith([&](AgentConfig& c) {
     c.nvme.directory = file / "sub";
     c.nvme.create_directory = true;
@@ -369,14 +370,14 @@ TEST_F(ValidateTest, TcpListenNeedsAnAdminTokenFile) {
   EXPECT_TRUE(IsInvalid(s, "control.admin_token_file: "));
   EXPECT_TRUE(IsInvalid(s, "does not exist"));
 
-  auto empty = dir_.Write("empty-token", "");
+  auto empty = WriteFile(dir_, "empty-token", "");
   s = ValidateWith([&](AgentConfig& c) {
     c.control.tcp_listen = "0.0.0.0:7070";
     c.control.admin_token_file = empty;
   });
   EXPECT_TRUE(IsInvalid(s, "is empty"));
 
-  auto token = dir_.Write("token", "s3cret\n");
+  auto token = WriteFile(dir_, "token", "s3cret\n");
   s = ValidateWith([&](AgentConfig& c) {
     c.control.tcp_listen = "[::1]:7070";
     c.control.admin_token_file = token;
@@ -385,7 +386,7 @@ TEST_F(ValidateTest, TcpListenNeedsAnAdminTokenFile) {
 }
 
 TEST_F(ValidateTest, TcpListenMustBeHostPort) {
-  auto token = dir_.Write("token", "s3cret\n");
+  auto token = WriteFile(dir_, "token", "s3cret\n");
   for (const char* bad : {"7070", "host:", ":7070", "host:0", "host:65536", "host:7x", "::1:7070",
                           "[::1]", "a b:80"}) {
     Status s = ValidateWith([&](AgentConfig& c) {

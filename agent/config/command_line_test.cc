@@ -14,7 +14,8 @@ namespace tokenmem::config {
 namespace {
 
 using testing::IsInvalid;
-using testing::TempDir;
+using testing::WriteFile;
+using tokenmem::testing::TempDir;
 
 // Runs ParseCommandLine on {"tokenmem-agent", args...} with TOKENMEM_CONFIG
 // unset (or set to `env`), restoring the variable afterwards.
@@ -52,9 +53,9 @@ TEST_F(CommandLineTest, NoArgumentsGiveTheDefaults) {
 }
 
 TEST_F(CommandLineTest, FlagsOverrideTheFileWhereverConfigStands) {
-  auto file = dir_.Write("agent.yaml",
-                         "node_name: from-file\nlog_level: debug\n"
-                         "tiers: {dram: {capacity: 2GiB}, nvme: {queue_depth: 8}}\n");
+  auto file = WriteFile(dir_, "agent.yaml",
+                        "node_name: from-file\nlog_level: debug\n"
+                        "tiers: {dram: {capacity: 2GiB}, nvme: {queue_depth: 8}}\n");
   auto cl = Parse({"--dram-capacity", "3GiB", "--config", file.string(), "--log-level", "warn"});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
   EXPECT_EQ(cl->config.dram.capacity_bytes, 3ull << 30);  // flag beats file
@@ -115,7 +116,7 @@ TEST_F(CommandLineTest, EveryFlagInBothForms) {
 }
 
 TEST_F(CommandLineTest, ClusterPeersFlagReplacesTheFilesList) {
-  auto file = dir_.Write("agent.yaml", "cluster: {peers: [\"x:1\", \"y:2\"]}\n");
+  auto file = WriteFile(dir_, "agent.yaml", "cluster: {peers: [\"x:1\", \"y:2\"]}\n");
   auto cl = Parse({"--config", file.string(), "--cluster-peers", "z:3"});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
   EXPECT_EQ(cl->config.cluster.peers, (std::vector<std::string>{"z:3"}));
@@ -125,7 +126,7 @@ TEST_F(CommandLineTest, ClusterPeersFlagReplacesTheFilesList) {
 }
 
 TEST_F(CommandLineTest, EqualsFormAllowsAnEmptyValue) {
-  auto file = dir_.Write("agent.yaml", "control: {tcp_listen: \"0.0.0.0:7070\"}\n");
+  auto file = WriteFile(dir_, "agent.yaml", "control: {tcp_listen: \"0.0.0.0:7070\"}\n");
   auto cl = Parse({"--config=" + file.string(), "--tcp-listen="});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
   EXPECT_EQ(cl->config.control.tcp_listen, "");
@@ -171,15 +172,15 @@ TEST_F(CommandLineTest, Errors) {
   EXPECT_TRUE(IsInvalid(Parse({"--socket-mode=rw"}).status(), "--socket-mode: 'rw'"));
   EXPECT_TRUE(
       IsInvalid(Parse({"--config=a.yaml", "--config=b.yaml"}).status(), "--config given twice"));
-  auto bad = dir_.Write("bad.yaml", "tiers: {dram: {capcity: 1}}\n");
+  auto bad = WriteFile(dir_, "bad.yaml", "tiers: {dram: {capcity: 1}}\n");
   EXPECT_TRUE(IsInvalid(Parse({"--config", bad.string()}).status(), "tiers.dram.capcity"));
   auto missing = Parse({"--config", (dir_.path() / "absent.yaml").string()});
   EXPECT_EQ(missing.status().code(), StatusCode::kIoError);
 }
 
 TEST_F(CommandLineTest, EnvironmentNamesTheFileWhenConfigIsAbsent) {
-  auto from_env = dir_.Write("env.yaml", "node_name: from-env\n");
-  auto from_flag = dir_.Write("flag.yaml", "node_name: from-flag\n");
+  auto from_env = WriteFile(dir_, "env.yaml", "node_name: from-env\n");
+  auto from_flag = WriteFile(dir_, "flag.yaml", "node_name: from-flag\n");
   ASSERT_EQ(::setenv(kConfigEnvVar, from_env.c_str(), 1), 0);
   auto cl = Parse({});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();

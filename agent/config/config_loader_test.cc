@@ -8,7 +8,8 @@ namespace tokenmem::config {
 namespace {
 
 using testing::IsInvalid;
-using testing::TempDir;
+using testing::WriteFile;
+using tokenmem::testing::TempDir;
 
 Result<AgentConfig> Load(std::string_view text) {
   return LoadConfigYaml(text, DefaultConfig(), "test.yaml");
@@ -214,7 +215,7 @@ TEST(LoadConfigFileTest, MissingFileIsAnIoErrorNamingThePath) {
 
 TEST(LoadConfigFileTest, ErrorsNameTheFile) {
   TempDir dir;
-  auto path = dir.Write("agent.yaml", "log_level: info\nbogus: 1\n");
+  auto path = WriteFile(dir, "agent.yaml", "log_level: info\nbogus: 1\n");
   auto c = LoadConfigFile(path, DefaultConfig());
   EXPECT_TRUE(IsInvalid(c.status(), path.string() + ":2: bogus: unknown key"));
 }

@@ -1,8 +1,8 @@
-// Test helpers for agent/config: a temporary directory and status matchers.
+// Test helpers for agent/config: writing files into a TempDir, and status
+// matchers.
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -10,40 +10,20 @@
 #include <string_view>
 
 #include "tokenmem/common/status.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::config::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/tokenmem-config-XXXXXX";
-    char* made = ::mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr) << "mkdtemp " << tmpl;
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-
-  // Writes `text` to path()/name and returns the full path.
-  std::filesystem::path Write(const std::string& name, std::string_view text) const {
-    std::filesystem::path p = path_ / name;
-    std::ofstream out(p, std::ios::binary);
-    out << text;
-    EXPECT_TRUE(out.good()) << "writing " << p;
-    return p;
-  }
-
- private:
-  std::filesystem::path path_;
-};
+// Writes `text` to dir.path()/name and returns the full path; a failed write
+// fails the current test.
+inline std::filesystem::path WriteFile(const tokenmem::testing::TempDir& dir,
+                                       const std::string& name, std::string_view text) {
+  std::filesystem::path p = dir / name;
+  std::ofstream out(p, std::ios::binary);
+  out << text;
+  EXPECT_TRUE(out.good()) << "writing " << p;
+  return p;
+}
 
 // Passes when `s` is kInvalidArgument and its message contains `needle`.
 inline ::testing::AssertionResult IsInvalid(const Status& s, std::string_view needle) {

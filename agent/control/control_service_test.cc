@@ -5,7 +5,7 @@
 
 #include "control/control_server.h"
 #include "control/proto_convert.h"
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::control {
 namespace {

@@ -13,8 +13,8 @@
 
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
-#include "testing/temp_dir.h"
 #include "tokenmem/common/block_key.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::http::testing {
 

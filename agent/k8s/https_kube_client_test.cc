@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "k8s/http_kube_client.h"
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::k8s {
 namespace {

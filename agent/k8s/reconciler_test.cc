@@ -8,7 +8,7 @@
 
 #include "k8s/api_server_stub.h"
 #include "k8s/http_kube_client.h"
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::k8s {
 namespace {

@@ -11,8 +11,8 @@
 #include <mutex>
 
 #include "local/message_io.h"
-#include "testing/temp_dir.h"
 #include "tokenmem/common/crc32c.h"
+#include "tokenmem/common/testing/temp_dir.h"
 #include "tokenmem/layout/shm_index.h"
 
 namespace tokenmem::local {

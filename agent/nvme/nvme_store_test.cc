@@ -68,7 +68,9 @@ std::byte PeekByte(const fs::path& path, uint64_t offset) {
 class NvmeStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!dir_.SupportsDirectIo()) GTEST_SKIP() << dir_.path() << " does not support O_DIRECT";
+    if (!testing::SupportsDirectIo(dir_.path())) {
+      GTEST_SKIP() << dir_.path() << " does not support O_DIRECT";
+    }
     options_.directory = dir_.path() / "pool";
     options_.block_size = kBlockSize;
     options_.capacity_bytes = kCapacity * kBlockSize;
@@ -100,7 +102,7 @@ class NvmeStoreTest : public ::testing::Test {
     EXPECT_TRUE(std::equal(want.begin(), want.end(), out.begin())) << "block " << i;
   }
 
-  testing::TempDir dir_;
+  tokenmem::testing::TempDir dir_;
   NvmeStoreOptions options_;
 };
 

@@ -18,7 +18,9 @@ constexpr uint64_t kPage = 4096;
 class UringFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!dir_.SupportsDirectIo()) GTEST_SKIP() << dir_.path() << " does not support O_DIRECT";
+    if (!testing::SupportsDirectIo(dir_.path())) {
+      GTEST_SKIP() << dir_.path() << " does not support O_DIRECT";
+    }
     Result<std::unique_ptr<UringQueue>> q = UringQueue::Create({.rings = 4, .depth = 8});
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     queue_ = std::move(q).value();
@@ -37,7 +39,7 @@ class UringFileTest : public ::testing::Test {
     return b;
   }
 
-  testing::TempDir dir_;
+  tokenmem::testing::TempDir dir_;
   std::shared_ptr<UringQueue> queue_;
 };
 

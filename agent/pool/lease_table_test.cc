@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::pool {
 namespace {
@@ -73,7 +73,9 @@ TEST(LeaseTablePersistenceTest, LeasesSurviveANewTable) {
   {
     LeaseTable table;
     ASSERT_TRUE(table.PersistTo(file).ok());
-    auto lease = table.Create({.quota_bytes = 4096, .pools = {"a", "b"}, .read_only = true,
+    auto lease = table.Create({.quota_bytes = 4096,
+                               .pools = {"a", "b"},
+                               .read_only = true,
                                .owner = "pod\tname\nwith odd bytes"});
     ASSERT_TRUE(lease.ok());
     id = lease->account->id();

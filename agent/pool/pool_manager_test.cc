@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "pool/pool_meta.h"
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::pool {
 namespace {

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::pool {
 namespace {

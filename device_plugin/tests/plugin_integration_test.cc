@@ -23,7 +23,7 @@
 #include "kubelet_standin.h"
 #include "lease_owner.h"
 #include "plugin.h"
-#include "temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 #include "wire/channel.h"
 #include "wire/lease.h"
 
@@ -34,8 +34,8 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::CountHealth;
 using testing::KubeletStandIn;
-using testing::TempDir;
 using testing::WatchRecorder;
+using tokenmem::testing::TempDir;
 
 constexpr uint64_t kUnit = uint64_t{1} << 20;
 constexpr char kResource[] = "tokenmem.io/memory";
@@ -50,7 +50,6 @@ class DevicePluginIntegrationTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    ASSERT_TRUE(root_.ok());
     fs::create_directories(root_.path() / "device-plugins");
     fs::create_directories(root_.path() / "pod-resources");
     // A node with one RDMA NIC, as sysfs and /dev would show it.
@@ -273,7 +272,7 @@ TEST_F(DevicePluginIntegrationTest, PreferredAllocationAndAllocate) {
   EXPECT_TRUE(c.mounts(0).read_only());
   ASSERT_EQ(c.devices_size(), 2);
   EXPECT_EQ(c.devices(0).container_path(), "/dev/infiniband/uverbs0");
-  EXPECT_EQ(c.devices(0).host_path(), (root_ / "dev") + "/infiniband/uverbs0");
+  EXPECT_EQ(c.devices(0).host_path(), (root_ / "dev").string() + "/infiniband/uverbs0");
   EXPECT_EQ(c.devices(1).container_path(), "/dev/infiniband/rdma_cm");
   ASSERT_EQ(c.cdi_devices_size(), 1);
   EXPECT_EQ(c.cdi_devices(0).name(), "tokenmem.io/memory=node");

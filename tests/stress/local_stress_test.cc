@@ -21,8 +21,8 @@
 #include "local/local_server.h"
 #include "pool/mover.h"
 #include "pool/pool_manager.h"
-#include "testing/temp_dir.h"
 #include "tokenmem/client.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem {
 namespace {

@@ -9,7 +9,7 @@
 #include <future>
 #include <thread>
 
-#include "testing/temp_dir.h"
+#include "tokenmem/common/testing/temp_dir.h"
 #include "tokenmem/transport/address.h"
 #include "tokenmem/transport/remote_connection.h"
 #include "tokenmem/transport/ucx_runtime.h"
