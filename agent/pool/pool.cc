@@ -73,6 +73,10 @@ struct Pool::Impl {
   // back.
   std::deque<uint32_t> nvme_dirty;
   std::vector<uint16_t> nvme_readers;  // in-flight reads per NVMe slot
+  // Holds on memory slots (Pool::Hold) per memory tier: a held slot is not
+  // freed when its block leaves; it is freed at the last Unhold.
+  std::array<std::vector<uint16_t>, 2> memory_holds;
+  std::array<std::vector<bool>, 2> free_when_unheld;
   std::deque<BlockKey> promote_queue;
   std::unordered_set<BlockKey, BlockKeyHash> promote_queued;
   uint64_t next_generation = 1;
@@ -159,6 +163,8 @@ struct Pool::Impl {
   void ReleaseSlot(TierKind t, uint32_t slot) {
     if (t == TierKind::kNvme) {
       nvme_dirty.push_back(slot);
+    } else if (memory_holds[Index(t)][slot] != 0) {
+      free_when_unheld[Index(t)][slot] = true;  // a sender still reads it
     } else {
       arenas[Index(t)]->Free(slot);
     }
@@ -496,6 +502,8 @@ Result<std::unique_ptr<Pool>> Pool::Open(PoolSpec spec, PoolEnvironment env) {
     auto arena = tier::MemoryArena::Create(options);
     if (!arena.ok()) return arena.status().WithContext("pool '" + spec.name + "'");
     d.arenas[Index(t)] = std::move(arena).value();
+    d.memory_holds[Index(t)].assign(d.arenas[Index(t)]->capacity_slots(), 0);
+    d.free_when_unheld[Index(t)].assign(d.arenas[Index(t)]->capacity_slots(), false);
   }
   TM_RETURN_IF_ERROR(d.CreateSharedIndex());
   if (spec.capacity.nvme != 0) {
@@ -679,6 +687,36 @@ Result<ReadResult> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
   }
   ++d.counters.misses;
   return d.Missing(key);
+}
+
+Result<Pool::HeldBlock> Pool::Hold(const BlockKey& key) {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  auto it = d.index.find(key);
+  if (it == d.index.end()) return NotFound("block " + key.ToHex() + " is not in the pool");
+  Block& b = it->second;
+  if (!IsMemory(b.tier) || (d.Expired(b, d.Now()) && !b.moving)) {
+    return FailedPrecondition("block " + key.ToHex() + " is not in memory");
+  }
+  uint16_t& holds = d.memory_holds[Index(b.tier)][b.slot];
+  if (holds == UINT16_MAX) return Unavailable("too many holds on one block");
+  ++holds;
+  ++d.counters.gets;
+  if (!b.pinned) d.lru[Index(b.tier)].Touch(b.lru);
+  auto& c = d.counters.tiers[Index(b.tier)];
+  ++c.hits;
+  c.bytes_read += b.length;
+  return HeldBlock{b.tier, b.slot, d.MemorySlot(b.tier, b.slot).first(b.length)};
+}
+
+void Pool::Unhold(const HeldBlock& held) {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  const size_t t = Index(held.tier);
+  if (--d.memory_holds[t][held.slot] == 0 && d.free_when_unheld[t][held.slot]) {
+    d.free_when_unheld[t][held.slot] = false;
+    d.arenas[t]->Free(held.slot);
+  }
 }
 
 Result<TierKind> Pool::Locate(const BlockKey& key) {

@@ -76,6 +76,20 @@ class Pool {
   // expired block and one whose checksum failed.
   Result<ReadResult> Get(const BlockKey& key, std::span<std::byte> out);
 
+  // The bytes of a block in memory, held in place: until Unhold, its slot
+  // is not reused (the block may still be replaced, demoted or dropped;
+  // the held bytes stay those of the block that was there). For senders
+  // that must not copy (the remote path). Counts as a get. NOT_FOUND when
+  // absent, FAILED_PRECONDITION when the block is on NVMe (use Get).
+  struct HeldBlock {
+    TierKind tier;
+    uint32_t slot;
+    std::span<const std::byte> bytes;
+  };
+  Result<HeldBlock> Hold(const BlockKey& key);
+  // Every Hold needs exactly one Unhold, before the pool is destroyed.
+  void Unhold(const HeldBlock& held);
+
   // The tier holding `key`, or NOT_FOUND. Counts as a use for recency.
   Result<TierKind> Locate(const BlockKey& key);
 

@@ -83,6 +83,38 @@ TEST_F(PoolTest, PutThenGetIsByteExactAndMissIsNotFound) {
   EXPECT_EQ(pool->Snapshot().counters.misses, 1u);
 }
 
+TEST_F(PoolTest, HeldBytesStayPutUntilUnheldEvenWhenTheBlockLeaves) {
+  // DRAM only, 4 slots: every put after the first four reuses a slot.
+  auto pool = OpenPool({.dram = 4 * kBlock});
+  auto lease = Lease(1 << 20);
+  ASSERT_TRUE(pool->Put(Key(1), Payload(1), lease).ok());
+  auto held = pool->Hold(Key(1));
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ(std::vector<std::byte>(held->bytes.begin(), held->bytes.end()), Payload(1));
+
+  // Replace the key, then churn through more blocks than the tier holds:
+  // the held slot is never handed out again while held.
+  ASSERT_TRUE(pool->Put(Key(1), Payload(100), lease).ok());
+  for (uint64_t n = 2; n < 12; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+  EXPECT_EQ(std::vector<std::byte>(held->bytes.begin(), held->bytes.end()), Payload(1));
+  EXPECT_EQ(pool->Snapshot().usage[0].blocks, 3u);  // one of four slots is still held
+
+  pool->Unhold(*held);
+  for (uint64_t n = 12; n < 16; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+  EXPECT_EQ(pool->Snapshot().usage[0].blocks, 4u);  // the slot came back
+  for (uint64_t n = 12; n < 16; ++n) ExpectBlock(*pool, n, TierKind::kDram);
+
+  EXPECT_EQ(pool->Hold(Key(999)).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(PoolTest, HoldRefusesBlocksOnNvme) {
+  auto pool = OpenPool({.dram = 2 * kBlock, .nvme = 1 << 20});
+  auto lease = Lease(1 << 20);
+  for (uint64_t n = 0; n < 6; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+  auto held = pool->Hold(Key(0));  // the oldest went down to NVMe
+  EXPECT_EQ(held.status().code(), StatusCode::kFailedPrecondition);
+}
+
 TEST_F(PoolTest, RejectsOversizedBlockAndSmallBuffer) {
   auto pool = OpenPool({.dram = 4 * kBlock});
   auto lease = Lease(1 << 20);

@@ -39,6 +39,7 @@ struct Work {
 struct Outgoing {
   std::vector<std::byte> header;
   Payload payload;
+  std::vector<ucp_dt_iov_t> iov;  // payload.pieces, as UCX takes them
   std::shared_ptr<Connection> conn;
   bool close_after = false;
 };
@@ -165,9 +166,21 @@ void RemoteServer::Impl::Send(const std::shared_ptr<Connection>& conn, const Rep
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = &Impl::OnReplySent;
   param.user_data = out.get();
+  const void* buffer = out->payload.size > 0 ? out->payload.data.get() : nullptr;
+  size_t count = out->payload.size;
+  if (!out->payload.pieces.empty()) {
+    for (const auto& piece : out->payload.pieces) {
+      if (piece.len > 0) out->iov.push_back({piece.data, piece.len});
+    }
+    buffer = out->iov.empty() ? nullptr : out->iov.data();
+    count = out->iov.size();
+    if (!out->iov.empty()) {
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+      param.datatype = ucp_dt_make_iov();
+    }
+  }
   void* req = ucp_am_send_nbx(conn->ep, transport::kReplyAm, out->header.data(), out->header.size(),
-                              out->payload.size > 0 ? out->payload.data.get() : nullptr,
-                              out->payload.size, &param);
+                              buffer, count, &param);
   if (UCS_PTR_IS_ERR(req)) {
     TM_LOG(DEBUG, "remote") << "reply to connection " << conn->number
                             << " failed: " << ucs_status_string(UCS_PTR_STATUS(req));

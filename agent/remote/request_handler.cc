@@ -91,7 +91,7 @@ Reply RequestHandler::Handle(Session& session, const Request& request,
 
   switch (request.op) {
     case Op::kGet:
-      return Get(session, pool, request, payload);
+      return Get(session, *found, request, payload);
     case Op::kPut:
       return Put(session, pool, request, data);
     case Op::kExists: {
@@ -241,8 +241,9 @@ Result<std::shared_ptr<pool::Pool>> RequestHandler::PoolFor(Session& session, ui
   return session.pools_[handle - 1];
 }
 
-Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& request,
-                          Payload* payload) {
+Reply RequestHandler::Get(Session& session, const std::shared_ptr<pool::Pool>& pool_ref,
+                          const Request& request, Payload* payload) {
+  pool::Pool& pool = *pool_ref;
   const uint64_t block = pool.spec().block_size;
   if (block * request.gets.size() > options_.max_batch_bytes) {
     return ErrorReply(request,
@@ -253,22 +254,40 @@ Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& req
   }
   Reply reply = OkReply(request);
   reply.items.resize(request.gets.size());
-  // Room for every block at full size; the payload is trimmed to what
-  // was found. The one copy out of the pool lands where UCX sends from.
-  payload->data.reset(new std::byte[std::max<uint64_t>(1, block * request.gets.size())]);
-  size_t offset = 0;
+  // Blocks in memory are sent from where they are, held until UCX has sent
+  // them; the others (NVMe, or fetched from a cluster owner) are copied
+  // once into `data`, allocated at the first such block.
+  auto held = std::make_shared<std::vector<pool::Pool::HeldBlock>>();
+  size_t staged = 0;
   ClusterHooks* cluster = cluster_.load();
   const bool from_owner = Forwards(pool) && cluster != nullptr && !session.is_peer();
+  auto room = [&]() -> std::span<std::byte> {
+    if (!payload->data) payload->data.reset(new std::byte[block * request.gets.size()]);
+    return {payload->data.get() + staged, block};
+  };
   for (size_t i = 0; i < request.gets.size(); ++i) {
     const auto& item = request.gets[i];
-    std::span<std::byte> room(payload->data.get() + offset, block);
     ItemResult& result = reply.items[i];
-    auto got = pool.Get(item.key, room);
+    auto hold = pool.Hold(item.key);
+    if (hold.ok()) {
+      result.length = static_cast<uint32_t>(hold->bytes.size());
+      if (hold->bytes.size() > item.capacity) {
+        result.code = StatusCode::kInvalidArgument;  // the client's buffers are too small
+        pool.Unhold(*hold);
+        continue;
+      }
+      held->push_back(*hold);
+      payload->pieces.push_back({const_cast<std::byte*>(hold->bytes.data()), hold->bytes.size()});
+      payload->size += hold->bytes.size();
+      continue;
+    }
+    std::span<std::byte> into = room();
+    auto got = pool.Get(item.key, into);
     size_t length = 0;
     if (got.ok()) {
       length = got->length;
     } else if (got.status().code() == StatusCode::kNotFound && from_owner) {
-      auto fetched = cluster->FetchFromOwner(pool, item.key, room);
+      auto fetched = cluster->FetchFromOwner(pool, item.key, into);
       if (!fetched.ok()) {
         result.code = fetched.status().code();
         continue;
@@ -280,12 +299,18 @@ Reply RequestHandler::Get(Session& session, pool::Pool& pool, const Request& req
     }
     result.length = static_cast<uint32_t>(length);
     if (length > item.capacity) {
-      result.code = StatusCode::kInvalidArgument;  // the client's buffers are too small
+      result.code = StatusCode::kInvalidArgument;
       continue;
     }
-    offset += length;
+    payload->pieces.push_back({into.data(), length});
+    payload->size += length;
+    staged += length;
   }
-  payload->size = offset;
+  if (!held->empty()) {
+    payload->holds = std::shared_ptr<void>(nullptr, [pool_ref, held](void*) {
+      for (const auto& h : *held) pool_ref->Unhold(h);
+    });
+  }
   return reply;
 }
 

@@ -26,6 +26,7 @@
 #include "pool/pool_manager.h"
 #include "remote/cluster_hooks.h"
 #include "tokenmem/transport/frame.h"
+#include "tokenmem/transport/remote_connection.h"
 
 namespace tokenmem::remote {
 
@@ -33,7 +34,13 @@ namespace tokenmem::remote {
 // on allocation: they are overwritten by the blocks.
 struct Payload {
   std::unique_ptr<std::byte[]> data;
-  size_t size = 0;
+  size_t size = 0;  // bytes in all
+  // A GET reply's blocks in order, when set: pieces of pool memory held in
+  // place (no copy) and of `data` (blocks that had to be read or fetched).
+  std::vector<transport::Piece> pieces;
+  // Releases the pool holds behind `pieces` when the payload is dropped,
+  // that is once UCX has sent it.
+  std::shared_ptr<void> holds;
 };
 
 class Session {
@@ -84,8 +91,8 @@ class RequestHandler {
  private:
   transport::Reply Hello(Session& session, const transport::Request& request);
   transport::Reply Attach(Session& session, const transport::Request& request);
-  transport::Reply Get(Session& session, pool::Pool& pool, const transport::Request& request,
-                       Payload* payload);
+  transport::Reply Get(Session& session, const std::shared_ptr<pool::Pool>& pool,
+                       const transport::Request& request, Payload* payload);
   transport::Reply Put(Session& session, pool::Pool& pool, const transport::Request& request,
                        std::span<const std::byte> data);
   Result<std::shared_ptr<pool::Pool>> PoolFor(Session& session, uint32_t handle, bool write);
