@@ -174,7 +174,11 @@ void RemoteServer::Impl::Send(const std::shared_ptr<Connection>& conn, const Rep
     }
     buffer = out->iov.empty() ? nullptr : out->iov.data();
     count = out->iov.size();
-    if (!out->iov.empty()) {
+    if (out->iov.size() == 1) {
+      // One block: UCX's contiguous path is its fastest.
+      buffer = out->iov[0].buffer;
+      count = out->iov[0].length;
+    } else if (!out->iov.empty()) {
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
       param.datatype = ucp_dt_make_iov();
     }
