@@ -217,6 +217,73 @@ TEST_F(AgentIntegrationTest, BlocksDemotedToNvmeAreFetched) {
   EXPECT_EQ((*pool)->LookupPrefix(chain), kCount);
 }
 
+TEST_F(AgentIntegrationTest, InPlaceReadsHandOutMappedPoolMemory) {
+  // 1 MiB of DRAM holds 16 blocks; 24 blocks push the oldest to NVMe.
+  Start(OnePool("1MiB", "16MiB"));
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  auto pool = client->Attach("p1");
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  constexpr uint64_t kCount = 24;
+  for (uint64_t i = 0; i < kCount; ++i) {
+    ASSERT_TRUE((*pool)->Put(K(i), AsBytes(Bytes(kBlock - i, 2000 + i))).ok());
+  }
+  // Every block, in memory or fetched from NVMe, is handed over where it
+  // lies: inside one of the regions a DMA engine would register.
+  for (uint64_t i = 0; i < kCount; ++i) {
+    std::string copied;
+    const std::byte* where = nullptr;
+    auto n = (*pool)->ReadInPlace(K(i), [&](std::span<const std::byte> bytes) {
+      copied.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      where = bytes.data();
+      return Status::Ok();
+    });
+    ASSERT_TRUE(n.ok()) << i << ": " << n.status().ToString();
+    EXPECT_EQ(*n, kBlock - i);
+    EXPECT_EQ(copied, Bytes(kBlock - i, 2000 + i)) << i;
+    bool inside = false;
+    for (const IoVec& r : (*pool)->MappedRegions()) {
+      const auto* base = static_cast<const std::byte*>(r.data);
+      inside = inside || (where >= base && where + *n <= base + r.len);
+    }
+    EXPECT_TRUE(inside) << "block " << i << " is not inside a mapped region";
+  }
+  auto miss = (*pool)->ReadInPlace(K(999), [](std::span<const std::byte>) { return Status::Ok(); });
+  EXPECT_EQ(miss.status().code(), StatusCode::kNotFound);
+  auto failed = (*pool)->ReadInPlace(K(1), [](std::span<const std::byte>) {
+    return Status(StatusCode::kIoError, "device copy failed");
+  });
+  EXPECT_EQ(failed.status().code(), StatusCode::kIoError);
+  EXPECT_EQ(failed.status().message(), "device copy failed");
+
+  // The same through the C ABI.
+  tm_client* c = nullptr;
+  const std::string lease = *agent_->CreateLease(64 << 20);
+  const auto colon = lease.find(':');
+  ASSERT_EQ(tm_client_connect(DataSocket(*agent_).c_str(), lease.substr(0, colon).c_str(),
+                              lease.substr(colon + 1).c_str(), 10000, &c),
+            TM_OK);
+  tm_pool* cp = nullptr;
+  ASSERT_EQ(tm_pool_attach(c, "p1", &cp), TM_OK);
+  size_t regions = 0;
+  ASSERT_EQ(tm_pool_mapped_regions(cp, nullptr, 0, &regions), TM_OK);
+  EXPECT_GT(regions, 0u);
+  std::string out;
+  size_t length = 0;
+  const tm_key key{K(3).hi, K(3).lo};
+  auto copy = [](void* ctx, const void* src, size_t len) {
+    static_cast<std::string*>(ctx)->assign(static_cast<const char*>(src), len);
+    return 0;
+  };
+  ASSERT_EQ(tm_read_in_place(cp, &key, copy, &out, &length), TM_OK);
+  EXPECT_EQ(length, kBlock - 3);
+  EXPECT_EQ(out, Bytes(kBlock - 3, 2003));
+  auto refuse = [](void*, const void*, size_t) { return 1; };
+  EXPECT_EQ(tm_read_in_place(cp, &key, refuse, nullptr, nullptr), TM_INTERNAL);
+  tm_pool_close(cp);
+  tm_client_close(c);
+}
+
 TEST_F(AgentIntegrationTest, AgentKilledGivesUnavailableWithoutHanging) {
   Start(OnePool());
   auto client = Connect();

@@ -57,12 +57,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "tokenmem/common/block_key.h"
 #include "tokenmem/common/status.h"
@@ -220,6 +222,21 @@ class Pool {
   // most 256 items and about 32 MiB).
   Status PutMany(std::span<const BlockIo> items, std::span<IoResult> results);
   Status GetMany(std::span<const BlockIo> items, std::span<IoResult> results);
+
+  // For DMA engines (a GPU copying KV straight from token memory): the
+  // pool's memory segments mapped in this process now, to register with
+  // the device (cudaHostRegister). Segments mapped later are not in it;
+  // empty on the remote path.
+  std::vector<IoVec> MappedRegions() const;
+  // Hands the block's bytes, where they lie in the mapped pool, to `copy`,
+  // which must have finished reading them when it returns (a synchronous
+  // device copy, for example); then checks that the block did not change
+  // meanwhile, and if it did, calls `copy` again with the new bytes
+  // (bounded, then a miss). Returns the block's length. A block on NVMe is
+  // fetched into memory first. kNotFound on a miss; `copy`'s own error as
+  // it is; kFailedPrecondition on the remote path.
+  using InPlaceCopy = std::function<Status(std::span<const std::byte>)>;
+  Result<size_t> ReadInPlace(const BlockKey& key, const InPlaceCopy& copy);
 
   // True when the pool holds `key` in any tier (NVMe included). Local only
   // (remote: one EXISTS request; false when it fails). Cluster pools: a key

@@ -165,6 +165,25 @@ TM_API int tm_put_many(tm_pool* pool, size_t n, const tm_key* keys, const size_t
 TM_API int tm_get_many(tm_pool* pool, size_t n, const tm_key* keys, const size_t* iovcnt,
                        const tm_iovec* iov, int* codes, size_t* lengths);
 
+/* ---- in place (for DMA engines such as a GPU) -------------------------- */
+
+/* The pool's memory segments mapped in this process now (address and
+ * length), to register with a device (cudaHostRegister): up to cap into
+ * out, *count set to how many there are. Segments mapped later are not
+ * included. TM_FAILED_PRECONDITION on the remote path. */
+TM_API int tm_pool_mapped_regions(tm_pool* pool, tm_iovec* out, size_t cap, size_t* count);
+
+/* Calls copy(ctx, src, len) with the block of *key where it lies in the
+ * mapped pool; copy must have finished reading when it returns (0: done,
+ * anything else: failed). Then checks that the block did not change
+ * meanwhile, calling copy again with the new bytes if it did. *length (may
+ * be NULL) receives the block's length. A block on NVMe is fetched into
+ * memory first. TM_NOT_FOUND on a miss; TM_INTERNAL when copy failed;
+ * TM_FAILED_PRECONDITION on the remote path. */
+typedef int (*tm_copy_fn)(void* ctx, const void* src, size_t len);
+TM_API int tm_read_in_place(tm_pool* pool, const tm_key* key, tm_copy_fn copy, void* ctx,
+                            size_t* length);
+
 /* ---- presence --------------------------------------------------------- */
 
 /* TM_OK when the pool holds *key (in any tier), TM_NOT_FOUND when not.

@@ -239,6 +239,41 @@ int tm_get_many(tm_pool* pool, size_t n, const tm_key* keys, const size_t* iovcn
       [&] { return Many(pool, n, keys, iovcnt, iov, codes, lengths, &tokenmem::Pool::GetMany); });
 }
 
+int tm_pool_mapped_regions(tm_pool* pool, tm_iovec* out, size_t cap, size_t* count) {
+  return Guard([&] {
+    if (pool == nullptr || count == nullptr) return Invalid("pool and count must not be NULL");
+    if (out == nullptr && cap > 0) return Invalid("out is NULL");
+    *count = 0;
+    if (pool->pool->remote()) {
+      return Fail(StatusCode::kFailedPrecondition, "a remote pool maps no memory here");
+    }
+    const std::vector<IoVec> regions = pool->pool->MappedRegions();
+    *count = regions.size();
+    for (size_t i = 0; i < regions.size() && i < cap; ++i) {
+      out[i] = tm_iovec{regions[i].data, regions[i].len};
+    }
+    return Record(Status::Ok());
+  });
+}
+
+int tm_read_in_place(tm_pool* pool, const tm_key* key, tm_copy_fn copy, void* ctx, size_t* length) {
+  return Guard([&] {
+    if (length != nullptr) *length = 0;
+    if (pool == nullptr || key == nullptr || copy == nullptr) {
+      return Invalid("pool, key and copy must not be NULL");
+    }
+    auto read = pool->pool->ReadInPlace(ToKey(*key), [&](std::span<const std::byte> bytes) {
+      if (copy(ctx, bytes.data(), bytes.size()) != 0) {
+        return Status(StatusCode::kInternal, "the copy function failed");
+      }
+      return Status::Ok();
+    });
+    if (!read.ok()) return Record(read.status());
+    if (length != nullptr) *length = *read;
+    return Record(Status::Ok());
+  });
+}
+
 int tm_contains(tm_pool* pool, const tm_key* key) {
   return Guard([&] {
     if (pool == nullptr || key == nullptr) return Invalid("pool and key must not be NULL");

@@ -82,8 +82,9 @@ void Pool::Impl::AddTally(const Tally& t) {
   if (t.misses != 0) area.misses.fetch_add(t.misses, std::memory_order_relaxed);
 }
 
-Pool::Impl::LocalRead Pool::Impl::ReadLocal(const BlockKey& key, std::span<const IoVec> pieces,
-                                            size_t capacity, Tally* tally) {
+template <typename Copy>
+Pool::Impl::LocalRead Pool::Impl::ReadLocalVia(const BlockKey& key, size_t capacity, Tally* tally,
+                                               Copy&& copy) {
   LocalRead out;
   const void* index = map->index();
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
@@ -120,7 +121,10 @@ Pool::Impl::LocalRead Pool::Impl::ReadLocal(const BlockKey& key, std::span<const
         }
         continue;
     }
-    CopyOut(pieces, src, v.length);
+    if (!copy(std::span<const std::byte>(src, v.length))) {
+      out.result = {StatusCode::kInternal, 0};
+      return out;
+    }
     if (after_copy_for_testing) after_copy_for_testing(key);
     if (!layout::StillValid(index, v)) continue;
     uint8_t* accessed = map->accessed() + v.position;
@@ -134,6 +138,14 @@ Pool::Impl::LocalRead Pool::Impl::ReadLocal(const BlockKey& key, std::span<const
   }
   out.result = {StatusCode::kNotFound, 0};
   return out;
+}
+
+Pool::Impl::LocalRead Pool::Impl::ReadLocal(const BlockKey& key, std::span<const IoVec> pieces,
+                                            size_t capacity, Tally* tally) {
+  return ReadLocalVia(key, capacity, tally, [&](std::span<const std::byte> bytes) {
+    CopyOut(pieces, bytes.data(), bytes.size());
+    return true;
+  });
 }
 
 Status Pool::Impl::MapSegment(uint32_t tier, uint32_t segment) {
@@ -213,6 +225,53 @@ Result<size_t> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
   if (!s.ok()) return s;
   if (result.code == StatusCode::kNotFound) return NotFound("block " + key.ToHex() + " not found");
   return result.length;
+}
+
+std::vector<IoVec> Pool::MappedRegions() const {
+  if (impl_->remote) return {};
+  return impl_->map->MappedSegments();
+}
+
+Result<size_t> Pool::ReadInPlace(const BlockKey& key, const InPlaceCopy& copy) {
+  if (impl_->remote) {
+    return FailedPrecondition("in-place reads need the local path (the pool is remote)");
+  }
+  Impl::Tally tally;
+  Status copy_error;
+  auto via = [&](std::span<const std::byte> bytes) {
+    copy_error = copy(bytes);
+    return copy_error.ok();
+  };
+  // A block on NVMe (or, in a cluster pool, on another node) is fetched
+  // into memory first, as GetMany does.
+  for (int round = 0; round <= kFetchRounds; ++round) {
+    Impl::LocalRead r = impl_->ReadLocalVia(key, impl_->map->block_size(), &tally, via);
+    if (!copy_error.ok()) return copy_error;
+    const bool missing = r.result.code == StatusCode::kNotFound;
+    const bool ask = r.on_nvme || (missing && impl_->map->cluster() && round == 0);
+    if (!ask || round == kFetchRounds) {
+      if (r.result.code == StatusCode::kOk) {
+        impl_->AddTally(tally);
+        return r.result.length;
+      }
+      if (missing || r.on_nvme) {
+        ++tally.misses;
+        impl_->AddTally(tally);
+        return NotFound("block " + key.ToHex() + " not found");
+      }
+      return Status(r.result.code, "in-place read of block " + key.ToHex() + " failed");
+    }
+    StatusCode code = StatusCode::kOk;
+    Status fetch = impl_->KeysCall(layout::kFetch, std::span<const BlockKey>(&key, 1),
+                                   std::span<StatusCode>(&code, 1));
+    if (code != StatusCode::kOk) {
+      ++tally.misses;
+      impl_->AddTally(tally);
+      if (code == StatusCode::kNotFound) return NotFound("block " + key.ToHex() + " not found");
+      return fetch.ok() ? Status(code, "FETCH of block " + key.ToHex() + " failed") : fetch;
+    }
+  }
+  return NotFound("block " + key.ToHex() + " not found");
 }
 
 Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results) {

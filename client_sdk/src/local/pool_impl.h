@@ -85,6 +85,10 @@ struct Pool::Impl {
 
   LocalRead ReadLocal(const BlockKey& key, std::span<const IoVec> pieces, size_t capacity,
                       Tally* tally);
+  // As ReadLocal, but hands the bytes where they lie to `copy` (true: done;
+  // false: failed, the read ends with kInternal) instead of copying them.
+  template <typename Copy>
+  LocalRead ReadLocalVia(const BlockKey& key, size_t capacity, Tally* tally, Copy&& copy);
   // Maps segment `segment` of `tier` (and the later ones the agent sends).
   Status MapSegment(uint32_t tier, uint32_t segment);
   // A KeysRequest of `type`, in batches; per-key codes into `codes` when the

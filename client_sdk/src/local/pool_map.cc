@@ -124,4 +124,15 @@ Status PoolMap::AddSegment(const layout::SegmentInfo& info, UniqueFd fd) {
   return Status::Ok();
 }
 
+std::vector<tokenmem::IoVec> PoolMap::MappedSegments() const {
+  std::vector<tokenmem::IoVec> out;
+  for (const TierMap& tier : tiers_) {
+    for (uint32_t i = 0; i < tier.count; ++i) {
+      std::byte* base = tier.segments[i].base.load(std::memory_order_acquire);
+      if (base != nullptr) out.push_back({base, tier.segments[i].bytes});
+    }
+  }
+  return out;
+}
+
 }  // namespace tokenmem::client_internal

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "local/fd.h"
+#include "tokenmem/client.h"
 #include "tokenmem/common/status.h"
 #include "tokenmem/layout/local_protocol.h"
 #include "tokenmem/layout/shm_index.h"
@@ -62,6 +63,9 @@ class PoolMap {
 
   // True when segment `segment` of `tier` is mapped.
   bool HasSegment(uint32_t tier, uint32_t segment) const;
+
+  // Every memory segment mapped now: its address and length.
+  std::vector<tokenmem::IoVec> MappedSegments() const;
 
   // Maps one segment (PROT_READ for read-only pools, else read-write). A
   // segment already mapped is left as it is. kInternal for a tier or
