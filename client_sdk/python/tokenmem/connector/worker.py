@@ -131,6 +131,14 @@ class ConnectorWorker:
         self._finishing: Set[str] = set()
         self._save_futures: List[concurrent.futures.Future] = []
         self._cuda = layout.device.type == "cuda"
+        # CUDA tensors: blocks go straight from the pool to the device when
+        # libtokenmem_cuda and a device are there; staged otherwise.
+        self._direct = None
+        if self._cuda:
+            from .. import cuda as cuda_path
+
+            self._direct = cuda_path.load()
+        self._registered = []   # pools whose segments the CUDA path pinned
 
     # -- per step ----------------------------------------------------------
 
@@ -213,6 +221,19 @@ class ConnectorWorker:
         self.wait_for_save()
         self._loader.shutdown(wait=True)
         self._saver.shutdown(wait=True)
+        for pool in self._registered:   # unpin before the pools unmap
+            try:
+                self._direct_unregister(pool)
+            except Exception:  # a pool closed already: nothing left to unpin
+                pass
+        self._registered = []
+
+    def _direct_unregister(self, pool) -> None:
+        from .. import cuda as cuda_path
+
+        path = self._direct or cuda_path.load()
+        if path is not None:
+            path.unregister_pool(pool)
 
     # -- threads -----------------------------------------------------------
 
@@ -263,17 +284,34 @@ class ConnectorWorker:
             for e in events:
                 e.set()
 
+    def _load_direct(self, pool, keys, iovcnt, iov, codes, lengths, stream) -> bool:
+        """Blocks from the pool straight into the device tensors; False when
+        the CUDA path is not usable (then it is not tried again)."""
+        if self._direct.register_pool(pool) != 0:   # also pins segments mapped since
+            _log.warning("tokenmem: CUDA registration failed; staging through host memory")
+            self._direct = None
+            return False
+        if all(p is not pool for p in self._registered):
+            self._registered.append(pool)
+        self._direct.get_many_raw(pool, len(keys), keys.ctypes.data, iovcnt.ctypes.data,
+                                  iov.ctypes.data, codes.ctypes.data, lengths.ctypes.data,
+                                  stream.cuda_stream if stream is not None else 0)
+        return True
+
     def _load_layer(self, pool, layer, live, limits, stream) -> None:
         ranges = [r for _, r in live]
-        staging = _Staging(self.layout, layer, ranges) if self.layout.staged else None
         keys, iovcnt, iov = _gather(self.layout, layer, ranges)
-        if staging is not None:
-            iov = staging.iov(len(keys))
         n = len(keys)
         codes = np.zeros(n, dtype=np.int32)
         lengths = np.zeros(n, dtype=np.uint64)
-        get_many_raw(pool, n, keys.ctypes.data, iovcnt.ctypes.data, iov.ctypes.data,
-                     codes.ctypes.data, lengths.ctypes.data)
+        staging = None
+        if not (self._direct is not None
+                and self._load_direct(pool, keys, iovcnt, iov, codes, lengths, stream)):
+            if self.layout.staged:
+                staging = _Staging(self.layout, layer, ranges)
+                iov = staging.iov(n)
+            get_many_raw(pool, n, keys.ctypes.data, iovcnt.ctypes.data, iov.ctypes.data,
+                         codes.ctypes.data, lengths.ctypes.data)
         ok = (codes == 0) & (lengths == self.layout.block_bytes)
         if (codes == _UNAVAILABLE).any():
             self.session.mark_broken(pool)
