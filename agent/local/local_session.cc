@@ -161,22 +161,14 @@ Status LocalSession::Hello(const Message& m) {
   }
   const std::string id = FixedString(req.lease_id, sizeof(req.lease_id));
   const std::string secret = FixedString(req.secret, sizeof(req.secret));
-  // Any pool name works here: attach checks the lease against the pool.
-  bool found = false;
-  for (const auto& account : leases_->List()) {
-    if (account->id() == id) {
-      found = true;
-      if (!account->SecretMatches(secret)) break;
-      lease_ = account;
-      secret_ = secret;
-    }
+  // No pool yet: attach checks the lease against each pool it opens.
+  auto account = leases_->Login(id, secret);
+  if (!account.ok()) {
+    Fail(m, account.status()).ok();
+    return account.status();
   }
-  if (!lease_) {
-    Status s = found ? PermissionDenied("wrong secret for lease '" + id + "'")
-                     : NotFound("lease '" + id + "' does not exist");
-    Fail(m, s).ok();
-    return s;
-  }
+  lease_ = std::move(account).value();
+  secret_ = secret;
   TM_LOG(INFO, "local") << "connection " << owner_ << " uses lease " << id;
   L::StatusReply ok{0, 0};
   return Reply(m, std::as_bytes(std::span(&ok, 1)));

@@ -55,8 +55,8 @@ Status LeaseTable::PersistTo(const std::filesystem::path& file) {
   if (!stored.ok() && !stored.status().IsNotFound()) return stored.status();
   if (stored.ok()) {
     for (auto& l : *stored) {
-      auto account = std::make_shared<LeaseAccount>(l.id, l.secret, std::move(l.options),
-                                                    l.created_unix_s);
+      auto account =
+          std::make_shared<LeaseAccount>(l.id, l.secret, std::move(l.options), l.created_unix_s);
       leases_.emplace(l.id, std::move(account));
     }
     TM_LOG(INFO, "lease") << "loaded " << stored->size() << " leases from " << file.string();
@@ -124,10 +124,8 @@ Status LeaseTable::Release(const std::string& id) {
   return Status::Ok();
 }
 
-Result<std::shared_ptr<LeaseAccount>> LeaseTable::Authenticate(const std::string& id,
-                                                               const std::string& secret,
-                                                               const std::string& pool,
-                                                               bool write) const {
+Result<std::shared_ptr<LeaseAccount>> LeaseTable::Login(const std::string& id,
+                                                        const std::string& secret) const {
   std::shared_ptr<LeaseAccount> account;
   {
     std::lock_guard lock(mu_);
@@ -137,6 +135,14 @@ Result<std::shared_ptr<LeaseAccount>> LeaseTable::Authenticate(const std::string
   }
   if (!account->SecretMatches(secret))
     return PermissionDenied("wrong secret for lease '" + id + "'");
+  return account;
+}
+
+Result<std::shared_ptr<LeaseAccount>> LeaseTable::Authenticate(const std::string& id,
+                                                               const std::string& secret,
+                                                               const std::string& pool,
+                                                               bool write) const {
+  TM_ASSIGN_OR_RETURN(std::shared_ptr<LeaseAccount> account, Login(id, secret));
   if (!account->MayUsePool(pool)) {
     return PermissionDenied("lease '" + id + "' may not use pool '" + pool + "'");
   }

@@ -76,6 +76,11 @@ class LeaseTable {
   // their pools (they are cache contents); their charge is dropped.
   Status Release(const std::string& id);
 
+  // The lease, if `secret` is its secret (a connection presenting it).
+  // NOT_FOUND / PERMISSION_DENIED otherwise.
+  Result<std::shared_ptr<LeaseAccount>> Login(const std::string& id,
+                                              const std::string& secret) const;
+
   // The lease, if `secret` is its secret, it may use `pool`, and it may
   // write when `write` is set. NOT_FOUND / PERMISSION_DENIED otherwise.
   Result<std::shared_ptr<LeaseAccount>> Authenticate(const std::string& id,

@@ -35,13 +35,6 @@ Reply OkReply(const Request& request) {
   return reply;
 }
 
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 bool Forwards(const pool::Pool& pool) { return pool.spec().scope == pool::PoolScope::kCluster; }
 
 }  // namespace
@@ -61,8 +54,10 @@ RequestHandler::RequestHandler(HandlerOptions options)
   pool::LeaseOptions peer_options;
   peer_options.quota_bytes = std::numeric_limits<uint64_t>::max() / 2;
   peer_options.owner = "cluster peers";
-  peer_account_ = std::make_shared<pool::LeaseAccount>(kPeerLeaseId, "", peer_options,
-                                                       static_cast<int64_t>(std::time(nullptr)));
+  // Its secret is the cluster's: peers log in by it (never with an empty one).
+  peer_account_ =
+      std::make_shared<pool::LeaseAccount>(kPeerLeaseId, options_.cluster_secret, peer_options,
+                                           static_cast<int64_t>(std::time(nullptr)));
 }
 
 Reply RequestHandler::Handle(Session& session, const Request& request,
@@ -159,27 +154,15 @@ Reply RequestHandler::Hello(Session& session, const Request& request) {
                                       "this connection has presented its lease already"));
   }
   if (request.lease_id == kPeerLeaseId) {
-    if (options_.cluster_secret.empty() ||
-        !ConstantTimeEquals(request.lease_secret, options_.cluster_secret)) {
+    if (options_.cluster_secret.empty() || !peer_account_->SecretMatches(request.lease_secret)) {
       return ErrorReply(request, Status(StatusCode::kPermissionDenied, "wrong cluster secret"));
     }
     session.lease_ = peer_account_;
     session.peer_ = true;
   } else {
-    std::shared_ptr<pool::LeaseAccount> account;
-    bool found = false;
-    for (const auto& candidate : options_.leases->List()) {
-      if (candidate->id() != request.lease_id) continue;
-      found = true;
-      if (candidate->SecretMatches(request.lease_secret)) account = candidate;
-    }
-    if (account == nullptr) {
-      return ErrorReply(request, found ? Status(StatusCode::kPermissionDenied,
-                                                "wrong secret for lease '" + request.lease_id + "'")
-                                       : Status(StatusCode::kNotFound,
-                                                "lease '" + request.lease_id + "' does not exist"));
-    }
-    session.lease_ = std::move(account);
+    auto account = options_.leases->Login(request.lease_id, request.lease_secret);
+    if (!account.ok()) return ErrorReply(request, account.status());
+    session.lease_ = std::move(account).value();
     session.secret_ = request.lease_secret;
   }
   Reply reply = OkReply(request);
