@@ -76,6 +76,8 @@ struct RemoteServer::Impl {
   void Refuse(const std::shared_ptr<Connection>& conn, const Request* request, const Status& why,
               bool close);
   void Dispatch(std::unique_ptr<Work> work);
+  // Runs one request and observes it (metrics); the caller sends the reply.
+  Reply Answer(const Work& work, Payload* payload);
 };
 
 void RemoteServer::Impl::OnConnectionRequest(ucp_conn_request_h request, void* arg) {
@@ -319,6 +321,16 @@ void RemoteServer::Impl::OnPayloadReceived(void* request, ucs_status_t status, s
   self->Dispatch(std::move(work));
 }
 
+Reply RemoteServer::Impl::Answer(const Work& work, Payload* payload) {
+  Reply reply = handler.Handle(work.conn->session, work.request,
+                               {work.data.data.get(), work.data.size}, payload);
+  if (observer) {
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - work.started;
+    observer(work.request.op, took.count(), reply.status == StatusCode::kOk);
+  }
+  return reply;
+}
+
 void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
   // Only when the executors are idle: under load they copy blocks in
   // parallel with the network thread, which must keep receiving.
@@ -326,12 +338,7 @@ void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
       handler.IsQuick(work->conn->session, work->request)) {
     // Memory only: answered here, without two thread hand-offs.
     Payload payload;
-    Reply reply = handler.Handle(work->conn->session, work->request,
-                                 {work->data.data.get(), work->data.size}, &payload);
-    if (observer) {
-      std::chrono::duration<double> took = std::chrono::steady_clock::now() - work->started;
-      observer(work->request.op, took.count(), reply.status == StatusCode::kOk);
-    }
+    Reply reply = Answer(*work, &payload);
     work->conn->in_flight--;
     Send(work->conn, reply, std::move(payload), false);
     return;
@@ -340,12 +347,7 @@ void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
   executor_tasks++;
   bool queued = executor->Submit([this, shared] {
     Payload payload;
-    Reply reply = handler.Handle(shared->conn->session, shared->request,
-                                 {shared->data.data.get(), shared->data.size}, &payload);
-    if (observer) {
-      std::chrono::duration<double> took = std::chrono::steady_clock::now() - shared->started;
-      observer(shared->request.op, took.count(), reply.status == StatusCode::kOk);
-    }
+    Reply reply = Answer(*shared, &payload);
     auto boxed = std::make_shared<std::pair<Reply, Payload>>(std::move(reply), std::move(payload));
     executor_tasks--;
     runtime->Post([this, shared, boxed] {

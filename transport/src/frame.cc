@@ -58,6 +58,17 @@ class Reader {
   size_t pos_ = 0;
 };
 
+// The 24-byte prefix of every frame; `word` is a request's pool handle or
+// a reply's status.
+void PutPrefix(Writer& w, Op op, uint64_t id, uint32_t word, uint32_t count) {
+  w.Put(kFrameMagic);
+  w.Put(kFrameVersion);
+  w.Put(static_cast<uint16_t>(op));
+  w.Put(id);
+  w.Put(word);
+  w.Put(count);
+}
+
 Status Malformed(std::string_view what) {
   return Status(StatusCode::kInvalidArgument, "malformed frame: " + std::string(what));
 }
@@ -65,6 +76,38 @@ Status Malformed(std::string_view what) {
 bool KnownOp(uint16_t op) { return op >= 1 && op <= 8; }
 
 bool KnownCode(uint32_t code) { return code <= static_cast<uint32_t>(StatusCode::kInternal); }
+
+struct Prefix {
+  Op op;
+  uint64_t id;
+  uint32_t word;  // a request's pool handle, a reply's status
+  uint32_t count;
+};
+
+// Reads and checks the prefix every frame starts with: size, magic,
+// version, op and item count.
+Result<Prefix> ReadPrefix(Reader& in, size_t size, std::string_view kind) {
+  if (size > kMaxHeaderBytes) {
+    return Malformed("header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
+  }
+  uint32_t magic = 0;
+  uint16_t version = 0;
+  uint16_t op = 0;
+  Prefix p{};
+  if (!in.Get(&magic) || !in.Get(&version) || !in.Get(&op) || !in.Get(&p.id) || !in.Get(&p.word) ||
+      !in.Get(&p.count)) {
+    return Malformed("shorter than the 24-byte " + std::string(kind) + " prefix");
+  }
+  if (magic != kFrameMagic) return Malformed("bad magic");
+  if (version != kFrameVersion) {
+    return Malformed("protocol version " + std::to_string(version) + " (this side speaks " +
+                     std::to_string(kFrameVersion) + ")");
+  }
+  if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
+  if (p.count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
+  p.op = static_cast<Op>(op);
+  return p;
+}
 
 uint32_t ItemCount(const Request& r) {
   switch (r.op) {
@@ -138,12 +181,7 @@ Result<std::vector<std::byte>> EncodeRequest(const Request& r) {
     return Status(StatusCode::kInvalidArgument, "pool name longer than 253 bytes");
   }
   Writer w;
-  w.Put(kFrameMagic);
-  w.Put(kFrameVersion);
-  w.Put(static_cast<uint16_t>(r.op));
-  w.Put(r.id);
-  w.Put(r.pool);
-  w.Put(count);
+  PutPrefix(w, r.op, r.id, r.pool, count);
   switch (r.op) {
     case Op::kHello:
       w.PutText(r.lease_id);
@@ -176,25 +214,13 @@ Result<std::vector<std::byte>> EncodeRequest(const Request& r) {
 }
 
 Result<Request> DecodeRequest(std::span<const std::byte> header) {
-  if (header.size() > kMaxHeaderBytes)
-    return Malformed("header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
   Reader in(header);
-  uint32_t magic = 0;
-  uint16_t version = 0;
-  uint16_t op = 0;
-  uint32_t count = 0;
+  TM_ASSIGN_OR_RETURN(Prefix prefix, ReadPrefix(in, header.size(), "request"));
   Request r;
-  if (!in.Get(&magic) || !in.Get(&version) || !in.Get(&op) || !in.Get(&r.id) || !in.Get(&r.pool) ||
-      !in.Get(&count)) {
-    return Malformed("shorter than the 24-byte request prefix");
-  }
-  if (magic != kFrameMagic) return Malformed("bad magic");
-  if (version != kFrameVersion) {
-    return Malformed("protocol version " + std::to_string(version) + " (this agent speaks 1)");
-  }
-  if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
-  r.op = static_cast<Op>(op);
-  if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
+  r.op = prefix.op;
+  r.id = prefix.id;
+  r.pool = prefix.word;
+  const uint32_t count = prefix.count;
   if (count != 0 && (r.op == Op::kHello || r.op == Op::kAttach || r.op == Op::kPing)) {
     return Malformed("an item count on an op without items");
   }
@@ -248,12 +274,7 @@ Result<std::vector<std::byte>> EncodeReply(const Reply& r) {
     if (!KnownCode(static_cast<uint32_t>(item.code))) return Malformed("unknown item status code");
   }
   Writer w;
-  w.Put(kFrameMagic);
-  w.Put(kFrameVersion);
-  w.Put(static_cast<uint16_t>(r.op));
-  w.Put(r.id);
-  w.Put(static_cast<uint32_t>(r.status));
-  w.Put(static_cast<uint32_t>(r.items.size()));
+  PutPrefix(w, r.op, r.id, static_cast<uint32_t>(r.status), static_cast<uint32_t>(r.items.size()));
   if (r.status != StatusCode::kOk) {
     w.PutText(std::string_view(r.message).substr(0, kMaxMessageBytes));
     return w.Take();
@@ -283,26 +304,14 @@ Result<std::vector<std::byte>> EncodeReply(const Reply& r) {
 }
 
 Result<Reply> DecodeReply(std::span<const std::byte> header) {
-  if (header.size() > kMaxHeaderBytes)
-    return Malformed("header larger than " + std::to_string(kMaxHeaderBytes) + " bytes");
   Reader in(header);
-  uint32_t magic = 0;
-  uint16_t version = 0;
-  uint16_t op = 0;
-  uint32_t status = 0;
-  uint32_t count = 0;
+  TM_ASSIGN_OR_RETURN(Prefix prefix, ReadPrefix(in, header.size(), "reply"));
+  if (!KnownCode(prefix.word)) return Malformed("unknown status code");
   Reply r;
-  if (!in.Get(&magic) || !in.Get(&version) || !in.Get(&op) || !in.Get(&r.id) || !in.Get(&status) ||
-      !in.Get(&count)) {
-    return Malformed("shorter than the 24-byte reply prefix");
-  }
-  if (magic != kFrameMagic) return Malformed("bad magic");
-  if (version != kFrameVersion) return Malformed("protocol version " + std::to_string(version));
-  if (!KnownOp(op)) return Malformed("unknown op " + std::to_string(op));
-  if (!KnownCode(status)) return Malformed("unknown status code");
-  if (count > kMaxItems) return Malformed("more than " + std::to_string(kMaxItems) + " items");
-  r.op = static_cast<Op>(op);
-  r.status = static_cast<StatusCode>(status);
+  r.op = prefix.op;
+  r.id = prefix.id;
+  r.status = static_cast<StatusCode>(prefix.word);
+  const uint32_t count = prefix.count;
   if (count != 0 && (r.status != StatusCode::kOk || !HasItemResults(r.op))) {
     return Malformed("an item count on a reply without items");
   }
