@@ -82,7 +82,8 @@ std::string Quote(const std::string& s) {
   return out + "\"";
 }
 
-// A TCP port on 127.0.0.1 that nobody listens on right now.
+}  // namespace
+
 Result<int> FreeLoopbackPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoError("socket", errno);
@@ -99,8 +100,6 @@ Result<int> FreeLoopbackPort() {
   ::close(fd);
   return static_cast<int>(ntohs(addr.sin_port));
 }
-
-}  // namespace
 
 AgentProcess::AgentProcess(AgentOptions options) : options_(std::move(options)) {
   dir_ = MakeTempDir(&dir_error_);

@@ -57,6 +57,9 @@ struct AgentOptions {
   std::string binary;                       // empty: the tokenmem-agent built with the tests
 };
 
+// A TCP port on 127.0.0.1 that nobody listens on right now.
+Result<int> FreeLoopbackPort();
+
 class AgentProcess {
  public:
   // Creates the temporary directory (under $TMPDIR, else /tmp); starts nothing.

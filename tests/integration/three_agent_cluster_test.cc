@@ -1,11 +1,8 @@
 // Three real agents on loopback form a cluster: a block put through agent A
 // is read through agent C; agent B is killed and the survivors take over
 // its keys; B comes back and ownership settles again.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,15 +21,9 @@ namespace {
 constexpr size_t kBlock = 64 * 1024;
 
 uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
+  auto port = testing::FreeLoopbackPort();
+  EXPECT_TRUE(port.ok()) << port.status().ToString();
+  return static_cast<uint16_t>(port.ok() ? *port : 0);
 }
 
 std::vector<std::byte> Block(const BlockKey& key) {
