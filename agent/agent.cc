@@ -39,7 +39,9 @@ http::RemoteSnapshot RemoteSnapshotOf(const remote::RemoteServer& server,
                          .protocol_errors = st.protocol_errors.load(),
                          .requests = st.requests.load(),
                          .bytes_received = st.bytes_in.load(),
-                         .bytes_sent = st.bytes_out.load()};
+                         .bytes_sent = st.bytes_out.load(),
+                         .put_blocks_in_place = st.put_blocks_in_place.load(),
+                         .put_blocks_buffered = st.put_blocks_buffered.load()};
   if (cluster != nullptr) {
     auto members = cluster->membership().counters();
     auto forward = cluster->forward_counters();

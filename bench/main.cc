@@ -49,6 +49,8 @@ commands:
             --sizes LIST          block sizes, comma-separated (default 64KiB,1MiB,4MiB)
             --concurrency LIST    comma-separated (default 1,8)
             --workers N           the server's executor threads, default 4
+            --rounds N            tokenmem and Redis take turns N times; best of each
+                                  (default 3)
             --client-per-thread   one Client per thread (default: one shared Client)
             --shm                 a second tokenmem pass over UCX's default transports
                                   (shared memory), reported as "shm"
@@ -223,6 +225,10 @@ int main(int argc, char** argv) {
         const std::string* v = value();
         ok = v != nullptr && std::atoi(v->c_str()) > 0;
         if (ok) o.server_workers = std::atoi(v->c_str());
+      } else if (a == "--rounds") {
+        const std::string* v = value();
+        ok = v != nullptr && std::atoi(v->c_str()) > 0 && std::atoi(v->c_str()) <= 100;
+        if (ok) o.rounds = static_cast<uint32_t>(std::atoi(v->c_str()));
       } else if (a == "--client-per-thread") {
         o.client_per_thread = true;
       } else if (a == "--shm") {

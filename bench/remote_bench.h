@@ -29,6 +29,7 @@ struct RemoteBenchOptions {
   std::vector<uint32_t> concurrency = {1, 8};
   double seconds = 2.0;                       // per timed phase
   uint64_t working_set_bytes = 128ull << 20;  // distinct blocks per size
+  uint32_t rounds = 3;                        // tokenmem and Redis take turns; each keeps its best
   uint32_t server_workers = 4;                // RemoteServer executor threads
   bool client_per_thread = false;             // false: all threads share one Client
   bool run_iperf3 = true;

@@ -48,6 +48,19 @@ std::vector<MetricFamily> RemoteCollector::Collect() const {
           s.bytes_received),
       One("tokenmem_remote_sent_bytes_total", "Payload bytes sent (gets).", C, s.bytes_sent),
   };
+  MetricFamily put_blocks{"tokenmem_remote_put_blocks_total",
+                          "Blocks of remote puts by how they reached the pool: in_place (received "
+                          "straight into a pool slot) or buffered (received, then copied).",
+                          C,
+                          {}};
+  for (auto [path, value] : {std::pair{"in_place", s.put_blocks_in_place},
+                             std::pair{"buffered", s.put_blocks_buffered}}) {
+    ClientMetric m;
+    m.label.push_back({"path", path});
+    m.counter.value = static_cast<double>(value);
+    put_blocks.metric.push_back(std::move(m));
+  }
+  out.push_back(std::move(put_blocks));
   if (!s.cluster) return out;
   std::vector<MetricFamily> cluster = {
       One("tokenmem_cluster_peers", "Peer agents known from the static list and DNS.", G,

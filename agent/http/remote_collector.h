@@ -23,6 +23,8 @@ struct RemoteSnapshot {
   uint64_t requests = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
+  uint64_t put_blocks_in_place = 0;  // received straight into pool slots
+  uint64_t put_blocks_buffered = 0;  // received into a buffer, then copied
   // The cluster (when it is on).
   bool cluster = false;
   uint64_t peers_known = 0;

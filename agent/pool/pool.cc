@@ -120,6 +120,15 @@ struct Pool::Impl {
     return std::nullopt;
   }
 
+  // True when tier `t` has a free slot or can make one without an NVMe
+  // write (by dropping its LRU block, or demoting it to memory below).
+  bool RoomWithoutIo(TierKind t) const {
+    if (FreeSlots(t) > 0) return true;
+    std::optional<TierKind> lower = Lower(t);
+    if (!lower) return true;
+    return IsMemory(*lower) && RoomWithoutIo(*lower);
+  }
+
   std::span<std::byte> MemorySlot(TierKind t, uint32_t slot) const {
     return arenas[Index(t)]->Slot(slot);
   }
@@ -886,7 +895,8 @@ std::vector<Pool::SegmentRef> Pool::Segments(TierKind tier, uint32_t first) cons
 }
 
 Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
-                                               std::shared_ptr<LeaseAccount> lease) {
+                                               std::shared_ptr<LeaseAccount> lease,
+                                               ReserveRoom room_policy) {
   Impl& d = *impl_;
   std::optional<TierKind> fastest;
   for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
@@ -913,7 +923,9 @@ Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
     TierKind tier = *fastest;
     for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
       if (!d.HasTier(t)) continue;
-      Status room = d.EnsureFree(t, lock, 0);
+      Status room = room_policy == ReserveRoom::kNoNvmeIo && !d.RoomWithoutIo(t)
+                        ? ResourceExhausted("making room would wait for an NVMe write")
+                        : d.EnsureFree(t, lock, 0);
       if (!room.ok()) {
         failure = room;
         continue;
@@ -932,7 +944,7 @@ Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
     // Each reservation carries no charge of its own: the batch charge is
     // split back out on commit or abort.
     d.reservations.emplace(id, Impl::Reservation{tier, *slot, owner, lease});
-    grants.push_back({tier, *slot, id});
+    grants.push_back({tier, *slot, id, d.MemorySlot(tier, *slot)});
   }
   if (grants.size() < count) {
     for (const Grant& g : grants) {
@@ -949,7 +961,8 @@ Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
   return grants;
 }
 
-std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> items) {
+std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> items,
+                                 Checksum check) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
   std::vector<Status> results;
@@ -971,8 +984,8 @@ std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> ite
     }
     const TierKind tier = r->second.tier;
     const uint32_t slot = r->second.slot;
-    auto bytes = d.MemorySlot(tier, slot).first(item.length);
-    if (Crc32c(bytes) != item.checksum) {
+    if (check == Checksum::kVerify &&
+        Crc32c(d.MemorySlot(tier, slot).first(item.length)) != item.checksum) {
       results.push_back(Corruption("block " + item.key.ToHex() +
                                    ": the slot does not hold the bytes the checksum names"));
       d.FreeReservation(r);

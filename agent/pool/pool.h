@@ -137,24 +137,36 @@ class Pool {
     TierKind tier;
     uint32_t slot;
     uint64_t reservation;
+    std::span<std::byte> bytes;  // the slot in this process, block_size long
+  };
+  enum class ReserveRoom {
+    kMakeRoom,  // demote or drop blocks as a put would (may write to NVMe)
+    kNoNvmeIo,  // the same, but never wait for an NVMe write: for callers on
+                // a network thread; RESOURCE_EXHAUSTED when that would be needed
   };
   // Reserves `count` free memory slots for `owner` (a connection) to write
   // into, charging `lease` one block each up front. All or nothing:
   // RESOURCE_EXHAUSTED (quota or capacity) or FAILED_PRECONDITION (the
   // pool has no memory tier) reserve nothing.
   Result<std::vector<Grant>> Reserve(uint64_t owner, uint32_t count,
-                                     std::shared_ptr<LeaseAccount> lease);
+                                     std::shared_ptr<LeaseAccount> lease,
+                                     ReserveRoom room = ReserveRoom::kMakeRoom);
   struct CommitItem {
     uint64_t reservation;
     BlockKey key;
     uint32_t length;
     uint32_t checksum;  // CRC32C of the slot's first `length` bytes
   };
+  enum class Checksum {
+    kVerify,   // the slot is read and must match (a client wrote it)
+    kTrusted,  // the caller wrote the slot itself and computed the checksum
+  };
   // Publishes written slots. Per item: INVALID_ARGUMENT for a reservation
   // that is not `owner`'s or a length above the block size, CORRUPTION
-  // when the slot's bytes do not match the checksum; a failed item's slot
-  // is freed and refunded.
-  std::vector<Status> Commit(uint64_t owner, std::span<const CommitItem> items);
+  // when the slot's bytes do not match the checksum (kVerify); a failed
+  // item's slot is freed and refunded.
+  std::vector<Status> Commit(uint64_t owner, std::span<const CommitItem> items,
+                             Checksum check = Checksum::kVerify);
   // Frees reservations of `owner` (all of them when `ids` is empty).
   void Abort(uint64_t owner, std::span<const uint64_t> ids);
   // Brings NVMe blocks into memory so clients can read them in place.

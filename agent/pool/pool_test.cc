@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "tokenmem/common/crc32c.h"
 #include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::pool {
@@ -81,6 +82,66 @@ TEST_F(PoolTest, PutThenGetIsByteExactAndMissIsNotFound) {
   std::vector<std::byte> out(kBlock);
   EXPECT_TRUE(pool->Get(Key(99), out).status().IsNotFound());
   EXPECT_EQ(pool->Snapshot().counters.misses, 1u);
+}
+
+TEST_F(PoolTest, ReservedSlotsAreWrittenInPlaceAndCommitted) {
+  auto pool = OpenPool({.dram = 4 * kBlock});
+  auto lease = Lease(1 << 20);
+  auto grants = pool->Reserve(7, 2, lease);
+  ASSERT_TRUE(grants.ok()) << grants.status().ToString();
+  ASSERT_EQ(grants->size(), 2u);
+  EXPECT_EQ(lease->used_bytes(), 2 * kBlock);  // charged up front
+  const auto one = Payload(1), two = Payload(2);
+  ASSERT_EQ((*grants)[0].bytes.size(), kBlock);
+  std::copy(one.begin(), one.end(), (*grants)[0].bytes.begin());
+  std::copy(two.begin(), two.end(), (*grants)[1].bytes.begin());
+  // A writer inside the agent computed the checksum itself: taken as given.
+  std::vector<Pool::CommitItem> trusted = {{(*grants)[0].reservation, Key(1), kBlock, Crc32c(one)}};
+  auto ok = pool->Commit(7, trusted, Pool::Checksum::kTrusted);
+  ASSERT_TRUE(ok[0].ok()) << ok[0].ToString();
+  ExpectBlock(*pool, 1, TierKind::kDram);
+  // A client's checksum is verified: a wrong one frees the slot and refunds it.
+  std::vector<Pool::CommitItem> wrong = {
+      {(*grants)[1].reservation, Key(2), kBlock, Crc32c(two) ^ 1}};
+  auto bad = pool->Commit(7, wrong);
+  EXPECT_EQ(bad[0].code(), StatusCode::kCorruption);
+  EXPECT_EQ(lease->used_bytes(), kBlock);
+  std::vector<std::byte> out(kBlock);
+  EXPECT_TRUE(pool->Get(Key(2), out).status().IsNotFound());
+}
+
+TEST_F(PoolTest, ReserveWithoutNvmeIoRefusesOnlyWhenRoomNeedsAnNvmeWrite) {
+  auto lease = Lease(1 << 20);
+  {  // DRAM full above NVMe: room would mean writing a block to NVMe
+    auto pool = OpenPool({.dram = 2 * kBlock, .nvme = 8 * kBlock});
+    for (uint64_t n = 0; n < 2; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+    const uint64_t used = lease->used_bytes();
+    auto refused = pool->Reserve(1, 1, lease, Pool::ReserveRoom::kNoNvmeIo);
+    EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+    EXPECT_EQ(lease->used_bytes(), used);             // nothing charged
+    EXPECT_EQ(pool->Snapshot().usage[2].blocks, 0u);  // nothing demoted
+    auto granted = pool->Reserve(1, 1, lease, Pool::ReserveRoom::kMakeRoom);
+    ASSERT_TRUE(granted.ok()) << granted.status().ToString();
+    EXPECT_EQ(pool->Snapshot().usage[2].blocks, 1u);
+    pool->Abort(1, {});
+    EXPECT_EQ(lease->used_bytes(), used);
+  }
+  {  // DRAM full above CXL with room: demotion is a memory copy
+    auto pool = OpenPool({.dram = 2 * kBlock, .cxl = 2 * kBlock, .nvme = 8 * kBlock});
+    for (uint64_t n = 0; n < 2; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+    auto granted = pool->Reserve(1, 1, lease, Pool::ReserveRoom::kNoNvmeIo);
+    ASSERT_TRUE(granted.ok()) << granted.status().ToString();
+    EXPECT_EQ(pool->Snapshot().usage[1].blocks, 1u);
+    pool->Abort(1, {});
+  }
+  {  // DRAM only: room is made by dropping the least recently used block
+    auto pool = OpenPool({.dram = 2 * kBlock});
+    for (uint64_t n = 0; n < 2; ++n) ASSERT_TRUE(pool->Put(Key(n), Payload(n), lease).ok());
+    auto granted = pool->Reserve(1, 1, lease, Pool::ReserveRoom::kNoNvmeIo);
+    ASSERT_TRUE(granted.ok()) << granted.status().ToString();
+    EXPECT_TRUE(pool->Locate(Key(0)).status().IsNotFound());
+    pool->Abort(1, {});
+  }
 }
 
 TEST_F(PoolTest, HeldBytesStayPutUntilUnheldEvenWhenTheBlockLeaves) {

@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <tuple>
 #include <unordered_map>
 
 #include "remote/executor.h"
@@ -31,9 +33,23 @@ struct Work {
   void* server = nullptr;  // the RemoteServer::Impl, for UCX callbacks
   std::shared_ptr<Connection> conn;
   Request request;
-  Payload data;  // a PUT's payload
+  Payload data;                   // a PUT's payload, when buffered
+  std::optional<SlotPut> slots;   // a PUT received into pool slots instead
+  std::vector<ucp_dt_iov_t> iov;  // where UCX writes the slots' bytes
   std::chrono::steady_clock::time_point started;
+
+  Work() = default;
+  Work(const Work&) = delete;
+  Work& operator=(const Work&) = delete;
+  // Slots not committed (the transfer failed, or the server stopped) go back.
+  ~Work() {
+    if (slots) RequestHandler::AbortSlots(*slots);
+  }
 };
+
+// Pool reservations of remote connections; the local path's owners are
+// small connection numbers, so the top bit keeps the two apart.
+uint64_t SlotOwner(const Connection& conn) { return (uint64_t{1} << 63) | conn.number; }
 
 // A reply being sent; freed when UCX is done with its buffers.
 struct Outgoing {
@@ -77,7 +93,7 @@ struct RemoteServer::Impl {
               bool close);
   void Dispatch(std::unique_ptr<Work> work);
   // Runs one request and observes it (metrics); the caller sends the reply.
-  Reply Answer(const Work& work, Payload* payload);
+  Reply Answer(Work& work, Payload* payload);
 };
 
 void RemoteServer::Impl::OnConnectionRequest(ucp_conn_request_h request, void* arg) {
@@ -174,16 +190,9 @@ void RemoteServer::Impl::Send(const std::shared_ptr<Connection>& conn, const Rep
     for (const auto& piece : out->payload.pieces) {
       if (piece.len > 0) out->iov.push_back({piece.data, piece.len});
     }
-    buffer = out->iov.empty() ? nullptr : out->iov.data();
-    count = out->iov.size();
-    if (out->iov.size() == 1) {
-      // One block: UCX's contiguous path is its fastest.
-      buffer = out->iov[0].buffer;
-      count = out->iov[0].length;
-    } else if (!out->iov.empty()) {
-      param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
-      param.datatype = ucp_dt_make_iov();
-    }
+    buffer = nullptr;
+    count = 0;
+    if (!out->iov.empty()) std::tie(buffer, count) = transport::IovArgument(out->iov, param);
   }
   void* req = ucp_am_send_nbx(conn->ep, transport::kReplyAm, out->header.data(), out->header.size(),
                               buffer, count, &param);
@@ -193,7 +202,7 @@ void RemoteServer::Impl::Send(const std::shared_ptr<Connection>& conn, const Rep
     Close(conn, true);
     return;
   }
-  if (req != nullptr) out.release();  // OnReplySent frees it
+  if (req != nullptr) (void)out.release();  // OnReplySent frees it
   if (close_after) {
     // A flush close lets the error reply go out first.
     Close(conn, /*force=*/false);
@@ -283,20 +292,38 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
     self->Dispatch(std::move(work));
     return UCS_OK;
   }
-  work->data.data.reset(new std::byte[length]);
-  work->data.size = length;
-  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
-    std::memcpy(work->data.data.get(), data, length);
+  const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  // A PUT goes straight into reserved pool slots when it can; otherwise
+  // into a buffer that the pool copies from.
+  work->slots = self->handler.ReserveSlots(conn->session, work->request, SlotOwner(*conn));
+  if (work->slots) {
+    self->stats.put_blocks_in_place += work->request.puts.size();
+    for (size_t i = 0; i < work->request.puts.size(); ++i) {
+      const uint32_t n = work->request.puts[i].length;
+      if (n > 0) work->iov.push_back({work->slots->grants[i].bytes.data(), n});
+    }
+  } else {
+    if (work->request.op == Op::kPut) self->stats.put_blocks_buffered += work->request.puts.size();
+    work->data.data.reset(new std::byte[length]);
+    work->data.size = length;
+    work->iov.push_back({work->data.data.get(), length});
+  }
+  if (!rndv) {
+    const auto* from = static_cast<const std::byte*>(data);
+    for (const ucp_dt_iov_t& v : work->iov) {
+      std::memcpy(v.buffer, from, v.length);
+      from += v.length;
+    }
     self->Dispatch(std::move(work));
     return UCS_OK;
   }
   ucp_request_param_t rp{};
   rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Impl::OnPayloadReceived;
+  auto [into, count] = transport::IovArgument(work->iov, rp);
   Work* raw = work.release();
   rp.user_data = raw;
-  void* req =
-      ucp_am_recv_data_nbx(self->runtime->worker(), data, raw->data.data.get(), length, &rp);
+  void* req = ucp_am_recv_data_nbx(self->runtime->worker(), data, into, count, &rp);
   if (req == nullptr) {
     self->Dispatch(std::unique_ptr<Work>(raw));
   } else if (UCS_PTR_IS_ERR(req)) {
@@ -321,9 +348,10 @@ void RemoteServer::Impl::OnPayloadReceived(void* request, ucs_status_t status, s
   self->Dispatch(std::move(work));
 }
 
-Reply RemoteServer::Impl::Answer(const Work& work, Payload* payload) {
-  Reply reply = handler.Handle(work.conn->session, work.request,
-                               {work.data.data.get(), work.data.size}, payload);
+Reply RemoteServer::Impl::Answer(Work& work, Payload* payload) {
+  Reply reply = work.slots ? handler.CommitSlots(work.request, *work.slots)
+                           : handler.Handle(work.conn->session, work.request,
+                                            {work.data.data.get(), work.data.size}, payload);
   if (observer) {
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - work.started;
     observer(work.request.op, took.count(), reply.status == StatusCode::kOk);
@@ -332,10 +360,13 @@ Reply RemoteServer::Impl::Answer(const Work& work, Payload* payload) {
 }
 
 void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
-  // Only when the executors are idle: under load they copy blocks in
+  // Gets of blocks in memory copy nothing (the reply is sent from the
+  // pool), so they are always answered here. Puts copy or checksum their
+  // blocks, so only when the executors are idle: under load that runs in
   // parallel with the network thread, which must keep receiving.
-  if (executor_tasks.load() == 0 && work->conn->in_flight.load() <= 1 &&
-      handler.IsQuick(work->conn->session, work->request)) {
+  const bool copies = work->request.op == Op::kPut;
+  if ((!copies || (executor_tasks.load() == 0 && work->conn->in_flight.load() <= 1)) &&
+      (work->slots || handler.IsQuick(work->conn->session, work->request))) {
     // Memory only: answered here, without two thread hand-offs.
     Payload payload;
     Reply reply = Answer(*work, &payload);

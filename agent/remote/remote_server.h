@@ -42,6 +42,10 @@ struct RemoteServerStats {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
+  // PUT blocks received straight into pool slots, and through a buffer
+  // (a cluster pool, a full quota, or no room without an NVMe write).
+  std::atomic<uint64_t> put_blocks_in_place{0};
+  std::atomic<uint64_t> put_blocks_buffered{0};
 };
 
 class RemoteServer {

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <limits>
 
+#include "tokenmem/common/crc32c.h"
 #include "tokenmem/common/log.h"
 
 namespace tokenmem::remote {
@@ -319,6 +320,57 @@ Reply RequestHandler::Put(Session& session, pool::Pool& pool, const Request& req
     if (stored.ok() && forward) cluster->OnStored(pool, item.key, bytes);
   }
   return reply;
+}
+
+std::optional<SlotPut> RequestHandler::ReserveSlots(Session& session, const Request& request,
+                                                    uint64_t owner) {
+  if (request.op != Op::kPut || request.puts.empty()) return std::nullopt;
+  auto found = PoolFor(session, request.pool, /*write=*/true);
+  if (!found.ok()) return std::nullopt;
+  const std::shared_ptr<pool::Pool>& pool = *found;
+  if (Forwards(*pool)) return std::nullopt;  // the owner needs the bytes as well
+  for (const auto& item : request.puts) {
+    if (item.length > pool->spec().block_size) return std::nullopt;
+  }
+  std::shared_ptr<pool::LeaseAccount> lease;
+  {
+    std::lock_guard lock(session.mu_);
+    lease = session.lease_;
+  }
+  auto grants = pool->Reserve(owner, static_cast<uint32_t>(request.puts.size()), lease,
+                              pool::Pool::ReserveRoom::kNoNvmeIo);
+  if (!grants.ok()) return std::nullopt;
+  return SlotPut{pool, owner, std::move(grants).value()};
+}
+
+Reply RequestHandler::CommitSlots(const Request& request, SlotPut& put) {
+  std::vector<pool::Pool::CommitItem> items;
+  items.reserve(request.puts.size());
+  for (size_t i = 0; i < request.puts.size(); ++i) {
+    const auto& item = request.puts[i];
+    const auto& grant = put.grants[i];
+    items.push_back(
+        {grant.reservation, item.key, item.length, Crc32c(grant.bytes.first(item.length))});
+  }
+  // The checksums were computed here, from bytes no client can touch.
+  auto results = put.pool->Commit(put.owner, items, pool::Pool::Checksum::kTrusted);
+  put.grants.clear();
+  Reply reply = OkReply(request);
+  reply.items.resize(request.puts.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    reply.items[i].code = results[i].code();
+    reply.items[i].length = results[i].ok() ? request.puts[i].length : 0;
+  }
+  return reply;
+}
+
+void RequestHandler::AbortSlots(SlotPut& put) {
+  if (put.grants.empty()) return;
+  std::vector<uint64_t> ids;
+  ids.reserve(put.grants.size());
+  for (const auto& grant : put.grants) ids.push_back(grant.reservation);
+  put.pool->Abort(put.owner, ids);
+  put.grants.clear();
 }
 
 }  // namespace tokenmem::remote

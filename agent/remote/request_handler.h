@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -68,6 +69,14 @@ struct HandlerOptions {
   uint64_t max_batch_bytes = 64ull << 20;
 };
 
+// A PUT whose blocks UCX receives straight into reserved pool slots, so
+// the agent neither buffers nor copies them.
+struct SlotPut {
+  std::shared_ptr<pool::Pool> pool;
+  uint64_t owner = 0;                     // the reservations' owner
+  std::vector<pool::Pool::Grant> grants;  // one per PUT item, in order
+};
+
 class RequestHandler {
  public:
   explicit RequestHandler(HandlerOptions options);
@@ -83,6 +92,19 @@ class RequestHandler {
   // tier), so the network thread may answer it at once rather than hand it
   // to an executor thread and back.
   bool IsQuick(Session& session, const transport::Request& request);
+
+  // Reserves a slot per item of `request` (a PUT) when its blocks can be
+  // received in place: the pool has a memory tier, is not forwarded to a
+  // cluster owner, every item fits a block, the lease may write and its
+  // quota covers the whole batch, and no NVMe write is needed to make
+  // room. Otherwise nullopt: the put takes the buffered path, which
+  // answers each item on its own.
+  std::optional<SlotPut> ReserveSlots(Session& session, const transport::Request& request,
+                                      uint64_t owner);
+  // Publishes the received slots; the reply is the one Handle() would give.
+  transport::Reply CommitSlots(const transport::Request& request, SlotPut& put);
+  // Frees the slots of a put whose bytes did not arrive.
+  static void AbortSlots(SlotPut& put);
 
   // Installs the cluster's hooks once they exist (the router needs the
   // server's address first); until then pools behave as scope: local.

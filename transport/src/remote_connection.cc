@@ -207,14 +207,12 @@ ucs_status_t RemoteConnection::Impl::OnReply(void* arg, const void* header, size
   }
   p->result = std::move(*reply);
   ucp_request_param_t rp{};
-  rp.op_attr_mask =
-      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_DATATYPE;
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   rp.cb.recv_am = &Impl::OnReceived;
-  rp.datatype = ucp_dt_make_iov();
+  auto [buffer, count] = IovArgument(p->recv_iov, rp);
   auto* tag = new CallbackTag{self, id};
   rp.user_data = tag;
-  void* req = ucp_am_recv_data_nbx(self->runtime->worker(), data, p->recv_iov.data(),
-                                   p->recv_iov.size(), &rp);
+  void* req = ucp_am_recv_data_nbx(self->runtime->worker(), data, buffer, count, &rp);
   if (req == nullptr) {
     delete tag;
     p->reply_ready = true;

@@ -189,6 +189,13 @@ bool UcxRuntime::ProgressUntil(const std::function<bool()>& done,
   return true;
 }
 
+std::pair<void*, size_t> IovArgument(std::vector<ucp_dt_iov_t>& iov, ucp_request_param_t& param) {
+  if (iov.size() == 1) return {iov[0].buffer, iov[0].length};
+  param.op_attr_mask |= UCP_OP_ATTR_FIELD_DATATYPE;
+  param.datatype = ucp_dt_make_iov();
+  return {iov.data(), iov.size()};
+}
+
 Status WaitRequest(UcxRuntime& runtime, void* request, std::chrono::milliseconds timeout,
                    std::string_view what) {
   if (request == nullptr) return Status();

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -82,6 +83,21 @@ class RawClient {
     if (req != nullptr && !UCS_PTR_IS_ERR(req)) {
       ucp_request_cancel(rt_->worker(), req);
       pending_ = req;
+    }
+  }
+  // Starts a rendezvous send and drives UCX only until `arrived` says the
+  // agent has the request: the agent then waits for bytes that never come.
+  void SendAndStall(const std::vector<std::byte>& header, const std::vector<std::byte>& payload,
+                    const std::function<bool()>& arrived) {
+    ucp_request_param_t p{};
+    p.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    p.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_RNDV;
+    void* req = ucp_am_send_nbx(ep_, transport::kRequestAm, header.data(), header.size(),
+                                payload.data(), payload.size(), &p);
+    if (req != nullptr && !UCS_PTR_IS_ERR(req)) pending_ = req;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!arrived() && std::chrono::steady_clock::now() < deadline) {
+      ucp_worker_progress(rt_->worker());
     }
   }
   // Waits for the next reply, or for the connection to break.
@@ -301,6 +317,46 @@ TEST_F(RemoteServerTest, ManyRequestsInFlightFromManyThreads) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+TEST_F(RemoteServerTest, PutsAreReceivedStraightIntoPoolSlots) {
+  auto conn = Connect(lease_).value();
+  uint32_t pool = Attach(*conn, "kv");
+  // Three blocks of different lengths in one batch, large enough for UCX's
+  // rendezvous; then one of them replaced by a single put.
+  const std::vector<uint32_t> lengths = {kBlock, 300000, 4096};
+  std::vector<std::vector<std::byte>> blocks;
+  std::vector<Piece> payload;
+  Request put{.op = Op::kPut, .pool = pool};
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    blocks.push_back(Pattern(lengths[i], static_cast<uint8_t>(11 * i + 3)));
+    payload.push_back({blocks.back().data(), blocks.back().size()});
+    put.puts.push_back({{9, i}, lengths[i]});
+  }
+  auto stored = conn->Call(put, payload);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  for (const auto& item : stored->items) EXPECT_EQ(item.code, StatusCode::kOk);
+  blocks[0] = Pattern(kBlock, 200);
+  std::vector<Piece> again = {{blocks[0].data(), kBlock}};
+  auto replaced =
+      conn->Call(Request{.op = Op::kPut, .pool = pool, .puts = {{{9, 0}, kBlock}}}, again);
+  ASSERT_TRUE(replaced.ok()) << replaced.status().ToString();
+  EXPECT_EQ(replaced->items[0].code, StatusCode::kOk);
+  EXPECT_EQ(server_->stats().put_blocks_in_place.load(), 4u);
+  EXPECT_EQ(server_->stats().put_blocks_buffered.load(), 0u);
+  // One block's charge each, the replaced one refunded.
+  EXPECT_EQ(lease_.account->used_bytes(), 3 * kBlock);
+
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    std::vector<std::byte> out(kBlock);
+    std::vector<Piece> d = {{out.data(), out.size()}};
+    std::vector<std::span<const Piece>> dests = {d};
+    auto got =
+        conn->Call(Request{.op = Op::kGet, .pool = pool, .gets = {{{9, i}, kBlock}}}, {}, dests);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->items[0].length, lengths[i]);
+    EXPECT_EQ(std::memcmp(out.data(), blocks[i].data(), lengths[i]), 0) << "block " << i;
+  }
+}
+
 TEST_F(RemoteServerTest, LeasesAreCheckedBeforeAnyData) {
   pool::CreatedLease wrong = lease_;
   wrong.secret = "not-the-secret";
@@ -354,6 +410,9 @@ TEST_F(RemoteServerTest, QuotaHoldsAsOnTheLocalPath) {
   EXPECT_EQ(put->items[0].code, StatusCode::kOk);
   EXPECT_EQ(put->items[1].code, StatusCode::kOk);
   EXPECT_EQ(put->items[2].code, StatusCode::kResourceExhausted);
+  // A batch over the quota cannot be reserved whole: it was buffered and
+  // answered item by item.
+  EXPECT_EQ(server_->stats().put_blocks_buffered.load(), 3u);
 }
 
 TEST_F(RemoteServerTest, BadFramesCloseOnlyTheirConnection) {
@@ -401,6 +460,7 @@ TEST_F(RemoteServerTest, BadFramesCloseOnlyTheirConnection) {
     ASSERT_TRUE(r.has_value());
     EXPECT_NE(r->message.find("over the limit"), std::string::npos);
   }
+  const uint64_t charged = lease_.account->used_bytes();
   {  // a client that vanishes in the middle of a large PUT
     RawClient raw(server_->address());
     ASSERT_TRUE(Hello(raw));
@@ -410,6 +470,27 @@ TEST_F(RemoteServerTest, BadFramesCloseOnlyTheirConnection) {
     raw.SendNoWait(*transport::EncodeRequest(put), big);
     raw.Close();
   }
+  {  // a client that vanishes after the agent reserved slots for its blocks
+    RawClient raw(server_->address());
+    ASSERT_TRUE(Hello(raw));
+    raw.Send(*transport::EncodeRequest(Request{.op = Op::kAttach, .id = 2, .pool_name = "kv"}), {});
+    auto attached = raw.Next();
+    ASSERT_TRUE(attached.has_value() && attached->status == StatusCode::kOk);
+    std::vector<std::byte> big(4 * kBlock);
+    Request put{.op = Op::kPut, .id = 3, .pool = attached->pool};
+    for (int i = 0; i < 4; ++i) put.puts.push_back({{3, static_cast<uint64_t>(i)}, kBlock});
+    const uint64_t before = server_->stats().put_blocks_in_place.load();
+    raw.SendAndStall(*transport::EncodeRequest(put), big,
+                     [&] { return server_->stats().put_blocks_in_place.load() != before; });
+    EXPECT_EQ(server_->stats().put_blocks_in_place.load(), before + 4);
+    EXPECT_EQ(lease_.account->used_bytes(), charged + 4 * kBlock);  // reserved and charged
+    raw.Close();
+  }
+  // Slots reserved for the vanished clients' blocks go back, with their charge.
+  for (int i = 0; i < 500 && lease_.account->used_bytes() != charged; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(lease_.account->used_bytes(), charged);
   // The well-behaved connection was never disturbed.
   auto data = Pattern(4096, 7);
   std::vector<Piece> payload = {{data.data(), data.size()}};

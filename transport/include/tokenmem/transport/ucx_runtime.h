@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "tokenmem/common/status.h"
 
@@ -88,6 +90,12 @@ class UcxRuntime {
   std::deque<std::function<void()>> tasks_;
   bool accepting_ = true;  // guarded by mu_
 };
+
+// The buffer and count to give an _nbx send or receive for `iov` (not
+// empty): a single entry as a contiguous buffer, which UCX moves without
+// walking a list per fragment; more as an IOV list, whose datatype is set
+// in `param`. `iov` must outlive the operation.
+std::pair<void*, size_t> IovArgument(std::vector<ucp_dt_iov_t>& iov, ucp_request_param_t& param);
 
 // Waits for a UCX request returned by an _nbx call on the progress thread:
 // NULL is done, an error pointer is that error. Frees the request.
