@@ -181,7 +181,9 @@ void RemoteServer::Impl::Send(const std::shared_ptr<Connection>& conn, const Rep
   out->conn = conn;
   stats.bytes_out += out->payload.size;
   ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.op_attr_mask =
+      UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = runtime->AmSendFlags(out->payload.size);
   param.cb.send = &Impl::OnReplySent;
   param.user_data = out.get();
   const void* buffer = out->payload.size > 0 ? out->payload.data.get() : nullptr;

@@ -240,7 +240,9 @@ void RemoteConnection::Impl::Send(uint64_t id, const std::shared_ptr<Pending>& p
   ucp_request_param_t sp{};
   sp.op_attr_mask =
       UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_FLAGS;
-  sp.flags = UCP_AM_SEND_FLAG_REPLY;
+  size_t payload_bytes = 0;
+  for (const ucp_dt_iov_t& v : p->send_iov) payload_bytes += v.length;
+  sp.flags = UCP_AM_SEND_FLAG_REPLY | runtime->AmSendFlags(payload_bytes);
   sp.cb.send = &Impl::OnSent;
   if (!p->send_iov.empty()) {
     // UCX takes an IOV list only when it has entries.

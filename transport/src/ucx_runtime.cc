@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "tokenmem/common/log.h"
+#include "tokenmem/transport/eager_limit.h"
 #include "tokenmem/transport/frame.h"
 
 namespace tokenmem::transport {
@@ -79,6 +80,7 @@ Result<std::unique_ptr<UcxRuntime>> UcxRuntime::Create(RuntimeOptions options) {
                       std::to_string(kLargestFrameBytes));
   }
   rt->max_header_ = attr.max_am_header;
+  rt->eager_max_bytes_ = rt->options_.eager_max_bytes.value_or(DefaultEagerMaxBytes());
   st = ucp_worker_get_efd(rt->worker_, &rt->worker_fd_);
   if (st != UCS_OK) return UcsError("getting the UCX worker's event fd", st);
   rt->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -187,6 +189,10 @@ bool UcxRuntime::ProgressUntil(const std::function<bool()>& done,
     }
   }
   return true;
+}
+
+uint32_t UcxRuntime::AmSendFlags(size_t bytes) const {
+  return EagerSendFlag(bytes, eager_max_bytes_);
 }
 
 std::pair<void*, size_t> IovArgument(std::vector<ucp_dt_iov_t>& iov, ucp_request_param_t& param) {

@@ -111,7 +111,8 @@ TEST(FrameTest, MalformedRequestsAreRefusedWithAReason) {
   auto huge = bytes;
   uint32_t count = kMaxItems + 1;
   std::memcpy(huge.data() + 20, &count, 4);
-  EXPECT_NE(DecodeRequest(huge).status().message().find(std::to_string(kMaxItems)), std::string::npos);
+  EXPECT_NE(DecodeRequest(huge).status().message().find(std::to_string(kMaxItems)),
+            std::string::npos);
 
   EXPECT_FALSE(DecodeRequest({}).ok());
 }

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -41,6 +42,9 @@ struct RuntimeOptions {
   // connections of its previous life may still be in TIME_WAIT. Sets
   // UCX_TCP_CM_REUSEADDR=y unless the environment sets it.
   bool reuse_address = false;
+  // Payloads up to this many bytes go eagerly (eager_limit.h); unset: the
+  // node's default (DefaultEagerMaxBytes()).
+  std::optional<size_t> eager_max_bytes;
 };
 
 class UcxRuntime {
@@ -54,6 +58,8 @@ class UcxRuntime {
   // The largest active-message header the worker carries.
   size_t max_header() const { return max_header_; }
   ucp_worker_h worker() const { return worker_; }
+  // The UCP_AM_SEND_FLAG_* for a payload of `bytes` (eager or UCX's choice).
+  uint32_t AmSendFlags(size_t bytes) const;
 
   // Starts the progress thread. Handlers and listeners may be set up
   // before (from the creating thread) or later through Post().
@@ -78,6 +84,7 @@ class UcxRuntime {
   void Wake();
 
   RuntimeOptions options_;
+  size_t eager_max_bytes_ = 0;
   ucp_context_h context_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   int worker_fd_ = -1;
