@@ -295,11 +295,13 @@ Status Agent::StartRemote(const config::AgentConfig& config) {
     record(name, std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)), ok);
   });
   if (!clustered) return Status::Ok();
-  TM_ASSIGN_OR_RETURN(cluster_, remote::ClusterRouter::Start({.cluster = config.cluster,
-                                                              .node_name = config.node_name,
-                                                              .self_address = remote_->address(),
-                                                              .secret = secret,
-                                                              .pools = pools_.get()}));
+  TM_ASSIGN_OR_RETURN(
+      cluster_, remote::ClusterRouter::Start({.cluster = config.cluster,
+                                              .node_name = config.node_name,
+                                              .self_address = remote_->address(),
+                                              .secret = secret,
+                                              .pools = pools_.get(),
+                                              .max_batch_bytes = config.remote.max_batch_bytes}));
   remote_->SetCluster(cluster_.get());
   if (local_) local_->SetCluster(cluster_.get());  // the local path shares cluster pools too
   TM_LOG(INFO, "agent") << "cluster: " << config.cluster.peers.size() << " static peers"

@@ -301,20 +301,27 @@ class FakeHooks : public remote::ClusterHooks {
                        std::string(reinterpret_cast<const char*>(data.data()), data.size())});
   }
 
-  Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
-                                std::span<std::byte> out) override {
-    std::string bytes;
-    {
-      std::lock_guard lock(mu_);
-      asked_.push_back(key);
-      auto it = owner_.find({key.hi, key.lo});
-      if (it == owner_.end()) return NotFound("the owner does not hold it");
-      bytes = it->second;
+  void FetchFromOwners(pool::Pool& pool, std::span<OwnerFetch> fetches) override {
+    for (OwnerFetch& f : fetches) {
+      std::string bytes;
+      {
+        std::lock_guard lock(mu_);
+        asked_.push_back(f.key);
+        auto it = owner_.find({f.key.hi, f.key.lo});
+        if (it == owner_.end()) {
+          f.length = NotFound("the owner does not hold it");
+          continue;
+        }
+        bytes = it->second;
+      }
+      if (f.out.size() < bytes.size()) {
+        f.length = InvalidArgument("buffer too small");
+        continue;
+      }
+      std::memcpy(f.out.data(), bytes.data(), bytes.size());
+      (void)pool.Put(f.key, f.out.first(bytes.size()), nullptr);
+      f.length = bytes.size();
     }
-    if (out.size() < bytes.size()) return InvalidArgument("buffer too small");
-    std::memcpy(out.data(), bytes.data(), bytes.size());
-    (void)pool.Put(key, out.first(bytes.size()), nullptr);
-    return bytes.size();
   }
 
   void OwnerHolds(const BlockKey& key, std::string bytes) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -13,6 +14,9 @@ namespace tokenmem::local {
 namespace {
 
 namespace L = layout;
+
+// The most owner bytes one FETCH holds at once while it asks the owners.
+constexpr size_t kOwnerFetchBytes = 64ull << 20;
 
 template <typename T>
 bool ReadStruct(const Message& m, size_t offset, T* out) {
@@ -332,17 +336,31 @@ void LocalSession::Forward(remote::ClusterHooks& cluster, pool::Pool& pool,
 
 void LocalSession::FetchFromOwners(remote::ClusterHooks& cluster, pool::Pool& pool,
                                    std::span<const BlockKey> keys, std::vector<Status>* results) {
+  std::vector<size_t> missing;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if ((*results)[i].code() == StatusCode::kNotFound) missing.push_back(i);
+  }
+  // The owners' bytes land in a buffer of at most kOwnerFetchBytes per round.
+  const size_t block = pool.spec().block_size;
+  const size_t per_round = std::max<size_t>(1, kOwnerFetchBytes / block);
   std::vector<std::byte> buffer;
   std::vector<BlockKey> fetched;
   std::vector<size_t> positions;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if ((*results)[i].code() != StatusCode::kNotFound) continue;
-    if (buffer.empty()) buffer.resize(pool.spec().block_size);
+  for (size_t start = 0; start < missing.size(); start += per_round) {
+    const size_t n = std::min(per_round, missing.size() - start);
+    buffer.resize(n * block);
+    std::vector<remote::ClusterHooks::OwnerFetch> round;
+    for (size_t j = 0; j < n; ++j) {
+      round.push_back({.key = keys[missing[start + j]],
+                       .out = std::span<std::byte>(buffer).subspan(j * block, block)});
+    }
     // A hit is stored in this pool by the hooks; the reply is what the
     // pool says about it afterwards (storing may have failed).
-    if (cluster.FetchFromOwner(pool, keys[i], buffer).ok()) {
-      fetched.push_back(keys[i]);
-      positions.push_back(i);
+    cluster.FetchFromOwners(pool, round);
+    for (size_t j = 0; j < n; ++j) {
+      if (!round[j].length.ok()) continue;
+      fetched.push_back(round[j].key);
+      positions.push_back(missing[start + j]);
     }
   }
   if (fetched.empty()) return;

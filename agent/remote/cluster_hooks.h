@@ -24,10 +24,17 @@ class ClusterHooks {
   // is copied before this returns.
   virtual void OnStored(const pool::Pool& pool, const BlockKey& key,
                         std::span<const std::byte> data) = 0;
-  // On a local miss: the block from its owner (stored here too), written
-  // to `out` (block_size bytes); its length, or NOT_FOUND.
-  virtual Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
-                                        std::span<std::byte> out) = 0;
+  // One local miss to ask the key's owner for.
+  struct OwnerFetch {
+    BlockKey key;
+    std::span<std::byte> out;  // block_size bytes
+    // Filled in: the block's length (it is in `out`, and stored here too),
+    // or NOT_FOUND (no owner has it, or the owner could not be asked).
+    Result<size_t> length = Status(StatusCode::kNotFound, "not asked");
+  };
+  // On local misses: asks each key's owner, one request per owner for all
+  // its keys (not one per key).
+  virtual void FetchFromOwners(pool::Pool& pool, std::span<OwnerFetch> fetches) = 0;
 };
 
 }  // namespace tokenmem::remote

@@ -1,5 +1,6 @@
 #include "remote/cluster_router.h"
 
+#include <algorithm>
 #include <ctime>
 #include <limits>
 
@@ -137,39 +138,70 @@ Status ClusterRouter::Send(const std::string& address, const std::string& pool,
   return result;
 }
 
-Result<size_t> ClusterRouter::FetchFromOwner(pool::Pool& pool, const BlockKey& key,
-                                             std::span<std::byte> out) {
-  auto owner = membership_->OwnerOf(key);
-  if (!owner || owner->self) return Status(StatusCode::kNotFound, "not stored");
-  counters_.owner_gets++;
-  auto fetched = [&]() -> Result<size_t> {
-    TM_ASSIGN_OR_RETURN(auto conn, Peer(owner->address));
-    TM_ASSIGN_OR_RETURN(uint32_t handle, PeerPool(owner->address, *conn, pool.spec().name));
-    std::vector<Piece> dest = {{out.data(), out.size()}};
-    std::vector<std::span<const Piece>> dests = {dest};
-    TM_ASSIGN_OR_RETURN(auto reply,
-                        conn->Call(Request{.op = Op::kGet,
-                                           .pool = handle,
-                                           .gets = {{key, static_cast<uint32_t>(out.size())}}},
-                                   {}, dests));
-    if (reply.items.size() != 1 || reply.items[0].code != StatusCode::kOk) {
-      return Status(reply.items.empty() ? StatusCode::kNotFound : reply.items[0].code,
-                    "the owner does not hold it");
+void ClusterRouter::FetchFromOwners(pool::Pool& pool, std::span<OwnerFetch> fetches) {
+  // Keys by owner, in the order first seen.
+  std::vector<std::pair<std::string, std::vector<size_t>>> by_owner;
+  for (size_t i = 0; i < fetches.size(); ++i) {
+    auto owner = membership_->OwnerOf(fetches[i].key);
+    if (!owner || owner->self) {
+      fetches[i].length = Status(StatusCode::kNotFound, "not stored");
+      continue;
     }
-    return static_cast<size_t>(reply.items[0].length);
-  }();
-  if (!fetched.ok()) {
-    if (fetched.status().code() != StatusCode::kNotFound) {
-      counters_.owner_failures++;
-      TM_LOG(DEBUG, "cluster") << "asking " << owner->node
-                               << " for a block failed: " << fetched.status().message();
-    }
-    return Status(StatusCode::kNotFound, "not stored here, nor by its owner");
+    auto it = std::find_if(by_owner.begin(), by_owner.end(),
+                           [&](const auto& g) { return g.first == owner->address; });
+    if (it == by_owner.end()) it = by_owner.insert(by_owner.end(), {owner->address, {}});
+    it->second.push_back(i);
   }
-  counters_.owner_hits++;
-  // Kept here too, so the next get is local; failing to keep it is fine.
-  (void)pool.Put(key, out.first(*fetched), account_);
-  return *fetched;
+  const size_t per_request =
+      std::max<size_t>(1, options_.max_batch_bytes / std::max<uint64_t>(1, pool.spec().block_size));
+  for (const auto& [address, items] : by_owner) {
+    for (size_t start = 0; start < items.size(); start += per_request) {
+      const size_t n = std::min(per_request, items.size() - start);
+      FetchBatch(pool, address, std::span<const size_t>(items).subspan(start, n), fetches);
+    }
+  }
+}
+
+void ClusterRouter::FetchBatch(pool::Pool& pool, const std::string& address,
+                               std::span<const size_t> items, std::span<OwnerFetch> fetches) {
+  counters_.owner_gets += items.size();
+  Request get{.op = Op::kGet};
+  std::vector<std::vector<Piece>> pieces;
+  std::vector<std::span<const Piece>> dests;
+  pieces.reserve(items.size());
+  for (size_t i : items) {
+    get.gets.push_back({fetches[i].key, static_cast<uint32_t>(fetches[i].out.size())});
+    pieces.push_back({{fetches[i].out.data(), fetches[i].out.size()}});
+  }
+  for (const auto& p : pieces) dests.emplace_back(p);
+  auto reply = [&]() -> Result<transport::Reply> {
+    TM_ASSIGN_OR_RETURN(auto conn, Peer(address));
+    TM_ASSIGN_OR_RETURN(get.pool, PeerPool(address, *conn, pool.spec().name));
+    return conn->Call(std::move(get), {}, dests);
+  }();
+  if (!reply.ok() || reply->items.size() != items.size()) {
+    counters_.owner_failures += items.size();
+    TM_LOG(DEBUG, "cluster") << "asking " << address << " for " << items.size()
+                             << " blocks failed: "
+                             << (reply.ok() ? "a short reply" : reply.status().message());
+    for (size_t i : items) {
+      fetches[i].length =
+          Status(StatusCode::kNotFound, "not stored here; its owner did not answer");
+    }
+    return;
+  }
+  for (size_t k = 0; k < items.size(); ++k) {
+    OwnerFetch& f = fetches[items[k]];
+    const transport::ItemResult& r = reply->items[k];
+    if (r.code != StatusCode::kOk) {
+      f.length = Status(StatusCode::kNotFound, "not stored here, nor by its owner");
+      continue;
+    }
+    counters_.owner_hits++;
+    f.length = static_cast<size_t>(r.length);
+    // Kept here too, so the next get is local; failing to keep it is fine.
+    (void)pool.Put(f.key, f.out.first(r.length), account_);
+  }
 }
 
 }  // namespace tokenmem::remote

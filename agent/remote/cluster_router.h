@@ -7,8 +7,9 @@
 //     live members) is another agent is queued for that owner. The queue is
 //     bounded: when it is full the block is dropped from forwarding (it is
 //     still stored here) and counted.
-//   - FetchFromOwner: a local miss asks the key's owner; a hit is stored
-//     here too, so the next get is local.
+//   - FetchFromOwners: local misses ask their keys' owners, one request
+//     per owner (split at max_batch_bytes); a hit is stored here too, so
+//     the next get is local.
 // Requests that come from peers are never forwarded again, so differing
 // views of the membership cannot make blocks circle.
 //
@@ -35,6 +36,9 @@ struct ClusterRouterOptions {
   std::string self_address;  // this agent's remote listener, as peers dial it
   std::string secret;        // the shared secret (contents of cluster.secret_file)
   pool::PoolManager* pools = nullptr;
+  // The most block bytes one request to an owner asks for: the peers'
+  // remote.max_batch_bytes (one value across the cluster, as the chart sets it).
+  uint64_t max_batch_bytes = 64ull << 20;
 };
 
 struct ClusterRouterCounters {
@@ -51,8 +55,7 @@ class ClusterRouter : public ClusterHooks {
 
   void OnStored(const pool::Pool& pool, const BlockKey& key,
                 std::span<const std::byte> data) override;
-  Result<size_t> FetchFromOwner(pool::Pool& pool, const BlockKey& key,
-                                std::span<std::byte> out) override;
+  void FetchFromOwners(pool::Pool& pool, std::span<OwnerFetch> fetches) override;
 
   cluster::Membership& membership() { return *membership_; }
   cluster::ForwardQueueCounters forward_counters() const { return queue_->counters(); }
@@ -69,6 +72,9 @@ class ClusterRouter : public ClusterHooks {
   Result<std::string> Ping(const std::string& address);
   Status Send(const std::string& address, const std::string& pool,
               std::span<cluster::ForwardItem> items);
+  // One GET to the owner at `address` for fetches[i], i in `items`.
+  void FetchBatch(pool::Pool& pool, const std::string& address, std::span<const size_t> items,
+                  std::span<OwnerFetch> fetches);
 
   ClusterRouterOptions options_;
   ClusterRouterCounters counters_;

@@ -240,55 +240,66 @@ Reply RequestHandler::Get(Session& session, const std::shared_ptr<pool::Pool>& p
   reply.items.resize(request.gets.size());
   // Blocks in memory are sent from where they are, held until UCX has sent
   // them; the others (NVMe, or fetched from a cluster owner) are copied
-  // once into `data`, allocated at the first such block.
+  // once into `data`, allocated at the first such block, a block's room each.
   auto held = std::make_shared<std::vector<pool::Pool::HeldBlock>>();
+  std::vector<std::span<const std::byte>> found(request.gets.size());
   size_t staged = 0;
-  ClusterHooks* cluster = cluster_.load();
-  const bool from_owner = Forwards(pool) && cluster != nullptr && !session.is_peer();
   auto room = [&]() -> std::span<std::byte> {
     if (!payload->data) payload->data.reset(new std::byte[block * request.gets.size()]);
-    return {payload->data.get() + staged, block};
+    std::span<std::byte> into(payload->data.get() + staged, block);
+    staged += block;
+    return into;
   };
+  ClusterHooks* cluster = cluster_.load();
+  const bool from_owner = Forwards(pool) && cluster != nullptr && !session.is_peer();
+  std::vector<ClusterHooks::OwnerFetch> misses;  // asked of their owners together
+  std::vector<size_t> miss_items;
   for (size_t i = 0; i < request.gets.size(); ++i) {
     const auto& item = request.gets[i];
-    ItemResult& result = reply.items[i];
     auto hold = pool.Hold(item.key);
     if (hold.ok()) {
-      result.length = static_cast<uint32_t>(hold->bytes.size());
       if (hold->bytes.size() > item.capacity) {
-        result.code = StatusCode::kInvalidArgument;  // the client's buffers are too small
+        reply.items[i].length = static_cast<uint32_t>(hold->bytes.size());
+        reply.items[i].code = StatusCode::kInvalidArgument;  // the client's buffers are too small
         pool.Unhold(*hold);
         continue;
       }
       held->push_back(*hold);
-      payload->pieces.push_back({const_cast<std::byte*>(hold->bytes.data()), hold->bytes.size()});
-      payload->size += hold->bytes.size();
+      found[i] = hold->bytes;
       continue;
     }
     std::span<std::byte> into = room();
     auto got = pool.Get(item.key, into);
-    size_t length = 0;
     if (got.ok()) {
-      length = got->length;
+      found[i] = into.first(got->length);
     } else if (got.status().code() == StatusCode::kNotFound && from_owner) {
-      auto fetched = cluster->FetchFromOwner(pool, item.key, into);
-      if (!fetched.ok()) {
-        result.code = fetched.status().code();
-        continue;
-      }
-      length = *fetched;
+      misses.push_back({.key = item.key, .out = into});
+      miss_items.push_back(i);
     } else {
-      result.code = got.status().code();
-      continue;
+      reply.items[i].code = got.status().code();
     }
-    result.length = static_cast<uint32_t>(length);
-    if (length > item.capacity) {
+  }
+  if (!misses.empty()) {
+    cluster->FetchFromOwners(pool, misses);
+    for (size_t j = 0; j < misses.size(); ++j) {
+      if (misses[j].length.ok()) {
+        found[miss_items[j]] = misses[j].out.first(*misses[j].length);
+      } else {
+        reply.items[miss_items[j]].code = misses[j].length.status().code();
+      }
+    }
+  }
+  // The payload carries the found blocks in request order.
+  for (size_t i = 0; i < request.gets.size(); ++i) {
+    ItemResult& result = reply.items[i];
+    if (result.code != StatusCode::kOk) continue;
+    result.length = static_cast<uint32_t>(found[i].size());
+    if (found[i].size() > request.gets[i].capacity) {
       result.code = StatusCode::kInvalidArgument;
       continue;
     }
-    payload->pieces.push_back({into.data(), length});
-    payload->size += length;
-    staged += length;
+    payload->pieces.push_back({const_cast<std::byte*>(found[i].data()), found[i].size()});
+    payload->size += found[i].size();
   }
   if (!held->empty()) {
     payload->holds = std::shared_ptr<void>(nullptr, [pool_ref, held](void*) {

@@ -150,6 +150,23 @@ class ClusterTest : public ::testing::Test {
     return -1;
   }
 
+  // How many GET requests agent `agent`'s remote listener has answered.
+  double RemoteGets(int agent) {
+    httplib::Client http("127.0.0.1", http_ports_[agent]);
+    auto res = http.Get("/metrics");
+    if (!res || res->status != 200) return -1;
+    std::istringstream lines(res->body);
+    std::string line;
+    const std::string family = "tokenmem_operation_duration_seconds_count{";
+    while (std::getline(lines, line)) {
+      if (line.rfind(family, 0) == 0 && line.find("operation=\"get\"") != std::string::npos &&
+          line.find("path=\"remote\"") != std::string::npos) {
+        return std::stod(line.substr(line.rfind(' ') + 1));
+      }
+    }
+    return 0;  // none answered yet
+  }
+
   std::filesystem::path secret_;
   std::vector<uint16_t> http_ports_;
   std::vector<std::string> addresses_;
@@ -225,6 +242,55 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   ASSERT_FALSE(owned_by_b_now.empty());
   ASSERT_TRUE(ReadAll(*b, owned_by_b_now, &why)) << why;
   ASSERT_TRUE(ReadAll(*c, third, &why)) << why;
+}
+
+// A batch of local misses asks each owner once, for all of its keys.
+TEST_F(ClusterTest, MissesAskEachOwnerOnceForAllItsKeys) {
+  const std::vector<std::string> all = {"node-a", "node-b", "node-c"};
+  auto a = Attach(0);
+  auto c = Attach(2);
+  ASSERT_TRUE(a && c);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // first heartbeats
+
+  std::vector<BlockKey> keys;
+  int forwarded = 0, on_a = 0, on_b = 0, on_c = 0;
+  for (uint64_t i = 0; i < 24; ++i) {
+    keys.push_back({0xF, i});
+    const std::string owner = Owner(keys.back(), all);
+    on_a += owner == "node-a";
+    on_b += owner == "node-b";
+    on_c += owner == "node-c";
+    forwarded += owner != "node-a";
+  }
+  ASSERT_GE(on_a, 2);
+  ASSERT_GE(on_b, 2);
+  PutAll(*a, keys);
+  // Wait until A has handed the other owners their blocks.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (Metric(0, "tokenmem_cluster_forwarded_puts_total") < forwarded &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GE(Metric(0, "tokenmem_cluster_forwarded_puts_total"), forwarded);
+
+  const double gets_a = RemoteGets(0), gets_b = RemoteGets(1);
+  const double asked = std::max(0.0, Metric(2, "tokenmem_cluster_owner_gets_total"));
+  // One batched read through C: C holds its own keys; A's and B's it asks for.
+  std::vector<std::vector<std::byte>> outs(keys.size(), std::vector<std::byte>(kBlock));
+  std::vector<IoVec> pieces;
+  std::vector<BlockIo> items;
+  for (auto& out : outs) pieces.push_back({out.data(), out.size()});
+  for (size_t i = 0; i < keys.size(); ++i) items.push_back({keys[i], {&pieces[i], 1}});
+  std::vector<IoResult> results(keys.size());
+  Status s = c->GetMany(items, results);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(results[i].code, StatusCode::kOk) << "key " << i;
+    EXPECT_EQ(outs[i], Block(keys[i])) << "key " << i;
+  }
+  EXPECT_EQ(Metric(2, "tokenmem_cluster_owner_gets_total") - asked, on_a + on_b);
+  EXPECT_EQ(RemoteGets(0) - gets_a, 1) << "A was asked once for its " << on_a << " keys";
+  EXPECT_EQ(RemoteGets(1) - gets_b, 1) << "B was asked once for its " << on_b << " keys";
 }
 
 // The same reuse through the local shared-memory path that engines use:
