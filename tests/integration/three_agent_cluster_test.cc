@@ -253,13 +253,12 @@ TEST_F(ClusterTest, MissesAskEachOwnerOnceForAllItsKeys) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // first heartbeats
 
   std::vector<BlockKey> keys;
-  int forwarded = 0, on_a = 0, on_b = 0, on_c = 0;
+  int forwarded = 0, on_a = 0, on_b = 0;
   for (uint64_t i = 0; i < 24; ++i) {
     keys.push_back({0xF, i});
     const std::string owner = Owner(keys.back(), all);
     on_a += owner == "node-a";
     on_b += owner == "node-b";
-    on_c += owner == "node-c";
     forwarded += owner != "node-a";
   }
   ASSERT_GE(on_a, 2);
