@@ -144,6 +144,14 @@ Status EncodeSegmentHeader(const SegmentHeader& header, std::span<std::byte> out
   return Status::Ok();
 }
 
+std::optional<uint32_t> SegmentFormatVersion(std::span<const std::byte> in) {
+  if (in.size() < kSegmentHeaderSize) return std::nullopt;
+  const std::byte* p = in.data();
+  if (Get32(p + kOffMagic) != kSegmentMagic) return std::nullopt;
+  if (Get32(p + kOffHeaderCrc) != FieldsCrc(p)) return std::nullopt;
+  return Get32(p + kOffVersion);
+}
+
 Result<SegmentHeader> DecodeSegmentHeader(std::span<const std::byte> in) {
   if (in.size() < kSegmentHeaderSize) {
     return InvalidArgument("segment header needs " + std::to_string(kSegmentHeaderSize) +

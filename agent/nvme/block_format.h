@@ -61,6 +61,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "tokenmem/common/block_key.h"
@@ -139,5 +140,8 @@ bool IsBlankSlotEntry(std::span<const std::byte> in);
 // data_offset that does not match slots_per_segment.
 Status EncodeSegmentHeader(const SegmentHeader& header, std::span<std::byte> out);
 Result<SegmentHeader> DecodeSegmentHeader(std::span<const std::byte> in);
+// The format version of a segment header whose magic and checksum are
+// sound (they sit where they did in every version); nullopt otherwise.
+std::optional<uint32_t> SegmentFormatVersion(std::span<const std::byte> in);
 
 }  // namespace tokenmem::nvme

@@ -275,6 +275,18 @@ TEST(BlockFormatTest, OlderFormatVersionIsRefusedClearly) {
   r = DecodeSegmentHeader(future);
   EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(r.status().message().find("newer"), std::string::npos) << r.status().ToString();
+
+  // The version is readable from any sound header, and from no damaged one.
+  EXPECT_EQ(SegmentFormatVersion(v1), 1u);
+  EXPECT_EQ(SegmentFormatVersion(future), 3u);
+  auto torn = v1;
+  torn[20] ^= std::byte{1};
+  EXPECT_FALSE(SegmentFormatVersion(torn).has_value());
+  auto foreign = v1;
+  std::memcpy(foreign.data(), "XXXX", 4);
+  Reseal(foreign);
+  EXPECT_FALSE(SegmentFormatVersion(foreign).has_value());
+  EXPECT_FALSE(SegmentFormatVersion(std::span(v1).first(16)).has_value());
 }
 
 }  // namespace

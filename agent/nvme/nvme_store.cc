@@ -19,6 +19,7 @@
 #include "nvme/io_observer.h"
 #include "tokenmem/common/crc32c.h"
 #include "tokenmem/common/log.h"
+#include "tokenmem/common/units.h"
 
 namespace tokenmem::nvme {
 namespace fs = std::filesystem;
@@ -232,6 +233,66 @@ Result<std::unique_ptr<NvmeStore>> NvmeStore::Open(const NvmeStoreOptions& optio
   return store;
 }
 
+Status NvmeStore::MoveAsideOlderFormat(std::map<uint32_t, fs::path>* existing) {
+  if (existing->empty()) return Status::Ok();
+  TM_ASSIGN_OR_RETURN(AlignedBuffer header, AlignedBuffer::Allocate(kSegmentHeaderSize));
+  std::optional<uint32_t> older;
+  size_t older_files = 0;
+  uint64_t older_bytes = 0;
+  for (const auto& [index, path] : *existing) {
+    TM_ASSIGN_OR_RETURN(std::unique_ptr<UringFile> file,
+                        UringFile::Open(path, OpenMode::kOpenExisting, queue_));
+    TM_ASSIGN_OR_RETURN(const uint64_t size, file->Size());
+    if (size < kSegmentHeaderSize) continue;  // judged (and refused) by the full check
+    TM_RETURN_IF_ERROR(file->ReadAt(0, header.span()));
+    const std::optional<uint32_t> version = SegmentFormatVersion(header.span());
+    if (!version || *version >= kFormatVersion) continue;
+    if (older && *older != *version) {
+      return Corruption("NVMe store: " + directory_.string() +
+                        " holds segment files of format versions " + std::to_string(*older) +
+                        " and " + std::to_string(*version));
+    }
+    older = *version;
+    ++older_files;
+    older_bytes += size;
+  }
+  if (!older) return Status::Ok();
+  if (older_files != existing->size()) {
+    return Corruption("NVMe store: " + directory_.string() + " mixes segment files of format " +
+                      std::to_string(*older) + " with others; remove the seg-*.tmd files");
+  }
+  // No in-place migration: the tier is a cache. The old files are kept,
+  // out of the store's way, so that nothing goes silently: the agent that
+  // wrote them can still read them, and deleting them frees the space.
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const fs::path aside =
+      directory_ / ("format-" + std::to_string(*older) + "-moved-" + std::to_string(now_ms));
+  std::error_code ec;
+  if (!fs::create_directory(aside, ec)) {
+    return IoError("NVMe store: cannot create " + aside.string() + ": " +
+                   (ec ? ec.message() : std::string("it exists")));
+  }
+  for (const auto& [index, path] : *existing) {
+    fs::rename(path, aside / path.filename(), ec);
+    if (ec) {
+      return IoError("NVMe store: cannot move " + path.string() + " to " + aside.string() + ": " +
+                     ec.message());
+    }
+  }
+  TM_RETURN_IF_ERROR(SyncDirectory(aside));
+  TM_RETURN_IF_ERROR(SyncDirectoryFd(lock_fd_, directory_));
+  TM_LOG(WARN, kLog) << "moved " << older_files << " segment files (" << FormatByteSize(older_bytes)
+                     << ") of on-disk format version " << *older << " to " << aside.string()
+                     << ": this agent writes version " << kFormatVersion
+                     << " and starts the tier empty (it is a cache; there is no migration). "
+                        "Delete that directory to free the space, or read it with the agent "
+                        "version that wrote it";
+  existing->clear();
+  return Status::Ok();
+}
+
 Status NvmeStore::OpenSegments() {
   // 1. Find this store's files; finish off interrupted creations.
   std::map<uint32_t, fs::path> existing;
@@ -251,6 +312,7 @@ Status NvmeStore::OpenSegments() {
     existing[*index] = it->path();
   }
   if (ec) return IoError("NVMe store: cannot list " + directory_.string() + ": " + ec.message());
+  TM_RETURN_IF_ERROR(MoveAsideOlderFormat(&existing));
 
   // 2. Check every existing file before changing anything.
   struct Found {

@@ -50,6 +50,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -225,6 +226,11 @@ class NvmeStore {
 
   NvmeStore(const NvmeStoreOptions& options, uint32_t capacity_slots, int lock_fd);
   Status OpenSegments();
+  // Segment files all of an older format version move to a subdirectory
+  // (format-<v>-moved-<unix ms>) and leave `existing`; the tier starts
+  // empty. Newer versions, mixed versions and damaged files stay for the
+  // full check to refuse.
+  Status MoveAsideOlderFormat(std::map<uint32_t, std::filesystem::path>* existing);
   Status Recover(std::vector<RecoveredBlock>* recovered);
   UringFile& FileOf(uint32_t slot) const { return *segments_[slot / slots_per_segment_].file; }
   uint64_t OffsetOf(uint32_t slot) const {

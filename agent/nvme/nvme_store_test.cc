@@ -501,34 +501,64 @@ TEST_F(NvmeStoreTest, RecoveryComesFromTheTableAlone) {
   EXPECT_EQ(store->stats().checksum_failures, written.size());
 }
 
-// A directory written by the version 1 format (a 4096-byte header per
-// slot) is refused, untouched, with a message that says what to do.
-TEST_F(NvmeStoreTest, OlderFormatDirectoryIsRefusedClearly) {
-  fs::create_directory(options_.directory);
-  const fs::path old_file = options_.directory / "seg-000000.tmd";
-  std::vector<std::byte> v1(kSegmentHeaderSize + 2 * (4096 + kBlockSize));
-  auto put32 = [&](size_t off, uint32_t v) {
-    for (int i = 0; i < 4; ++i) v1[off + i] = static_cast<std::byte>(v >> (8 * i));
+// A segment header of format `version` (the fields every version keeps in
+// place), with two slots of kBlockSize.
+std::vector<std::byte> HeaderOfVersion(uint32_t version, uint64_t bytes) {
+  std::vector<std::byte> v(bytes);
+  auto put32 = [&](size_t off, uint32_t x) {
+    for (int i = 0; i < 4; ++i) v[off + i] = static_cast<std::byte>(x >> (8 * i));
   };
-  std::memcpy(v1.data(), "TMSG", 4);
-  put32(4, 1);     // format version 1
+  std::memcpy(v.data(), "TMSG", 4);
+  put32(4, version);
   put32(8, 4096);  // header length
   put32(16, kBlockSize);
   put32(24, 2);     // slots per segment
-  put32(28, 4096);  // slot header length
-  put32(60, Crc32c({v1.data(), 60}));
-  {
-    const int fd = ::open(old_file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, v1.data(), v1.size()), static_cast<ssize_t>(v1.size()));
-    ::close(fd);
+  put32(28, 4096);  // version 1's per-slot header length
+  put32(60, Crc32c({v.data(), 60}));
+  return v;
+}
+
+void WriteFile(const fs::path& path, const std::vector<std::byte>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+// A directory written by the version 1 format (a 4096-byte header per
+// slot) is moved aside, whole and unchanged, and the tier starts empty.
+TEST_F(NvmeStoreTest, OlderFormatFilesAreMovedAsideAndTheTierStartsEmpty) {
+  fs::create_directory(options_.directory);
+  const auto v1 = HeaderOfVersion(1, kSegmentHeaderSize + 2 * (4096 + kBlockSize));
+  WriteFile(options_.directory / "seg-000000.tmd", v1);
+  WriteFile(options_.directory / "seg-000001.tmd", v1);
+  std::vector<RecoveredBlock> recovered;
+  Result<std::unique_ptr<NvmeStore>> s = NvmeStore::Open(options_, &recovered);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_TRUE(recovered.empty());
+  std::vector<fs::path> moved_to;
+  for (const auto& entry : fs::directory_iterator(options_.directory)) {
+    if (entry.is_directory()) moved_to.push_back(entry.path());
   }
+  ASSERT_EQ(moved_to.size(), 1u);
+  EXPECT_EQ(moved_to[0].filename().string().rfind("format-1-moved-", 0), 0u) << moved_to[0];
+  EXPECT_EQ(fs::file_size(moved_to[0] / "seg-000000.tmd"), v1.size());
+  EXPECT_EQ(fs::file_size(moved_to[0] / "seg-000001.tmd"), v1.size());
+  // The store works on fresh files of its own format.
+  ExpectBlock(**s, Put(**s, 5, kBlockSize), 5, kBlockSize);
+}
+
+// A newer format (a downgrade) is refused, untouched, with a clear message.
+TEST_F(NvmeStoreTest, NewerFormatDirectoryIsRefusedUntouched) {
+  fs::create_directory(options_.directory);
+  const fs::path file = options_.directory / "seg-000000.tmd";
+  const auto v3 = HeaderOfVersion(kFormatVersion + 1, kSegmentHeaderSize + 2 * (64 + kBlockSize));
+  WriteFile(file, v3);
   Result<std::unique_ptr<NvmeStore>> s = NvmeStore::Open(options_, nullptr);
   ASSERT_EQ(s.status().code(), StatusCode::kFailedPrecondition) << s.status().ToString();
-  EXPECT_NE(s.status().message().find("version 1"), std::string::npos) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("newer agent"), std::string::npos) << s.status().ToString();
   EXPECT_NE(s.status().message().find("seg-000000.tmd"), std::string::npos);
-  EXPECT_NE(s.status().message().find("remove"), std::string::npos);
-  EXPECT_EQ(fs::file_size(old_file), v1.size());
+  EXPECT_EQ(fs::file_size(file), v3.size());
   EXPECT_FALSE(fs::exists(options_.directory / "seg-000001.tmd"));
 }
 
