@@ -56,6 +56,7 @@ int RunPoolDelete(Context& ctx);    // pool_commands.cc
 int RunLeaseCreate(Context& ctx);   // lease_commands.cc
 int RunLeaseList(Context& ctx);     // lease_commands.cc
 int RunLeaseRelease(Context& ctx);  // lease_commands.cc
+int RunLeaseBind(Context& ctx);     // lease_commands.cc
 int RunPut(Context& ctx);           // data_commands.cc
 int RunGet(Context& ctx);           // data_commands.cc
 int RunExists(Context& ctx);        // data_commands.cc

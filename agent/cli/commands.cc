@@ -21,6 +21,7 @@ constexpr std::pair<std::string_view, Handler> kHandlers[] = {
     {"lease create", RunLeaseCreate},
     {"lease list", RunLeaseList},
     {"lease release", RunLeaseRelease},
+    {"lease bind", RunLeaseBind},
     {"put", RunPut},
     {"get", RunGet},
     {"exists", RunExists},

@@ -118,6 +118,9 @@ std::string PoolText(const v1::PoolInfo& pool) {
       {"eviction", std::string(wire::EvictionName(pool.spec().eviction()))},
       {"ttl", Ttl(pool.spec().ttl_seconds())},
       {"scope", std::string(ScopeName(pool.spec().scope()))},
+      {"namespaces", pool.spec().allowed_namespaces().empty()
+                         ? std::string("all")
+                         : PoolList(pool.spec().allowed_namespaces())},
       {"blocks", std::to_string(BlocksOf(pool))},
   });
   Table t({{"TIER"},
@@ -140,6 +143,13 @@ std::string PoolText(const v1::PoolInfo& pool) {
   return out;
 }
 
+namespace {
+std::string LeaseNamespace(const v1::LeaseInfo& lease) {
+  if (!lease.namespace_().empty()) return lease.namespace_();
+  return lease.namespace_pending() ? "(pending)" : "-";
+}
+}  // namespace
+
 std::string LeaseCreatedText(const v1::LeaseInfo& lease) {
   std::string out = KeyValueLines({
       {"lease", lease.id()},
@@ -148,6 +158,7 @@ std::string LeaseCreatedText(const v1::LeaseInfo& lease) {
       {"pools", PoolList(lease.pools())},
       {"access", lease.read_only() ? "read-only" : "read-write"},
       {"owner", OrDash(lease.owner())},
+      {"namespace", LeaseNamespace(lease)},
   });
   out += "\nexport " + std::string(wire::kLeaseEnvVar) + "=" +
          wire::FormatLease(lease.id(), lease.secret()) + "\n";
@@ -163,11 +174,12 @@ std::string LeasesText(const v1::ListLeasesReply& leases) {
            {"USED %", Align::kRight},
            {"POOLS"},
            {"ACCESS"},
+           {"NAMESPACE"},
            {"CREATED"}});
   for (const auto& l : leases.leases()) {
     t.AddRow({l.id(), OrDash(l.owner()), Bytes(l.quota_bytes()), Bytes(l.used_bytes()),
               FormatPercent(l.used_bytes(), l.quota_bytes()), PoolList(l.pools()),
-              l.read_only() ? "read-only" : "read-write",
+              l.read_only() ? "read-only" : "read-write", LeaseNamespace(l),
               FormatTimestamp(l.created_unix_seconds())});
   }
   return t.Render();

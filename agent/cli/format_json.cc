@@ -27,6 +27,9 @@ void WritePool(JsonWriter& w, const v1::PoolInfo& pool) {
       .StringField("eviction", wire::EvictionName(spec.eviction()))
       .UintField("ttl_seconds", spec.ttl_seconds())
       .StringField("scope", ScopeName(spec.scope()));
+  w.Key("allowed_namespaces").BeginArray();
+  for (const auto& ns : spec.allowed_namespaces()) w.String(ns);
+  w.EndArray();
   w.Key("capacity").BeginObject();
   for (const auto& c : spec.capacity()) w.UintField(wire::TierName(c.tier()), c.bytes());
   w.EndObject();
@@ -53,6 +56,8 @@ void WriteLease(JsonWriter& w, const v1::LeaseInfo& lease) {
   w.EndArray()
       .BoolField("read_only", lease.read_only())
       .StringField("owner", lease.owner())
+      .StringField("namespace", lease.namespace_())
+      .BoolField("namespace_pending", lease.namespace_pending())
       .IntField("created_unix_seconds", lease.created_unix_seconds())
       .EndObject();
 }

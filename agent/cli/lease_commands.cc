@@ -16,6 +16,7 @@ int RunLeaseCreate(Context& ctx) {
   for (const auto& pool : ctx.inv.GetAll("pool")) request.add_pools(pool);
   request.set_read_only(ctx.inv.Has("read-only"));
   if (auto owner = ctx.inv.Get("owner")) request.set_owner(*owner);
+  if (auto ns = ctx.inv.Get("namespace")) request.set_namespace_(*ns);
 
   grpc::ClientContext call;
   ctx.Prepare(&call);
@@ -33,6 +34,20 @@ int RunLeaseList(Context& ctx) {
   grpc::Status s = ctx.stub.ListLeases(&call, v1::ListLeasesRequest(), &reply);
   if (!s.ok()) return ctx.RpcFailed(s);
   ctx.Print(ctx.json() ? LeasesJson(reply) : LeasesText(reply));
+  return kExitOk;
+}
+
+int RunLeaseBind(Context& ctx) {
+  v1::BindLeaseRequest request;
+  request.set_id(ctx.inv.positionals[0]);
+  request.set_namespace_(ctx.inv.positionals[1]);
+  grpc::ClientContext call;
+  ctx.Prepare(&call);
+  v1::LeaseInfo reply;
+  grpc::Status s = ctx.stub.BindLease(&call, request, &reply);
+  if (!s.ok()) return ctx.RpcFailed(s);
+  ctx.Print(ctx.json() ? LeaseJson(reply)
+                       : "lease " + reply.id() + " is in namespace " + reply.namespace_());
   return kExitOk;
 }
 

@@ -68,6 +68,7 @@ Result<v1::PoolSpec> SpecFromFlags(const Context& ctx) {
       return InvalidArgument("--scope is local or cluster, got '" + *scope + "'");
     }
   }
+  for (const auto& ns : ctx.inv.GetAll("allowed-namespace")) spec.add_allowed_namespaces(ns);
   return spec;
 }
 

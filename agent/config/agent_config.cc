@@ -316,18 +316,11 @@ Status CheckFilesystem(const AgentConfig& c) {
 
 }  // namespace
 
-bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
-  return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
-         a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
-}
-
 bool operator==(const AgentConfig& a, const AgentConfig& b) {
   return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
          a.control == b.control && a.http == b.http && a.dram == b.dram && a.cxl == b.cxl &&
          a.nvme == b.nvme && a.movement == b.movement && a.kubernetes == b.kubernetes &&
-         a.remote == b.remote && a.cluster == b.cluster &&
-         std::equal(a.pools.begin(), a.pools.end(), b.pools.begin(), b.pools.end(), SamePoolSpec);
+         a.remote == b.remote && a.cluster == b.cluster && a.pools == b.pools;
 }
 
 bool ClusterEnabled(const AgentConfig& config) {

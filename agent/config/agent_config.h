@@ -140,8 +140,6 @@ struct AgentConfig {
 // True when cluster.peers or cluster.dns_name is set.
 bool ClusterEnabled(const AgentConfig& config);
 
-// Field-by-field equality (PoolSpec has no operator== of its own).
-bool SamePoolSpec(const pool::PoolSpec& a, const pool::PoolSpec& b);
 bool operator==(const AgentConfig& a, const AgentConfig& b);
 
 // The embedded default: DRAM 1GiB, no CXL, NVMe 4GiB under /var/lib/tokenmem/nvme with

@@ -360,14 +360,15 @@ class Reader {
       if (!item.IsMap()) {
         return Error(item_mark, item_path,
                      "expected a mapping (name, block_size, capacity, eviction, ttl_seconds, "
-                     "scope), got " +
+                     "scope, allowed_namespaces), got " +
                          std::string(TypeName(item)));
       }
       pool::PoolSpec spec;
       bool named = false;
       TM_RETURN_IF_ERROR(ForEachKey(
           item, item_path, item_mark,
-          {"name", "block_size", "capacity", "eviction", "ttl_seconds", "scope"},
+          {"name", "block_size", "capacity", "eviction", "ttl_seconds", "scope",
+           "allowed_namespaces"},
           [&](const std::string& key, const YAML::Node& v, const std::string& p,
               const YAML::Mark& m) -> Status {
             if (key == "name") {
@@ -381,6 +382,16 @@ class Reader {
             }
             if (key == "scope") {
               return Value(v, p, m, "local or cluster", pool::ParsePoolScope, &spec.scope);
+            }
+            if (key == "allowed_namespaces") {
+              TM_RETURN_IF_ERROR(StringList(v, p, m, "namespace names", &spec.allowed_namespaces));
+              for (const auto& ns : spec.allowed_namespaces) {
+                if (Status s = pool::ValidateNamespaceName(ns); !s.ok()) {
+                  return Error(m, p, s.message());
+                }
+              }
+              pool::NormalizeNamespaces(&spec.allowed_namespaces);
+              return Status::Ok();
             }
             return U64(v, p, m, &spec.ttl_seconds);
           }));

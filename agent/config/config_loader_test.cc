@@ -242,6 +242,7 @@ AgentConfig Unusual() {
   p.eviction = pool::EvictionPolicy::kNone;
   p.ttl_seconds = 86400;
   p.scope = pool::PoolScope::kCluster;
+  p.allowed_namespaces = {"inference", "team-b"};
   c.pools = {p, pool::PoolSpec{}};
   c.remote = {"[::]:0", 1, 64, 1ull << 30};
   c.cluster.peers = {"10.0.0.1:7080", "[fd00::1]:7080", "yes:1"};
@@ -349,7 +350,7 @@ TEST(LoadConfigYamlTest, ReadsTheRemoteAndClusterSections) {
       "  forward_queue_blocks: 4096\n"
       "pools:\n"
       "  - {name: shared, capacity: {dram: 1GiB}, scope: cluster}\n"
-      "  - {name: mine, capacity: {dram: 1GiB}}\n");
+      "  - {name: mine, capacity: {dram: 1GiB}, allowed_namespaces: [b, a, b]}\n");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->remote.listen, "0.0.0.0:7080");
   EXPECT_EQ(c->remote.max_connections, 64u);
@@ -365,6 +366,8 @@ TEST(LoadConfigYamlTest, ReadsTheRemoteAndClusterSections) {
   ASSERT_EQ(c->pools.size(), 2u);
   EXPECT_EQ(c->pools[0].scope, pool::PoolScope::kCluster);
   EXPECT_EQ(c->pools[1].scope, pool::PoolScope::kLocal);
+  EXPECT_TRUE(c->pools[0].allowed_namespaces.empty());
+  EXPECT_EQ(c->pools[1].allowed_namespaces, (std::vector<std::string>{"a", "b"}));
   auto back = Load(ToYaml(*c));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_TRUE(*back == *c);
@@ -379,6 +382,8 @@ TEST(LoadConfigYamlTest, ReadsTheRemoteAndClusterSections) {
   EXPECT_TRUE(IsInvalid(Load("remote: {workers: -1}\n").status(), "remote.workers"));
   EXPECT_TRUE(IsInvalid(Load("pools:\n  - {name: p, scope: node}\n").status(),
                         "pools[0].scope: pool scope 'node' is not one of: local, cluster"));
+  EXPECT_TRUE(IsInvalid(Load("pools:\n  - {name: p, allowed_namespaces: [Team_A]}\n").status(),
+                        "pools[0].allowed_namespaces: 'Team_A' is not a namespace name"));
 }
 
 }  // namespace

@@ -133,6 +133,13 @@ std::string ToYaml(const AgentConfig& c) {
       << "    eviction: " << pool::EvictionPolicyName(p.eviction) << "\n"
       << "    ttl_seconds: " << p.ttl_seconds << "\n"
       << "    scope: " << pool::PoolScopeName(p.scope) << "\n";
+    if (!p.allowed_namespaces.empty()) {
+      o << "    allowed_namespaces: [";
+      for (size_t i = 0; i < p.allowed_namespaces.size(); ++i) {
+        o << (i ? ", " : "") << Quoted(p.allowed_namespaces[i]);
+      }
+      o << "]\n";
+    }
   }
   return o.str();
 }

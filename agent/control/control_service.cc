@@ -71,6 +71,9 @@ grpc::Status ControlService::Open(const grpc::ServerContext* ctx, const v1::Leas
   if (!lease.ok()) return ToGrpc(lease.status());
   auto pool = pools_->Find(pool_name);
   if (!pool.ok()) return ToGrpc(pool.status());
+  if (Status s = (*lease)->AdmittedTo(pool_name, (*pool)->spec().allowed_namespaces); !s.ok()) {
+    return ToGrpc(s);
+  }
   access->lease = std::move(lease).value();
   access->pool = std::move(pool).value();
   return grpc::Status::OK;
@@ -134,6 +137,21 @@ grpc::Status ControlService::DeletePool(grpc::ServerContext* ctx, const v1::Dele
   return ToGrpc(pools_->Delete(req->name()));
 }
 
+namespace {
+// Everything but the secret, which only CreateLease's reply carries.
+void LeaseToProto(const pool::LeaseAccount& account, v1::LeaseInfo* out) {
+  out->set_id(account.id());
+  out->set_quota_bytes(account.options().quota_bytes);
+  out->set_used_bytes(account.used_bytes());
+  for (const auto& p : account.options().pools) out->add_pools(p);
+  out->set_read_only(account.options().read_only);
+  out->set_owner(account.options().owner);
+  out->set_created_unix_seconds(account.created_unix_seconds());
+  out->set_namespace_(account.namespace_name());
+  out->set_namespace_pending(account.namespace_pending());
+}
+}  // namespace
+
 grpc::Status ControlService::CreateLease(grpc::ServerContext* ctx,
                                          const v1::CreateLeaseRequest* req, v1::LeaseInfo* reply) {
   if (auto auth = Authorize(ctx); !auth.ok()) return auth;
@@ -145,16 +163,22 @@ grpc::Status ControlService::CreateLease(grpc::ServerContext* ctx,
   }
   options.read_only = req->read_only();
   options.owner = req->owner();
+  options.namespace_name = req->namespace_();
+  options.namespace_pending = req->namespace_pending();
   auto lease = leases_->Create(std::move(options));
   if (!lease.ok()) return ToGrpc(lease.status());
-  const auto& account = *lease->account;
-  reply->set_id(account.id());
+  LeaseToProto(*lease->account, reply);
   reply->set_secret(lease->secret);
-  reply->set_quota_bytes(account.options().quota_bytes);
-  for (const auto& p : account.options().pools) reply->add_pools(p);
-  reply->set_read_only(account.options().read_only);
-  reply->set_owner(account.options().owner);
-  reply->set_created_unix_seconds(account.created_unix_seconds());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::BindLease(grpc::ServerContext* ctx, const v1::BindLeaseRequest* req,
+                                       v1::LeaseInfo* reply) {
+  if (auto auth = Authorize(ctx); !auth.ok()) return auth;
+  if (req->id().empty()) return Invalid("a lease id is required");
+  auto lease = leases_->Bind(req->id(), req->namespace_());
+  if (!lease.ok()) return ToGrpc(lease.status());
+  LeaseToProto(**lease, reply);
   return grpc::Status::OK;
 }
 
@@ -169,16 +193,7 @@ grpc::Status ControlService::ReleaseLease(grpc::ServerContext* ctx,
 grpc::Status ControlService::ListLeases(grpc::ServerContext* ctx, const v1::ListLeasesRequest*,
                                         v1::ListLeasesReply* reply) {
   if (auto auth = Authorize(ctx); !auth.ok()) return auth;
-  for (const auto& account : leases_->List()) {
-    auto* l = reply->add_leases();
-    l->set_id(account->id());  // never the secret
-    l->set_quota_bytes(account->options().quota_bytes);
-    l->set_used_bytes(account->used_bytes());
-    for (const auto& p : account->options().pools) l->add_pools(p);
-    l->set_read_only(account->options().read_only);
-    l->set_owner(account->options().owner);
-    l->set_created_unix_seconds(account->created_unix_seconds());
-  }
+  for (const auto& account : leases_->List()) LeaseToProto(*account, reply->add_leases());
   return grpc::Status::OK;
 }
 

@@ -64,6 +64,8 @@ class ControlService final : public tokenmem::v1::Control::Service {
                            v1::LeaseInfo* reply) override;
   grpc::Status ReleaseLease(grpc::ServerContext* ctx, const v1::ReleaseLeaseRequest* req,
                             v1::ReleaseLeaseReply* reply) override;
+  grpc::Status BindLease(grpc::ServerContext* ctx, const v1::BindLeaseRequest* req,
+                         v1::LeaseInfo* reply) override;
   grpc::Status ListLeases(grpc::ServerContext* ctx, const v1::ListLeasesRequest* req,
                           v1::ListLeasesReply* reply) override;
   grpc::Status Put(grpc::ServerContext* ctx, const v1::PutRequest* req,

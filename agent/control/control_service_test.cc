@@ -208,6 +208,68 @@ TEST_F(ControlServiceTest, SecondServerOnTheSameSocketIsRefused) {
   EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
 }
 
+TEST_F(ControlServiceTest, NamespacedLeasesAndPools) {
+  {  // a pool for team-a only
+    grpc::ClientContext ctx;
+    v1::CreatePoolRequest req;
+    req.mutable_spec()->set_name("team");
+    req.mutable_spec()->set_block_size(4096);
+    auto* cap = req.mutable_spec()->add_capacity();
+    cap->set_tier(v1::TIER_KIND_DRAM);
+    cap->set_bytes(8 * 4096);
+    req.mutable_spec()->add_allowed_namespaces("team-a");
+    v1::PoolInfo info;
+    ASSERT_TRUE(stub_->CreatePool(&ctx, req, &info).ok());
+    ASSERT_EQ(info.spec().allowed_namespaces_size(), 1);
+    EXPECT_EQ(info.spec().allowed_namespaces(0), "team-a");
+  }
+  v1::LeaseInfo lease;
+  {
+    grpc::ClientContext ctx;
+    v1::CreateLeaseRequest req;
+    req.set_quota_bytes(4 * 4096);
+    req.set_namespace_pending(true);
+    ASSERT_TRUE(stub_->CreateLease(&ctx, req, &lease).ok());
+    EXPECT_TRUE(lease.namespace_pending());
+  }
+  v1::PutReply put;
+  EXPECT_EQ(Put(lease, "team", {{{1, 1}, "x"}}, &put).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto bind = [&](const std::string& ns, v1::LeaseInfo* out) {
+    grpc::ClientContext ctx;
+    v1::BindLeaseRequest req;
+    req.set_id(lease.id());
+    req.set_namespace_(ns);
+    return stub_->BindLease(&ctx, req, out).error_code();
+  };
+  v1::LeaseInfo bound;
+  ASSERT_EQ(bind("team-a", &bound), grpc::StatusCode::OK);
+  EXPECT_EQ(bound.namespace_(), "team-a");
+  EXPECT_FALSE(bound.namespace_pending());
+  EXPECT_TRUE(bound.secret().empty());
+  EXPECT_EQ(bind("team-b", &bound), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(Put(lease, "team", {{{1, 1}, "x"}}, &put).ok());
+  // Another namespace is refused; the lease list shows the namespace.
+  v1::LeaseInfo other;
+  {
+    grpc::ClientContext ctx;
+    v1::CreateLeaseRequest req;
+    req.set_quota_bytes(4096);
+    req.set_namespace_("team-b");
+    ASSERT_TRUE(stub_->CreateLease(&ctx, req, &other).ok());
+  }
+  EXPECT_EQ(Put(other, "team", {{{2, 2}, "y"}}, &put).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext ctx;
+  v1::ListLeasesReply list;
+  ASSERT_TRUE(stub_->ListLeases(&ctx, {}, &list).ok());
+  int seen = 0;
+  for (const auto& l : list.leases()) {
+    if (l.id() == lease.id()) seen += l.namespace_() == "team-a";
+    if (l.id() == other.id()) seen += l.namespace_() == "team-b";
+  }
+  EXPECT_EQ(seen, 2);
+}
+
 TEST_F(ControlServiceTest, ListLeasesNeverShowsSecrets) {
   grpc::ClientContext ctx;
   v1::ListLeasesReply reply;

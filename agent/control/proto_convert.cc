@@ -120,6 +120,8 @@ Result<pool::PoolSpec> FromProto(const v1::PoolSpec& in) {
     default:
       return InvalidArgument("unknown pool scope " + std::to_string(static_cast<int>(in.scope())));
   }
+  spec.allowed_namespaces.assign(in.allowed_namespaces().begin(), in.allowed_namespaces().end());
+  pool::NormalizeNamespaces(&spec.allowed_namespaces);
   return spec;
 }
 
@@ -137,6 +139,7 @@ void ToProto(const pool::PoolSpec& spec, v1::PoolSpec* out) {
   out->set_ttl_seconds(spec.ttl_seconds);
   out->set_scope(spec.scope == pool::PoolScope::kCluster ? v1::POOL_SCOPE_CLUSTER
                                                          : v1::POOL_SCOPE_LOCAL);
+  for (const auto& ns : spec.allowed_namespaces) out->add_allowed_namespaces(ns);
 }
 
 namespace {

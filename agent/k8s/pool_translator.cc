@@ -99,6 +99,17 @@ Result<pool::PoolSpec> TranslatePool(const nlohmann::json& object) {
     }
     spec.scope = scope == "cluster" ? pool::PoolScope::kCluster : pool::PoolScope::kLocal;
   }
+  if (s.contains("allowedNamespaces")) {
+    const auto& names = s["allowedNamespaces"];
+    if (!names.is_array()) return InvalidArgument("spec.allowedNamespaces: must be a list");
+    for (const auto& ns : names) {
+      if (!ns.is_string()) {
+        return InvalidArgument("spec.allowedNamespaces: every item must be a string");
+      }
+      spec.allowed_namespaces.push_back(ns.get<std::string>());
+    }
+    pool::NormalizeNamespaces(&spec.allowed_namespaces);
+  }
   Status valid = pool::ValidatePoolSpec(spec);
   if (!valid.ok()) return InvalidArgument(valid.message());
   return spec;

@@ -14,7 +14,8 @@ TEST(PoolTranslatorTest, ReadsEveryField) {
                                     {"capacity", {{"dram", "1Gi"}, {"cxl", 0}, {"nvme", "10GB"}}},
                                     {"evictionPolicy", "none"},
                                     {"ttlSeconds", 60},
-                                    {"scope", "cluster"}}));
+                                    {"scope", "cluster"},
+                                    {"allowedNamespaces", {"team-b", "team-a", "team-b"}}}));
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
   EXPECT_EQ(spec->name, "chat");
   EXPECT_EQ(spec->block_size, 256u * 1024);
@@ -24,6 +25,15 @@ TEST(PoolTranslatorTest, ReadsEveryField) {
   EXPECT_EQ(spec->eviction, pool::EvictionPolicy::kNone);
   EXPECT_EQ(spec->ttl_seconds, 60u);
   EXPECT_EQ(spec->scope, pool::PoolScope::kCluster);
+  EXPECT_EQ(spec->allowed_namespaces, (std::vector<std::string>{"team-a", "team-b"}));
+  EXPECT_FALSE(TranslatePool(Object({{"blockSize", 4096},
+                                     {"capacity", {{"dram", "1Mi"}}},
+                                     {"allowedNamespaces", {"Team_A"}}}))
+                   .ok());
+  EXPECT_FALSE(TranslatePool(Object({{"blockSize", 4096},
+                                     {"capacity", {{"dram", "1Mi"}}},
+                                     {"allowedNamespaces", "team-a"}}))
+                   .ok());
 
   spec = TranslatePool(
       Object({{"blockSize", 4096}, {"capacity", {{"dram", "1Mi"}}}, {"scope", "node"}}));

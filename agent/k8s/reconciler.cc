@@ -11,12 +11,6 @@ namespace {
 
 constexpr const char* kLog = "k8s";
 
-bool SameSpec(const pool::PoolSpec& a, const pool::PoolSpec& b) {
-  return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
-         a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
-}
-
 std::string NowRfc3339() {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -116,15 +110,14 @@ Reconciler::Verdict Reconciler::ReconcileOne(const nlohmann::json& object) {
   auto existing = pools_->Find(spec->name);
   if (existing.ok()) {
     if (!managed_.count(spec->name)) {
-      if (SameSpec(existing.value()->spec(), spec.value())) {
+      if (existing.value()->spec() == spec.value()) {
         return {true, "DefinedLocally", "the pool exists from the agent's configuration"};
       }
       return {false, "ConflictsWithLocalPool",
               "a pool of this name with another definition comes from the agent's configuration; "
               "it is left alone"};
     }
-    if (SameSpec(existing.value()->spec(), spec.value()))
-      return {true, "Created", "pool is ready", true};
+    if (existing.value()->spec() == spec.value()) return {true, "Created", "pool is ready", true};
     Status deleted = pools_->Delete(spec->name);
     if (!deleted.ok() && !deleted.IsNotFound()) {
       return {false, "ReplaceFailed", "could not delete the old pool: " + deleted.message()};

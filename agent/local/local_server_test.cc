@@ -270,6 +270,30 @@ TEST_F(LocalServerTest, LeaseLimitedToOnePoolCannotAttachAnother) {
   for (int fd : fds) ::close(fd);
 }
 
+TEST_F(LocalServerTest, PoolsAdmitOnlyLeasesOfTheirNamespaces) {
+  ASSERT_TRUE(pools_
+                  ->Create({.name = "team",
+                            .block_size = 4096,
+                            .capacity = {.dram = 8 * 4096},
+                            .allowed_namespaces = {"team-a"}})
+                  .ok());
+  auto attach_code = [&](pool::LeaseOptions options, const std::string& pool) {
+    auto [id, secret] = Lease(std::move(options));
+    RawClient c(dir_ / "data.sock");
+    EXPECT_EQ(Hello(c, id, secret), 0);
+    std::vector<int> fds;
+    auto reply = Attach(c, pool, &fds);
+    for (int fd : fds) ::close(fd);
+    return Code(reply);
+  };
+  EXPECT_EQ(attach_code({.quota_bytes = 4096, .namespace_name = "team-a"}, "team"), 0);
+  EXPECT_EQ(attach_code({.quota_bytes = 4096, .namespace_name = "team-b"}, "team"),
+            static_cast<int32_t>(StatusCode::kPermissionDenied));
+  EXPECT_EQ(attach_code({.quota_bytes = 4096, .namespace_pending = true}, "team"),
+            static_cast<int32_t>(StatusCode::kUnavailable));
+  EXPECT_EQ(attach_code({.quota_bytes = 4096, .namespace_name = "team-b"}, "a"), 0);  // open pool
+}
+
 TEST_F(LocalServerTest, QuotaIsEnforcedOnReserve) {
   auto [id, secret] = Lease({.quota_bytes = 3 * 4096});
   RawClient c(dir_ / "data.sock");

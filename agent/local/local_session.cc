@@ -221,6 +221,9 @@ Status LocalSession::Attach(const Message& m) {
   if (!lease.ok()) return Fail(m, lease.status());
   auto pool = pools_->Find(name);
   if (!pool.ok()) return Fail(m, pool.status());
+  if (Status s = (*lease)->AdmittedTo(name, (*pool)->spec().allowed_namespaces); !s.ok()) {
+    return Fail(m, s);
+  }
   auto view = (*pool)->Shared();
   auto index_ro = ReopenReadOnly(view.index_fd);
   if (!index_ro.ok()) return Fail(m, index_ro.status());

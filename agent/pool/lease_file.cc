@@ -63,17 +63,25 @@ Result<std::vector<StoredLease>> ReadLeaseFile(const std::filesystem::path& path
       return InvalidArgument(path.string() + ":" + std::to_string(line_no) + ": " + why);
     };
     auto f = SplitOn(line, '\t');
-    if (f.size() != 8 || f[0] != "v1") return bad("not a version 1 lease line");
+    const bool v1 = f.size() == 8 && f[0] == "v1";
+    const bool v2 = f.size() == 10 && f[0] == "v2";
+    if (!v1 && !v2) return bad("not a version 1 or 2 lease line");
     StoredLease l;
     l.id = f[1];
     l.secret = f[2];
     if (l.id.empty() || l.secret.empty()) return bad("empty id or secret");
-    if (!Number(f[3], &l.options.quota_bytes) || l.options.quota_bytes == 0) return bad("bad quota");
+    if (!Number(f[3], &l.options.quota_bytes) || l.options.quota_bytes == 0)
+      return bad("bad quota");
     if (f[4] != "0" && f[4] != "1") return bad("bad read-only flag");
     l.options.read_only = f[4] == "1";
     if (!Number(f[5], &l.created_unix_s)) return bad("bad creation time");
     if (!f[6].empty()) l.options.pools = SplitOn(f[6], ',');
     if (!Unhex(f[7], &l.options.owner)) return bad("bad owner");
+    if (v2) {
+      if (!Unhex(f[8], &l.options.namespace_name)) return bad("bad namespace");
+      if (f[9] != "0" && f[9] != "1") return bad("bad namespace-pending flag");
+      l.options.namespace_pending = f[9] == "1";
+    }
     leases.push_back(std::move(l));
   }
   return leases;
@@ -84,9 +92,10 @@ Status WriteLeaseFile(const std::filesystem::path& path, const std::vector<Store
   for (const auto& l : leases) {
     std::string pools;
     for (const auto& p : l.options.pools) pools += (pools.empty() ? "" : ",") + p;
-    text += "v1\t" + l.id + "\t" + l.secret + "\t" + std::to_string(l.options.quota_bytes) + "\t" +
+    text += "v2\t" + l.id + "\t" + l.secret + "\t" + std::to_string(l.options.quota_bytes) + "\t" +
             (l.options.read_only ? "1" : "0") + "\t" + std::to_string(l.created_unix_s) + "\t" +
-            pools + "\t" + Hex(l.options.owner) + "\n";
+            pools + "\t" + Hex(l.options.owner) + "\t" + Hex(l.options.namespace_name) + "\t" +
+            (l.options.namespace_pending ? "1" : "0") + "\n";
   }
   const auto tmp = path.string() + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

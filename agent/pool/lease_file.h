@@ -2,8 +2,9 @@
 // leases across an agent restart (a pod's lease comes from the device plugin
 // once, at container start).
 //
-// One line per lease: "v1", id, secret, quota, read-only, created, pools
-// (comma-separated), owner (hex), separated by tabs. The file holds secrets:
+// One line per lease: "v2", id, secret, quota, read-only, created, pools
+// (comma-separated), owner (hex), namespace (hex), namespace pending (0/1),
+// separated by tabs. "v1" lines (without the last two) are still read. The file holds secrets:
 // it is created with mode 0600 and rewritten whole (temporary file, fsync,
 // rename), so a crash leaves the old or the new list.
 #pragma once

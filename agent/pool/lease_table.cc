@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "pool/lease_file.h"
+#include "pool/pool_spec.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/random.h"
 #include "tokenmem/common/units.h"
@@ -15,7 +16,42 @@ LeaseAccount::LeaseAccount(std::string id, std::string secret, LeaseOptions opti
     : id_(std::move(id)),
       secret_(std::move(secret)),
       options_(std::move(options)),
-      created_unix_s_(created_unix_s) {}
+      created_unix_s_(created_unix_s),
+      namespace_(options_.namespace_name),
+      namespace_pending_(options_.namespace_pending && options_.namespace_name.empty()) {}
+
+std::string LeaseAccount::namespace_name() const {
+  std::lock_guard lock(namespace_mu_);
+  return namespace_;
+}
+
+bool LeaseAccount::namespace_pending() const {
+  std::lock_guard lock(namespace_mu_);
+  return namespace_pending_;
+}
+
+Status LeaseAccount::AdmittedTo(const std::string& pool,
+                                const std::vector<std::string>& allowed) const {
+  if (allowed.empty()) return Status::Ok();
+  std::string ns;
+  bool pending;
+  {
+    std::lock_guard lock(namespace_mu_);
+    ns = namespace_;
+    pending = namespace_pending_;
+  }
+  if (!ns.empty() && std::binary_search(allowed.begin(), allowed.end(), ns)) return Status::Ok();
+  std::string names;
+  for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+  const std::string admits = "pool '" + pool + "' admits leases of namespaces " + names;
+  if (pending) {
+    return Unavailable(admits + "; lease '" + id_ +
+                       "' does not know its pod's namespace yet (the device plugin binds it "
+                       "shortly after the pod starts): retry");
+  }
+  return PermissionDenied(admits + "; lease '" + id_ + "' is " +
+                          (ns.empty() ? std::string("in no namespace") : "in '" + ns + "'"));
+}
 
 bool LeaseAccount::SecretMatches(const std::string& secret) const {
   // Constant time over the stored secret's length, so the comparison does
@@ -70,7 +106,10 @@ Status LeaseTable::Save() const {
   std::vector<StoredLease> all;
   all.reserve(leases_.size());
   for (const auto& [id, account] : leases_) {
-    all.push_back({account->id_, account->secret_, account->options_, account->created_unix_s_});
+    StoredLease l{account->id_, account->secret_, account->options_, account->created_unix_s_};
+    l.options.namespace_name = account->namespace_name();
+    l.options.namespace_pending = account->namespace_pending();
+    all.push_back(std::move(l));
   }
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return WriteLeaseFile(file_, all).WithContext("cannot save leases");
@@ -78,6 +117,10 @@ Status LeaseTable::Save() const {
 
 Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
   if (options.quota_bytes == 0) return InvalidArgument("lease quota must be greater than 0");
+  if (!options.namespace_name.empty()) {
+    TM_RETURN_IF_ERROR(
+        ValidateNamespaceName(options.namespace_name).WithContext("lease namespace"));
+  }
   if (options.owner.size() > 253)
     return InvalidArgument("lease owner is longer than 253 characters");
   TM_ASSIGN_OR_RETURN(std::string id_suffix, RandomHex(8));
@@ -102,6 +145,32 @@ Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
                                 ? ""
                                 : " owner " + account->options().owner);
   return CreatedLease{account, secret};
+}
+
+Result<std::shared_ptr<LeaseAccount>> LeaseTable::Bind(const std::string& id,
+                                                       const std::string& ns) {
+  TM_RETURN_IF_ERROR(ValidateNamespaceName(ns).WithContext("lease namespace"));
+  std::lock_guard lock(mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
+  LeaseAccount& account = *it->second;
+  {
+    std::lock_guard ns_lock(account.namespace_mu_);
+    if (account.namespace_ == ns) return it->second;
+    if (!account.namespace_.empty()) {
+      return FailedPrecondition("lease '" + id + "' is in namespace '" + account.namespace_ +
+                                "' already");
+    }
+    account.namespace_ = ns;
+    account.namespace_pending_ = false;
+  }
+  if (Status saved = Save(); !saved.ok()) {
+    // Bound in memory; a restart before the next good save forgets it, and
+    // the device plugin binds it again.
+    TM_LOG(ERROR, "lease") << saved.ToString();
+  }
+  TM_LOG(INFO, "lease") << "bound " << id << " to namespace " << ns;
+  return it->second;
 }
 
 Status LeaseTable::Release(const std::string& id) {

@@ -28,6 +28,12 @@ struct LeaseOptions {
   std::vector<std::string> pools;  // pools the lease may use; empty: all
   bool read_only = false;
   std::string owner;  // free text shown to operators
+  // The Kubernetes namespace of the pod using the lease; empty: none. Pools
+  // with allowed_namespaces admit only leases in one of them.
+  std::string namespace_name;
+  // No namespace yet, but one will be bound (LeaseTable::Bind): restricted
+  // pools answer UNAVAILABLE (retry) instead of PERMISSION_DENIED.
+  bool namespace_pending = false;
 };
 
 class LeaseAccount {
@@ -44,6 +50,14 @@ class LeaseAccount {
   bool SecretMatches(const std::string& secret) const;
   bool MayUsePool(const std::string& pool) const;
 
+  // The namespace now (options() keeps what creation asked; Bind sets it later).
+  std::string namespace_name() const;
+  bool namespace_pending() const;
+  // OK when a pool admitting `allowed` (empty: everyone) admits this lease.
+  // PERMISSION_DENIED naming the pool and namespaces; UNAVAILABLE while the
+  // namespace is pending.
+  Status AdmittedTo(const std::string& pool, const std::vector<std::string>& allowed) const;
+
   // Adds `bytes` if the quota allows it; false (and no change) otherwise.
   bool TryCharge(uint64_t bytes);
   void Refund(uint64_t bytes);
@@ -56,6 +70,9 @@ class LeaseAccount {
   int64_t created_unix_s_;
   std::atomic<uint64_t> used_{0};
   std::atomic<bool> released_{false};
+  mutable std::mutex namespace_mu_;
+  std::string namespace_;   // guarded by namespace_mu_
+  bool namespace_pending_;  // guarded by namespace_mu_
 };
 
 struct CreatedLease {
@@ -71,6 +88,11 @@ class LeaseTable {
   Status PersistTo(const std::filesystem::path& file);
 
   Result<CreatedLease> Create(LeaseOptions options);
+
+  // Gives the lease its namespace: one without takes it (and is no longer
+  // pending), the same again is accepted, another is FAILED_PRECONDITION.
+  // NOT_FOUND for an unknown lease, INVALID_ARGUMENT for a bad name.
+  Result<std::shared_ptr<LeaseAccount>> Bind(const std::string& id, const std::string& ns);
 
   // Marks the lease released and forgets it. Blocks charged to it stay in
   // their pools (they are cache contents); their charge is dropped.

@@ -115,3 +115,81 @@ TEST(LeaseTablePersistenceTest, UnwritableFileRefusesNewLeases) {
 
 }  // namespace
 }  // namespace tokenmem::pool
+
+namespace tokenmem::pool {
+namespace {
+
+TEST(LeaseNamespaceTest, PoolsAdmitOnlyTheirNamespaces) {
+  LeaseTable table;
+  auto in_a = table.Create({.quota_bytes = 1, .namespace_name = "team-a"}).value().account;
+  auto none = table.Create({.quota_bytes = 1}).value().account;
+  auto pending = table.Create({.quota_bytes = 1, .namespace_pending = true}).value().account;
+  const std::vector<std::string> a_and_c = {"team-a", "team-c"}, only_b = {"team-b"};
+  EXPECT_TRUE(in_a->AdmittedTo("p", {}).ok());  // no list: everyone
+  EXPECT_TRUE(none->AdmittedTo("p", {}).ok());
+  EXPECT_TRUE(in_a->AdmittedTo("p", a_and_c).ok());
+  Status denied = in_a->AdmittedTo("p", only_b);
+  EXPECT_EQ(denied.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(denied.message().find("team-b"), std::string::npos) << denied.message();
+  EXPECT_NE(denied.message().find("'team-a'"), std::string::npos) << denied.message();
+  EXPECT_EQ(none->AdmittedTo("p", only_b).code(), StatusCode::kPermissionDenied);
+  Status wait = pending->AdmittedTo("p", only_b);
+  EXPECT_EQ(wait.code(), StatusCode::kUnavailable);
+  EXPECT_NE(wait.message().find("retry"), std::string::npos) << wait.message();
+}
+
+TEST(LeaseNamespaceTest, BindGivesANamespaceOnce) {
+  LeaseTable table;
+  auto lease = table.Create({.quota_bytes = 1, .namespace_pending = true}).value().account;
+  EXPECT_TRUE(lease->namespace_pending());
+  EXPECT_EQ(table.Bind(lease->id(), "Not_A_Name").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(lease->namespace_name().empty());
+  auto bound = table.Bind(lease->id(), "team-b");
+  ASSERT_TRUE(bound.ok()) << bound.status().ToString();
+  EXPECT_EQ(lease->namespace_name(), "team-b");
+  EXPECT_FALSE(lease->namespace_pending());
+  EXPECT_TRUE(lease->AdmittedTo("p", {"team-b"}).ok());
+  EXPECT_TRUE(table.Bind(lease->id(), "team-b").ok());  // the same again
+  EXPECT_EQ(table.Bind(lease->id(), "team-c").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(lease->namespace_name(), "team-b");
+  EXPECT_EQ(table.Bind("lease-nope", "team-b").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(table.Create({.quota_bytes = 1, .namespace_name = "-bad"}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(LeaseNamespaceTest, NamespacesSurviveARestartAndOldFilesStillLoad) {
+  testing::TempDir dir;
+  const auto file = dir / "leases";
+  std::string bound_id, pending_id;
+  {
+    LeaseTable table;
+    ASSERT_TRUE(table.PersistTo(file).ok());
+    bound_id = table.Create({.quota_bytes = 1, .namespace_pending = true}).value().account->id();
+    pending_id = table.Create({.quota_bytes = 1, .namespace_pending = true}).value().account->id();
+    ASSERT_TRUE(table.Bind(bound_id, "inference").ok());
+  }
+  {
+    LeaseTable table;
+    ASSERT_TRUE(table.PersistTo(file).ok());
+    for (const auto& lease : table.List()) {
+      if (lease->id() == bound_id) {
+        EXPECT_EQ(lease->namespace_name(), "inference");
+        EXPECT_FALSE(lease->namespace_pending());
+      } else {
+        EXPECT_EQ(lease->id(), pending_id);
+        EXPECT_TRUE(lease->namespace_name().empty());
+        EXPECT_TRUE(lease->namespace_pending());
+      }
+    }
+  }
+  // A file written before leases had namespaces.
+  std::ofstream(file) << "v1\tlease-0123\tsecret\t4096\t0\t1700000000\t\t706f64\n";
+  LeaseTable table;
+  ASSERT_TRUE(table.PersistTo(file).ok());
+  ASSERT_EQ(table.size(), 1u);
+  EXPECT_TRUE(table.List()[0]->namespace_name().empty());
+  EXPECT_EQ(table.List()[0]->options().owner, "pod");
+}
+
+}  // namespace
+}  // namespace tokenmem::pool

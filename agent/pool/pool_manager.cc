@@ -10,12 +10,6 @@ namespace tokenmem::pool {
 
 namespace {
 constexpr TierKind kTiers[] = {TierKind::kDram, TierKind::kCxl, TierKind::kNvme};
-
-bool SameSpec(const PoolSpec& a, const PoolSpec& b) {
-  return a.name == b.name && a.block_size == b.block_size && a.capacity.dram == b.capacity.dram &&
-         a.capacity.cxl == b.capacity.cxl && a.capacity.nvme == b.capacity.nvme &&
-         a.eviction == b.eviction && a.ttl_seconds == b.ttl_seconds && a.scope == b.scope;
-}
 }  // namespace
 
 Result<std::unique_ptr<PoolManager>> PoolManager::Open(PoolManagerOptions options) {
@@ -132,7 +126,7 @@ Result<std::shared_ptr<Pool>> PoolManager::Create(const PoolSpec& spec) {
 
 Status PoolManager::Ensure(const PoolSpec& spec) {
   if (auto existing = Find(spec.name); existing.ok()) {
-    if (!SameSpec((*existing)->spec(), spec)) {
+    if ((*existing)->spec() != spec) {
       TM_LOG(WARN, "pools") << "pool " << spec.name
                             << " exists with another definition; keeping the existing one "
                                "(delete it to apply the configured one)";

@@ -95,6 +95,7 @@ TEST(PoolMetaTest, RoundTripAndErrors) {
   spec.eviction = EvictionPolicy::kNone;
   spec.ttl_seconds = 30;
   spec.scope = PoolScope::kCluster;
+  spec.allowed_namespaces = {"inference", "team-b"};
   ASSERT_TRUE(WritePoolMeta(dir.path(), spec).ok());
   auto back = ReadPoolMeta(dir.path());
   ASSERT_TRUE(back.ok()) << back.status().ToString();
@@ -103,6 +104,8 @@ TEST(PoolMetaTest, RoundTripAndErrors) {
   EXPECT_EQ(back->eviction, EvictionPolicy::kNone);
   EXPECT_EQ(back->ttl_seconds, 30u);
   EXPECT_EQ(back->scope, PoolScope::kCluster);
+  EXPECT_EQ(back->allowed_namespaces, spec.allowed_namespaces);
+  EXPECT_TRUE(*back == spec);
   // Files written before pools had a scope read as local.
   std::ofstream(dir / kPoolMetaFile) << "format 1\nname m\nblock_size 4096\ndram 8192\n";
   auto old = ReadPoolMeta(dir.path());

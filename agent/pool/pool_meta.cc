@@ -48,6 +48,11 @@ Status WritePoolMeta(const std::filesystem::path& pool_dir, const PoolSpec& spec
       << "eviction " << EvictionPolicyName(spec.eviction) << "\n"
       << "ttl_seconds " << spec.ttl_seconds << "\n"
       << "scope " << PoolScopeName(spec.scope) << "\n";
+  if (!spec.allowed_namespaces.empty()) {
+    out << "allowed_namespaces";
+    for (const auto& ns : spec.allowed_namespaces) out << " " << ns;
+    out << "\n";
+  }
   const auto tmp = pool_dir / (std::string(kPoolMetaFile) + ".tmp");
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) return ErrnoError("create " + tmp.string(), errno);
@@ -107,6 +112,9 @@ Result<PoolSpec> ReadPoolMeta(const std::filesystem::path& pool_dir) {
       spec.scope = *scope;
     } else if (key == "ttl_seconds") {
       TM_RETURN_IF_ERROR(number(&spec.ttl_seconds));
+    } else if (key == "allowed_namespaces") {
+      std::istringstream names(value);
+      for (std::string ns; names >> ns;) spec.allowed_namespaces.push_back(ns);
     } else {
       return bad("unknown key '" + key + "'");
     }

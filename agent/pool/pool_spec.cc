@@ -1,5 +1,7 @@
 #include "pool/pool_spec.h"
 
+#include <algorithm>
+
 #include "tokenmem/common/units.h"
 
 namespace tokenmem::pool {
@@ -36,6 +38,24 @@ Status ValidatePoolName(std::string_view name) {
   return Status::Ok();
 }
 
+Status ValidateNamespaceName(std::string_view name) {
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  const bool ok =
+      !name.empty() && name.size() <= 63 && alnum(name.front()) && alnum(name.back()) &&
+      std::all_of(name.begin(), name.end(), [&](char c) { return alnum(c) || c == '-'; });
+  if (!ok) {
+    return InvalidArgument("'" + std::string(name) +
+                           "' is not a namespace name (1-63 of a-z, 0-9 and '-', starting and "
+                           "ending with a letter or digit)");
+  }
+  return Status::Ok();
+}
+
+void NormalizeNamespaces(std::vector<std::string>* namespaces) {
+  std::sort(namespaces->begin(), namespaces->end());
+  namespaces->erase(std::unique(namespaces->begin(), namespaces->end()), namespaces->end());
+}
+
 Status ValidatePoolSpec(const PoolSpec& spec) {
   TM_RETURN_IF_ERROR(ValidatePoolName(spec.name));
   const std::string where = "pool '" + spec.name + "': ";
@@ -58,6 +78,21 @@ Status ValidatePoolSpec(const PoolSpec& spec) {
   if (spec.scope != PoolScope::kLocal && spec.scope != PoolScope::kCluster) {
     return InvalidArgument(where + "scope " + std::to_string(static_cast<int>(spec.scope)) +
                            " is neither local nor cluster");
+  }
+  if (spec.allowed_namespaces.size() > kMaxAllowedNamespaces) {
+    return InvalidArgument(where + "allowed_namespaces lists " +
+                           std::to_string(spec.allowed_namespaces.size()) +
+                           " namespaces, at most " + std::to_string(kMaxAllowedNamespaces));
+  }
+  for (size_t i = 0; i < spec.allowed_namespaces.size(); ++i) {
+    const std::string& ns = spec.allowed_namespaces[i];
+    if (Status s = ValidateNamespaceName(ns); !s.ok()) {
+      return InvalidArgument(where + "allowed_namespaces: " + s.message());
+    }
+    if (i > 0 && spec.allowed_namespaces[i - 1] >= ns) {
+      return InvalidArgument(where + "allowed_namespaces must be sorted and distinct ('" +
+                             spec.allowed_namespaces[i - 1] + "' then '" + ns + "')");
+    }
   }
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tokenmem/common/status.h"
 
@@ -37,6 +38,7 @@ struct TierCapacities {
     return t == TierKind::kDram ? dram : t == TierKind::kCxl ? cxl : nvme;
   }
   uint64_t total() const { return dram + cxl + nvme; }
+  bool operator==(const TierCapacities&) const = default;
 };
 
 inline constexpr size_t kMaxPoolNameLength = 63;
@@ -50,14 +52,28 @@ struct PoolSpec {
   EvictionPolicy eviction = EvictionPolicy::kLru;
   uint64_t ttl_seconds = 0;  // 0: never expire
   PoolScope scope = PoolScope::kLocal;
+  // Kubernetes namespaces whose leases may use the pool; empty: every
+  // lease. Sorted, no duplicates (ValidatePoolSpec).
+  std::vector<std::string> allowed_namespaces;
+  bool operator==(const PoolSpec&) const = default;
 };
+
+inline constexpr size_t kMaxAllowedNamespaces = 256;
 
 // [a-z0-9][a-z0-9.-]*, 1..63 characters.
 Status ValidatePoolName(std::string_view name);
 
+// A Kubernetes namespace name (a DNS-1123 label): [a-z0-9]([-a-z0-9]*[a-z0-9])?,
+// 1..63 characters.
+Status ValidateNamespaceName(std::string_view name);
+
 // Name, block size (4 KiB multiple, 4 KiB..64 MiB), at least one tier with
-// room for a block, a known scope. Messages name the field at fault.
+// room for a block, a known scope, allowed namespaces that are namespace
+// names, sorted and distinct (at most 256). Messages name the field at fault.
 Status ValidatePoolSpec(const PoolSpec& spec);
+
+// Sorts and removes duplicates: how every input path hands namespaces on.
+void NormalizeNamespaces(std::vector<std::string>* namespaces);
 
 std::string_view EvictionPolicyName(EvictionPolicy p);  // "lru", "none"
 Result<EvictionPolicy> ParseEvictionPolicy(std::string_view text);

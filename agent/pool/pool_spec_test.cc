@@ -52,5 +52,28 @@ TEST(PoolSpecTest, Scopes) {
   EXPECT_NE(ValidatePoolSpec(spec).message().find("scope"), std::string::npos);
 }
 
+TEST(PoolSpecTest, AllowedNamespaces) {
+  for (const std::string& good :
+       std::vector<std::string>{"a", "team-a", "0ns", std::string(63, 'x')}) {
+    EXPECT_TRUE(ValidateNamespaceName(good).ok()) << good;
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"", "-a", "a-", "Team", "a.b", "a_b", std::string(64, 'x')}) {
+    EXPECT_EQ(ValidateNamespaceName(bad).code(), StatusCode::kInvalidArgument) << bad;
+  }
+  PoolSpec spec{.name = "p", .block_size = 4096, .capacity = {.dram = 4096}};
+  spec.allowed_namespaces = {"team-b", "team-a", "team-b"};
+  EXPECT_EQ(ValidatePoolSpec(spec).code(), StatusCode::kInvalidArgument);  // not normalized
+  NormalizeNamespaces(&spec.allowed_namespaces);
+  EXPECT_EQ(spec.allowed_namespaces, (std::vector<std::string>{"team-a", "team-b"}));
+  EXPECT_TRUE(ValidatePoolSpec(spec).ok());
+  spec.allowed_namespaces = {"Bad"};
+  Status bad = ValidatePoolSpec(spec);
+  EXPECT_NE(bad.message().find("allowed_namespaces"), std::string::npos) << bad.message();
+  spec.allowed_namespaces.clear();
+  for (int i = 0; i < 257; ++i) spec.allowed_namespaces.push_back("n" + std::to_string(1000 + i));
+  EXPECT_EQ(ValidatePoolSpec(spec).code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tokenmem::pool

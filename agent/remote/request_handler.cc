@@ -182,6 +182,11 @@ Reply RequestHandler::Attach(Session& session, const Request& request) {
   }
   auto pool = options_.pools->Find(request.pool_name);
   if (!pool.ok()) return ErrorReply(request, pool.status());
+  if (!session.peer_) {
+    Status admitted =
+        session.lease_->AdmittedTo(request.pool_name, (*pool)->spec().allowed_namespaces);
+    if (!admitted.ok()) return ErrorReply(request, admitted);
+  }
   if (session.peer_ && !Forwards(**pool)) {
     return ErrorReply(request, Status(StatusCode::kPermissionDenied,
                                       "pool '" + request.pool_name + "' is not shared with peers"));

@@ -235,6 +235,39 @@ TEST_F(CtlTest, LeasesAreListedWithoutSecretsAndReleased) {
   EXPECT_EQ(r.out.find(id), std::string::npos) << r.out;
 }
 
+TEST_F(CtlTest, NamespacedPoolAdmitsOnlyItsNamespace) {
+  CommandResult r = Ctl({"pool", "create", "team", "--block-size", "4KiB", "--dram", "64KiB",
+                         "--allowed-namespace", "team-b", "--allowed-namespace", "team-a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Ctl({"pool", "get", "team", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"allowed_namespaces\":[\"team-a\",\"team-b\"]"), std::string::npos)
+      << r.out;
+
+  r = Ctl({"lease", "create", "--quota", "1MiB", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Struct lease = ParseJson(r.out);
+  const std::string id = Field(lease, "id").string_value();
+  const std::string credentials = Field(lease, "credentials").string_value();
+  std::string in = Path("ns.bin");
+  std::ofstream(in) << "hello";
+  r = Ctl({"put", "--pool", "team", "--key", kKeyA, "--file", in, "--lease", credentials});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tokenmemctl: PERMISSION_DENIED: ", 0), 0u) << r.err;
+
+  r = Ctl({"lease", "bind", id, "team-a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("team-a"), std::string::npos) << r.out;
+  r = Ctl({"put", "--pool", "team", "--key", kKeyA, "--file", in, "--lease", credentials});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Ctl({"lease", "bind", id, "team-b"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("FAILED_PRECONDITION"), std::string::npos) << r.err;
+  r = Ctl({"lease", "list"});
+  EXPECT_NE(r.out.find("NAMESPACE"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("team-a"), std::string::npos) << r.out;
+}
+
 TEST_F(CtlTest, StatusDescribesTheAgent) {
   CommandResult r = Ctl({"status"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

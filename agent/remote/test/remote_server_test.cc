@@ -357,6 +357,27 @@ TEST_F(RemoteServerTest, PutsAreReceivedStraightIntoPoolSlots) {
   }
 }
 
+TEST_F(RemoteServerTest, PoolsAdmitOnlyLeasesOfTheirNamespaces) {
+  pool::PoolSpec spec{.name = "team", .block_size = kBlock, .capacity = {.dram = 2 * kBlock}};
+  spec.allowed_namespaces = {"team-a"};
+  ASSERT_TRUE(pools_->Create(spec).ok());
+  auto attach = [&](pool::LeaseOptions options) {
+    auto lease = leases_.Create(std::move(options)).value();
+    auto conn = Connect(lease).value();
+    return conn->Call(Request{.op = Op::kAttach, .pool_name = "team"}).status().code();
+  };
+  EXPECT_EQ(attach({.quota_bytes = kBlock, .namespace_name = "team-a"}), StatusCode::kOk);
+  EXPECT_EQ(attach({.quota_bytes = kBlock, .namespace_name = "team-b"}),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(attach({.quota_bytes = kBlock}), StatusCode::kPermissionDenied);
+  EXPECT_EQ(attach({.quota_bytes = kBlock, .namespace_pending = true}), StatusCode::kUnavailable);
+  // Once bound, the pending lease gets in.
+  auto pending = leases_.Create({.quota_bytes = kBlock, .namespace_pending = true}).value();
+  ASSERT_TRUE(leases_.Bind(pending.account->id(), "team-a").ok());
+  auto conn = Connect(pending).value();
+  EXPECT_TRUE(conn->Call(Request{.op = Op::kAttach, .pool_name = "team"}).ok());
+}
+
 TEST_F(RemoteServerTest, LeasesAreCheckedBeforeAnyData) {
   pool::CreatedLease wrong = lease_;
   wrong.secret = "not-the-secret";
