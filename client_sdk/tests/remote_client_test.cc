@@ -342,6 +342,36 @@ TEST_F(RemoteClientTest, ReadOnlyLeaseReadsButIsRefusedWrites) {
   EXPECT_TRUE(pool->Contains(K(1)));
 }
 
+TEST_F(RemoteClientTest, AttachWaitsForTheLeasesNamespaceToBeBound) {
+  pool::PoolSpec spec = Spec("team", kSmallBlock, 16 * kSmallBlock);
+  spec.allowed_namespaces = {"team-a"};
+  ASSERT_TRUE(pools_->Create(spec).ok());
+  auto pending = leases_.Create({.quota_bytes = 1 << 20, .namespace_pending = true}).value();
+  auto client = Connect(pending);
+  ASSERT_NE(client, nullptr);
+  std::thread binder([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_TRUE(leases_.Bind(pending.account->id(), "team-a").ok());
+  });
+  const auto started = std::chrono::steady_clock::now();
+  auto pool = client->Attach("team");
+  binder.join();
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(250));
+  EXPECT_TRUE((*pool)->Put(K(1), Bytes(Pattern(1, 100))).ok());
+
+  // Another namespace is refused at once; a lease still pending at the
+  // timeout gets kUnavailable.
+  auto other =
+      Connect(leases_.Create({.quota_bytes = 1 << 20, .namespace_name = "team-b"}).value());
+  EXPECT_EQ(other->Attach("team").status().code(), StatusCode::kPermissionDenied);
+  auto waiting = leases_.Create({.quota_bytes = 1 << 20, .namespace_pending = true}).value();
+  ClientOptions options = Options(waiting);
+  options.timeout = std::chrono::milliseconds(400);
+  auto impatient = Client::Connect(options).value();
+  EXPECT_EQ(impatient->Attach("team").status().code(), StatusCode::kUnavailable);
+}
+
 TEST_F(RemoteClientTest, ConnectRefusals) {
   ClientOptions options = Options(lease_);
   options.lease_secret = "not-the-secret";

@@ -159,8 +159,12 @@ class Client {
 
   // Maps the pool named `pool_name`. Attaching a pool that this client has
   // attached and whose Pool is still alive returns that same Pool.
-  // kNotFound: no such pool. kPermissionDenied: the lease may not use it.
-  // kUnavailable: the agent is gone. kIoError: mapping failed.
+  // kNotFound: no such pool. kPermissionDenied: the lease may not use it
+  // (another pool, or a pool for other namespaces). kUnavailable: the agent
+  // is gone, or it still answered kUnavailable when options().timeout
+  // passed (it does so for a pool restricted to some namespaces while the
+  // lease's namespace is being bound; Attach asks again meanwhile).
+  // kIoError: mapping failed.
   Result<std::shared_ptr<Pool>> Attach(std::string_view pool_name);
   // Attach(options().default_pool); kFailedPrecondition when there is none.
   Result<std::shared_ptr<Pool>> AttachDefault();
@@ -174,6 +178,7 @@ class Client {
  private:
   Client(ClientOptions options, std::shared_ptr<Session> session);
   Client(ClientOptions options, std::shared_ptr<transport::RemoteConnection> remote);
+  Result<std::shared_ptr<Pool>> AttachOnce(const std::string& name);
 
   ClientOptions options_;
   std::shared_ptr<Session> session_;                     // local path

@@ -3,9 +3,11 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "local/pool_impl.h"
 #include "local/session.h"
@@ -145,6 +147,21 @@ Result<std::shared_ptr<Pool>> Client::Attach(std::string_view pool_name) {
     return InvalidArgument("pool name must be 1 to 63 bytes");
   }
   const std::string name(pool_name);
+  // UNAVAILABLE from an agent that is still connected is a pool waiting for
+  // something that comes shortly (a device-plugin lease's namespace being
+  // bound), so it is asked again until the client's timeout.
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+  for (;;) {
+    auto pool = AttachOnce(name);
+    if (pool.ok() || pool.status().code() != StatusCode::kUnavailable || !connected() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return pool;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+Result<std::shared_ptr<Pool>> Client::AttachOnce(const std::string& name) {
   std::lock_guard lock(pools_mu_);
   auto cached = pools_.find(name);
   if (cached != pools_.end()) {
