@@ -55,6 +55,8 @@ class GrpcAgentClient final : public AgentClient {
     req.set_quota_bytes(request.quota_bytes);
     for (const auto& pool : request.pools) req.add_pools(pool);
     req.set_owner(request.owner);
+    req.set_namespace_(request.pod_namespace);
+    req.set_namespace_pending(request.namespace_pending);
     v1::LeaseInfo reply;
     grpc::Status s = stub_->CreateLease(&ctx, req, &reply);
     if (!s.ok()) return wire::FromRpcStatus("CreateLease", s);
@@ -84,10 +86,29 @@ class GrpcAgentClient final : public AgentClient {
     std::vector<LeaseRecord> out;
     out.reserve(reply.leases_size());
     for (const auto& lease : reply.leases()) {
-      out.push_back({lease.id(), lease.owner(), lease.quota_bytes(), lease.used_bytes(),
-                     lease.created_unix_seconds()});
+      LeaseRecord record;
+      record.id = lease.id();
+      record.owner = lease.owner();
+      record.quota_bytes = lease.quota_bytes();
+      record.used_bytes = lease.used_bytes();
+      record.created_unix_seconds = lease.created_unix_seconds();
+      record.pod_namespace = lease.namespace_();
+      record.namespace_pending = lease.namespace_pending();
+      out.push_back(std::move(record));
     }
     return out;
+  }
+
+  Status BindLease(const std::string& id, const std::string& pod_namespace) override {
+    grpc::ClientContext ctx;
+    wire::SetTimeout(&ctx, timeout_);
+    v1::BindLeaseRequest req;
+    req.set_id(id);
+    req.set_namespace_(pod_namespace);
+    v1::LeaseInfo reply;
+    grpc::Status s = stub_->BindLease(&ctx, req, &reply);
+    if (!s.ok()) return wire::FromRpcStatus("BindLease", s);
+    return Status::Ok();
   }
 
  private:

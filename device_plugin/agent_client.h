@@ -40,6 +40,11 @@ struct LeaseRequest {
   uint64_t quota_bytes = 0;
   std::vector<std::string> pools;  // empty: every pool
   std::string owner;               // free text the agent keeps and lists
+  // The Kubernetes namespace of the pod using the lease; empty: none.
+  std::string pod_namespace;
+  // The namespace is bound later (BindLease): until then pools that admit
+  // only some namespaces answer UNAVAILABLE (retry) instead of refusing.
+  bool namespace_pending = false;
 };
 
 struct GrantedLease {
@@ -55,6 +60,8 @@ struct LeaseRecord {
   uint64_t quota_bytes = 0;
   uint64_t used_bytes = 0;
   int64_t created_unix_seconds = 0;
+  std::string pod_namespace;       // empty: none (yet)
+  bool namespace_pending = false;  // created to be bound later
 };
 
 class AgentClient {
@@ -66,6 +73,11 @@ class AgentClient {
   // kNotFound when the agent has no such lease (already released).
   virtual Status ReleaseLease(const std::string& id) = 0;
   virtual Result<std::vector<LeaseRecord>> ListLeases() = 0;
+  // Gives lease `id` its namespace. OK also when it already has that one;
+  // kFailedPrecondition when it has another, kNotFound when there is no
+  // such lease; an agent without BindLease answers UNIMPLEMENTED, which
+  // reads kInternal ("BindLease: UNIMPLEMENTED: ...").
+  virtual Status BindLease(const std::string& id, const std::string& pod_namespace) = 0;
 };
 
 // An AgentClient on the agent's control socket. The channel connects lazily

@@ -51,6 +51,7 @@ AllocatorOptions AllocatorOptionsFrom(const Config& config) {
   o.container_socket_dir = config.container_socket_dir;
   o.agent_socket = config.agent_socket;
   o.rdma = {config.rdma, config.dev_root, config.sysfs_root};
+  o.bind_namespaces = config.reclaim;
   return o;
 }
 
@@ -142,6 +143,7 @@ Result<::v1beta1::ContainerAllocateResponse> Allocator::AllocateContainer(
   lease_request.quota_bytes = quota;
   lease_request.pools = options_.lease_pools;
   lease_request.owner = FormatLeaseOwner(resource, devices);
+  lease_request.namespace_pending = options_.bind_namespaces;
   Result<GrantedLease> lease = agent_->CreateLease(lease_request);
   if (!lease.ok()) {
     return Status(lease.status().code(), "tokenmem: could not lease " + FormatByteSize(quota) +

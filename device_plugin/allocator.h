@@ -7,7 +7,11 @@
 //      old one is gone (or was an init container whose devices are reused),
 //      so a device never backs two leases;
 //   2. the agent is asked for a lease of |D| * unit_bytes, owned by
-//      FormatLeaseOwner(resource, D), limited to the configured pools;
+//      FormatLeaseOwner(resource, D), limited to the configured pools and,
+//      with bind_namespaces, namespace_pending: Allocate is not told the
+//      pod, so the reclaimer binds the lease to the namespace of the pod
+//      that PodResources shows holding D (lease_reclaimer.h), and pools
+//      that admit only some namespaces answer UNAVAILABLE until then;
 //   3. the container gets:
 //        env   TOKENMEM_AGENT_SOCKET       the data socket, container path
 //              TOKENMEM_CONTROL_SOCKET     the control socket, container path
@@ -67,6 +71,9 @@ struct AllocatorOptions {
   std::string container_socket_dir;      // mount target
   std::string agent_socket;              // for messages only
   RdmaOptions rdma;
+  // Leases are created namespace_pending (true where the reclaimer runs,
+  // which binds them; without it a lease would stay pending for ever).
+  bool bind_namespaces = true;
 };
 
 // AllocatorOptions from the plugin's config.

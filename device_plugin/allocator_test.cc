@@ -83,7 +83,18 @@ TEST_F(DevicePluginAllocatorTest, LeasesAndAnswersWithEnvMountAndCdi) {
   auto owner = ParseLeaseOwner(agent_.requests[0].owner);
   ASSERT_TRUE(owner.has_value());
   EXPECT_EQ(owner->devices, (std::vector<std::string>{"tokenmem-n1-0", "tokenmem-n1-1"}));
+  // The pod is not known yet: the reclaimer binds its namespace later.
+  EXPECT_TRUE(agent_.requests[0].namespace_pending);
+  EXPECT_TRUE(agent_.requests[0].pod_namespace.empty());
   EXPECT_EQ(successes_, 1);
+}
+
+TEST_F(DevicePluginAllocatorTest, NoPendingNamespaceWithoutBinding) {
+  options_.bind_namespaces = false;  // no reclaimer to bind it
+  Allocator allocator = Make();
+  ASSERT_TRUE(allocator.Allocate(Request({{"tokenmem-n0-0"}})).ok());
+  ASSERT_EQ(agent_.requests.size(), 1u);
+  EXPECT_FALSE(agent_.requests[0].namespace_pending);
 }
 
 TEST_F(DevicePluginAllocatorTest, OptionalEnvAbsentWhenNotConfigured) {

@@ -49,6 +49,8 @@ TEST(DevicePluginMetricsTest, RendersCountersAndGauges) {
   metrics.AllocationSucceeded();
   metrics.AllocationFailed();
   metrics.LeaseReclaimed();
+  metrics.LeaseBound();
+  metrics.LeaseBound();
   metrics.Registered();
   metrics.RegistrationFailed();
   const std::string text = metrics.Render({5, 2, true, true});
@@ -60,6 +62,7 @@ TEST(DevicePluginMetricsTest, RendersCountersAndGauges) {
            "tokenmem_device_plugin_allocations_total 2",
            "tokenmem_device_plugin_allocation_failures_total 1",
            "tokenmem_device_plugin_leases_reclaimed_total 1",
+           "tokenmem_device_plugin_leases_bound_total 2",
            "tokenmem_device_plugin_registrations_total 1",
            "tokenmem_device_plugin_registration_failures_total 1",
        }) {

@@ -37,6 +37,8 @@ PluginMetrics::PluginMetrics() : registry_(std::make_shared<prometheus::Registry
                                     "Allocate calls that failed.");
   reclaimed_ = NewCounter(*registry_, "tokenmem_device_plugin_leases_reclaimed_total",
                           "Leases released because no container held their devices.");
+  bound_ = NewCounter(*registry_, "tokenmem_device_plugin_leases_bound_total",
+                      "Leases given the namespace of the pod holding their devices.");
   registrations_ = NewCounter(*registry_, "tokenmem_device_plugin_registrations_total",
                               "Successful registrations with the kubelet.");
   registration_failures_ =
@@ -49,6 +51,7 @@ PluginMetrics::~PluginMetrics() = default;
 void PluginMetrics::AllocationSucceeded() { allocations_->Increment(); }
 void PluginMetrics::AllocationFailed() { allocation_failures_->Increment(); }
 void PluginMetrics::LeaseReclaimed() { reclaimed_->Increment(); }
+void PluginMetrics::LeaseBound() { bound_->Increment(); }
 void PluginMetrics::Registered() { registrations_->Increment(); }
 void PluginMetrics::RegistrationFailed() { registration_failures_->Increment(); }
 

@@ -7,6 +7,7 @@
 //   tokenmem_device_plugin_allocations_total                       counter (containers)
 //   tokenmem_device_plugin_allocation_failures_total               counter (calls)
 //   tokenmem_device_plugin_leases_reclaimed_total                  counter
+//   tokenmem_device_plugin_leases_bound_total                      counter
 //   tokenmem_device_plugin_registrations_total                     counter
 //   tokenmem_device_plugin_registration_failures_total             counter
 //
@@ -45,6 +46,7 @@ class PluginMetrics {
   void AllocationSucceeded();
   void AllocationFailed();
   void LeaseReclaimed();
+  void LeaseBound();
   void Registered();
   void RegistrationFailed();
 
@@ -61,6 +63,7 @@ class PluginMetrics {
   prometheus::Counter* allocations_;
   prometheus::Counter* allocation_failures_;
   prometheus::Counter* reclaimed_;
+  prometheus::Counter* bound_;
   prometheus::Counter* registrations_;
   prometheus::Counter* registration_failures_;
 };

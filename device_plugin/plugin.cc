@@ -25,14 +25,26 @@ Result<std::unique_ptr<DevicePluginApp>> DevicePluginApp::Start(const Config& co
   a.tracker_->Start();
 
   PluginMetrics* metrics = &a.metrics_;
-  a.allocator_ = std::make_unique<Allocator>(AllocatorOptionsFrom(c), a.agent_.get(),
-                                             a.tracker_.get(), [metrics](const Status& s) {
-                                               if (s.ok()) {
-                                                 metrics->AllocationSucceeded();
-                                               } else {
-                                                 metrics->AllocationFailed();
-                                               }
-                                             });
+  // The reclaimer exists before the allocator, whose observer nudges it
+  // into binding the new lease to its pod's namespace; it starts later.
+  if (c.reclaim) {
+    TM_ASSIGN_OR_RETURN(a.pods_, MakeGrpcPodResources(c.pod_resources_socket, c.rpc_timeout));
+    a.reclaimer_ = std::make_unique<LeaseReclaimer>(
+        ReclaimerOptions{c.resource_name, c.reclaim_interval, c.reclaim_grace}, a.agent_.get(),
+        a.pods_.get(), nullptr, [metrics] { metrics->LeaseReclaimed(); },
+        [metrics] { metrics->LeaseBound(); });
+  }
+  LeaseReclaimer* reclaimer = a.reclaimer_.get();
+  a.allocator_ =
+      std::make_unique<Allocator>(AllocatorOptionsFrom(c), a.agent_.get(), a.tracker_.get(),
+                                  [metrics, reclaimer](const Status& s) {
+                                    if (s.ok()) {
+                                      metrics->AllocationSucceeded();
+                                      if (reclaimer) reclaimer->Nudge();
+                                    } else {
+                                      metrics->AllocationFailed();
+                                    }
+                                  });
 
   a.registrar_ = MakeGrpcRegistrar(c.rpc_timeout);
   DeviceTracker* tracker = a.tracker_.get();
@@ -60,14 +72,11 @@ Result<std::unique_ptr<DevicePluginApp>> DevicePluginApp::Start(const Config& co
                                                a.registrar_.get(), std::move(observers));
   TM_RETURN_IF_ERROR(a.supervisor_->Start());
 
-  if (c.reclaim) {
-    TM_ASSIGN_OR_RETURN(a.pods_, MakeGrpcPodResources(c.pod_resources_socket, c.rpc_timeout));
-    a.reclaimer_ = std::make_unique<LeaseReclaimer>(
-        ReclaimerOptions{c.resource_name, c.reclaim_interval, c.reclaim_grace}, a.agent_.get(),
-        a.pods_.get(), nullptr, [metrics] { metrics->LeaseReclaimed(); });
+  if (a.reclaimer_) {
     a.reclaimer_->Start();
   } else {
-    TM_LOG(Info, kLog) << "lease reclaim is off: leases live until released by hand";
+    TM_LOG(Info, kLog) << "lease reclaim is off: leases live until released by hand, and get no "
+                          "namespace (pools with allowedNamespaces refuse them)";
   }
 
   if (!c.http_listen.empty()) {

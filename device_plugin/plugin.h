@@ -6,7 +6,8 @@
 //   Allocator       leases and what containers get
 //   Supervisor      PluginServer + Registrar, re-registering after kubelet
 //                   restarts (inotify on the device-plugin directory)
-//   LeaseReclaimer  PodResources-driven lease release (unless disabled)
+//   LeaseReclaimer  PodResources-driven lease release and namespace binding
+//                   (unless disabled; nudged by each successful Allocate)
 //   HttpEndpoint    /metrics, /healthz, /readyz (unless disabled)
 //
 //   /healthz  200 while the supervisor runs (the process is working,

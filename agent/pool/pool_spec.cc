@@ -90,8 +90,13 @@ Status ValidatePoolSpec(const PoolSpec& spec) {
       return InvalidArgument(where + "allowed_namespaces: " + s.message());
     }
     if (i > 0 && spec.allowed_namespaces[i - 1] >= ns) {
-      return InvalidArgument(where + "allowed_namespaces must be sorted and distinct ('" +
-                             spec.allowed_namespaces[i - 1] + "' then '" + ns + "')");
+      std::string why = where;
+      why += "allowed_namespaces must be sorted and distinct ('";
+      why += spec.allowed_namespaces[i - 1];
+      why += "' then '";
+      why += ns;
+      why += "')";
+      return InvalidArgument(why);
     }
   }
   return Status::Ok();

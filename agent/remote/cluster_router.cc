@@ -169,6 +169,8 @@ void ClusterRouter::FetchBatch(pool::Pool& pool, const std::string& address,
   std::vector<std::vector<Piece>> pieces;
   std::vector<std::span<const Piece>> dests;
   pieces.reserve(items.size());
+  dests.reserve(items.size());
+  get.gets.reserve(items.size());
   for (size_t i : items) {
     get.gets.push_back({fetches[i].key, static_cast<uint32_t>(fetches[i].out.size())});
     pieces.push_back({{fetches[i].out.data(), fetches[i].out.size()}});

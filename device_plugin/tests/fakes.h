@@ -4,11 +4,13 @@
 // records what it was asked. Thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent_client.h"
@@ -38,7 +40,10 @@ class FakeAgent final : public AgentClient {
     if (!create_error.ok()) return create_error;
     GrantedLease lease{"lease-" + std::to_string(++next_id), "secret-" + std::to_string(next_id),
                        request.quota_bytes};
-    leases[lease.id] = {lease.id, request.owner, request.quota_bytes, 0, 0};
+    LeaseRecord record{lease.id, request.owner, request.quota_bytes, 0, 0};
+    record.pod_namespace = request.pod_namespace;
+    record.namespace_pending = request.namespace_pending && request.pod_namespace.empty();
+    leases[lease.id] = std::move(record);
     requests.push_back(request);
     return lease;
   }
@@ -59,29 +64,69 @@ class FakeAgent final : public AgentClient {
     return out;
   }
 
+  // Like the agent: once; the same namespace again is fine.
+  Status BindLease(const std::string& id, const std::string& pod_namespace) override {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!up) return Unavailable("BindLease: UNAVAILABLE: agent down");
+    binds.emplace_back(id, pod_namespace);
+    if (!bind_error.ok()) return bind_error;
+    auto it = leases.find(id);
+    if (it == leases.end()) return NotFound("BindLease: NOT_FOUND: no lease " + id);
+    LeaseRecord& lease = it->second;
+    if (!lease.pod_namespace.empty() && lease.pod_namespace != pod_namespace) {
+      return FailedPrecondition("BindLease: FAILED_PRECONDITION: lease " + id + " is in " +
+                                lease.pod_namespace);
+    }
+    lease.pod_namespace = pod_namespace;
+    lease.namespace_pending = false;
+    return Status::Ok();
+  }
+
   std::mutex mu;
   bool up = true;
   AgentStatus status;
+  Status bind_error;  // answered by every BindLease while not OK
   Status create_error;
   int next_id = 0;
   std::map<std::string, LeaseRecord> leases;
   std::vector<LeaseRequest> requests;
   std::vector<std::string> released;
+  std::vector<std::pair<std::string, std::string>> binds;  // (id, namespace), every call
 };
 
 class FakePods final : public PodResourcesSource {
  public:
-  Result<std::set<std::string>> AssignedDevices(const std::string& resource_name) override {
+  Result<DeviceHolders> ListDeviceHolders(const std::string& resource_name) override {
     std::lock_guard<std::mutex> lock(mu);
     asked_for = resource_name;
+    ++lists;
     if (!up) return Unavailable("PodResources List: UNAVAILABLE: kubelet down");
-    return held;
+    return holders;
+  }
+
+  // Pod `pod_namespace`/`pod` holds `devices` (besides any other pod).
+  void Hold(const std::string& pod_namespace, const std::string& pod,
+            const std::vector<std::string>& devices) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (const auto& id : devices) {
+      auto& pods = holders[id];
+      const PodRef ref{pod_namespace, pod};
+      if (std::find(pods.begin(), pods.end(), ref) != pods.end()) continue;
+      pods.push_back(ref);
+      std::sort(pods.begin(), pods.end());
+    }
+  }
+
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu);
+    holders.clear();
   }
 
   std::mutex mu;
   bool up = true;
-  std::set<std::string> held;
+  DeviceHolders holders;
   std::string asked_for;
+  int lists = 0;
 };
 
 class FakeRegistrar final : public Registrar {

@@ -53,7 +53,7 @@ class PodResourcesService final : public ::v1::PodResourcesLister::Service {
     for (const auto& [pod_name, containers] : pods) {
       auto* pod = reply->add_pod_resources();
       pod->set_name(pod_name);
-      pod->set_namespace_("default");
+      pod->set_namespace_(namespaces[pod_name]);
       for (const auto& [container_name, held] : containers) {
         auto* container = pod->add_containers();
         container->set_name(container_name);
@@ -69,6 +69,7 @@ class PodResourcesService final : public ::v1::PodResourcesLister::Service {
   // pod -> container -> (resource, device IDs)
   std::map<std::string, std::map<std::string, std::pair<std::string, std::vector<std::string>>>>
       pods;
+  std::map<std::string, std::string> namespaces;  // pod -> its namespace
 };
 
 Result<std::unique_ptr<KubeletStandIn>> KubeletStandIn::Start(
@@ -140,14 +141,17 @@ std::vector<RegisterAttempt> KubeletStandIn::attempts() const {
 
 void KubeletStandIn::SetContainer(const std::string& pod, const std::string& container,
                                   const std::string& resource,
-                                  const std::vector<std::string>& devices) {
+                                  const std::vector<std::string>& devices,
+                                  const std::string& pod_namespace) {
   std::lock_guard<std::mutex> lock(pods_->mu);
   pods_->pods[pod][container] = {resource, devices};
+  pods_->namespaces.emplace(pod, pod_namespace);
 }
 
 void KubeletStandIn::RemovePod(const std::string& pod) {
   std::lock_guard<std::mutex> lock(pods_->mu);
   pods_->pods.erase(pod);
+  pods_->namespaces.erase(pod);
 }
 
 std::unique_ptr<::v1beta1::DevicePlugin::Stub> DialPlugin(const std::string& socket_path,

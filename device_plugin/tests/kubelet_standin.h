@@ -5,7 +5,7 @@
 //     records each RegisterRequest; refuses a wrong API version, and the
 //     next n requests after RefuseRegistrations(n, ...).
 //   - PodResourcesLister (v1) on the pod-resources socket: List answers
-//     with the pods the test sets.
+//     with the pods the test sets (name, namespace, containers' devices).
 //   - Restart(): what a restarting kubelet does to the device-plugin
 //     directory: stops Registration, removes every socket there (the
 //     plugin's too), and serves Registration on a new kubelet.sock.
@@ -69,8 +69,11 @@ class KubeletStandIn {
   std::vector<RegisterAttempt> attempts() const;
 
   // PodResources: pod name -> (container name -> device IDs of `resource`).
+  // The pod is in `pod_namespace` (the one it was first set with; pod names
+  // are unique across namespaces here).
   void SetContainer(const std::string& pod, const std::string& container,
-                    const std::string& resource, const std::vector<std::string>& devices);
+                    const std::string& resource, const std::vector<std::string>& devices,
+                    const std::string& pod_namespace = "default");
   void RemovePod(const std::string& pod);
 
  private:

@@ -596,6 +596,56 @@ TEST_F(DevicePluginIntegrationTest, LeaseOfAGonePodIsReleasedAfterGrace) {
   EXPECT_NE(Metrics().find("tokenmem_device_plugin_leases_reclaimed_total 1"), std::string::npos);
 }
 
+// Allocate is not told its pod: the plugin creates the lease with its
+// namespace pending and binds it to the namespace of the pod that
+// PodResources then shows holding the devices, within a moment of Allocate
+// (fast passes; the full pass is an hour away here).
+TEST_F(DevicePluginIntegrationTest, AllocatedLeaseIsBoundToItsPodsNamespace) {
+  {
+    // An agent from before BindLease answers UNIMPLEMENTED, one with it NOT_FOUND.
+    grpc::ClientContext ctx;
+    wire::SetTimeout(&ctx, 5s);
+    v1::BindLeaseRequest probe;
+    probe.set_id("no-such-lease");
+    probe.set_namespace_("inference");
+    v1::LeaseInfo reply;
+    const grpc::Status s = agent_->stub().BindLease(&ctx, probe, &reply);
+    if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      GTEST_SKIP() << "the agent built here has no BindLease yet";
+    }
+  }
+  Config config = MakeConfig();
+  config.reclaim_interval = 1h;
+  ASSERT_NO_FATAL_FAILURE(StartPlugin(config));
+  auto allocated = Allocate({"tokenmem-n0-1", "tokenmem-n0-2"});
+  ASSERT_TRUE(allocated.ok()) << allocated.status().ToString();
+  const std::string id =
+      wire::ParseLease(allocated->container_responses(0).envs().at("TOKENMEM_LEASE"))->id;
+  auto lease = [&]() -> v1::LeaseInfo {
+    for (const auto& l : AgentLeases()) {
+      if (l.id() == id) return l;
+    }
+    return {};
+  };
+  EXPECT_EQ(lease().id(), id);
+  EXPECT_TRUE(lease().namespace_pending());
+  EXPECT_EQ(lease().namespace_(), "");
+
+  // The kubelet records the pod a moment after Allocate.
+  std::this_thread::sleep_for(100ms);
+  kubelet_->SetContainer("engine-0", "engine", kResource, {"tokenmem-n0-1", "tokenmem-n0-2"},
+                         "inference");
+  const auto listed = std::chrono::steady_clock::now();
+  while (lease().namespace_() != "inference" && std::chrono::steady_clock::now() - listed < 5s) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - listed, 2s);
+  const v1::LeaseInfo bound = lease();
+  EXPECT_EQ(bound.namespace_(), "inference");
+  EXPECT_FALSE(bound.namespace_pending());
+  EXPECT_NE(Metrics().find("tokenmem_device_plugin_leases_bound_total 1"), std::string::npos);
+}
+
 // An agent on a node with DRAM on NUMA nodes 0 and 1 and CXL memory on
 // node 2 (the sysfs fixture tests/fixtures/sysfs/two_dram_one_cxl).
 class DevicePluginMultiNodeTest : public DevicePluginIntegrationTest {
