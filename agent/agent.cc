@@ -58,6 +58,7 @@ http::RemoteSnapshot RemoteSnapshotOf(const remote::RemoteServer& server,
     s.owner_gets = owner.owner_gets.load();
     s.owner_hits = owner.owner_hits.load();
     s.owner_failures = owner.owner_failures.load();
+    s.handoff_blocks = owner.handoff_blocks.load();
   }
   return s;
 }

@@ -84,6 +84,9 @@ std::vector<MetricFamily> RemoteCollector::Collect() const {
           s.owner_hits),
       One("tokenmem_cluster_owner_failures_total",
           "Owner requests that failed (owner unreachable).", C, s.owner_failures),
+      One("tokenmem_cluster_handoff_blocks_total",
+          "Blocks queued for their new owner after the live members changed.", C,
+          s.handoff_blocks),
   };
   for (auto& f : cluster) out.push_back(std::move(f));
   return out;

@@ -38,6 +38,7 @@ struct RemoteSnapshot {
   uint64_t owner_gets = 0;        // local misses asked of the owner
   uint64_t owner_hits = 0;        // ... that the owner served
   uint64_t owner_failures = 0;    // ... that failed (owner unreachable)
+  uint64_t handoff_blocks = 0;    // blocks queued for a new owner after a membership change
 };
 
 class RemoteCollector final : public prometheus::Collectable {

@@ -655,6 +655,15 @@ Result<TierKind> Pool::Put(const BlockKey& key, std::span<const std::byte> data,
   return tier;
 }
 
+std::vector<BlockKey> Pool::Keys() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  std::vector<BlockKey> keys;
+  keys.reserve(d.index.size());
+  for (const auto& [key, block] : d.index) keys.push_back(key);
+  return keys;
+}
+
 Result<ReadResult> Pool::Get(const BlockKey& key, std::span<std::byte> out) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);

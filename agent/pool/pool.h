@@ -93,6 +93,9 @@ class Pool {
   // The tier holding `key`, or NOT_FOUND. Counts as a use for recency.
   Result<TierKind> Locate(const BlockKey& key);
 
+  // Every key held now, in no order (a snapshot: 16 bytes per block).
+  std::vector<BlockKey> Keys() const;
+
   // How many leading keys of the chain are present; their tiers go to
   // `tiers` when given. Recency is refreshed tail first, so a chain's head
   // ends up the most recently used (a prefix is worth more than its tail).

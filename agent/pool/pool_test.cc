@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <tuple>
 #include <random>
 #include <vector>
 
@@ -82,6 +84,12 @@ TEST_F(PoolTest, PutThenGetIsByteExactAndMissIsNotFound) {
   std::vector<std::byte> out(kBlock);
   EXPECT_TRUE(pool->Get(Key(99), out).status().IsNotFound());
   EXPECT_EQ(pool->Snapshot().counters.misses, 1u);
+  auto keys = pool->Keys();
+  std::sort(keys.begin(), keys.end(), [](const BlockKey& a, const BlockKey& b) {
+    return std::tie(a.hi, a.lo) < std::tie(b.hi, b.lo);
+  });
+  ASSERT_EQ(keys.size(), 8u);
+  for (uint64_t n = 0; n < 8; ++n) EXPECT_EQ(keys[n], Key(n));
 }
 
 TEST_F(PoolTest, ReservedSlotsAreWrittenInPlaceAndCommitted) {

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <ctime>
 #include <limits>
+#include <thread>
 
+#include "cluster/rendezvous.h"
 #include "tokenmem/common/log.h"
 
 namespace tokenmem::remote {
@@ -36,11 +38,16 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(ClusterRouterOptions
              std::span<cluster::ForwardItem> items) { return self->Send(address, pool, items); });
   auto membership_options = cluster::MembershipOptionsFrom(
       router->options_.cluster, router->options_.node_name, router->options_.self_address);
-  membership_options.on_change = [](const std::vector<cluster::Member>& live, uint64_t generation) {
+  membership_options.on_change = [self](const std::vector<cluster::Member>& live,
+                                        uint64_t generation) {
     std::string names;
     for (const auto& m : live) names += (names.empty() ? "" : ", ") + m.node;
     TM_LOG(INFO, "cluster") << "live members (generation " << generation << "): " << names;
+    self->OnMembershipChange(live);
   };
+  router->last_live_ = {cluster::Member{
+      .node = router->options_.node_name, .address = router->options_.self_address, .self = true}};
+  router->handoff_thread_ = std::jthread([self](std::stop_token stop) { self->RunHandoffs(stop); });
   router->membership_ = std::make_unique<cluster::Membership>(
       std::move(membership_options), std::make_unique<cluster::Discovery>(router->options_.cluster),
       [self](const std::string& address) { return self->Ping(address); });
@@ -50,6 +57,11 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(ClusterRouterOptions
 
 ClusterRouter::~ClusterRouter() {
   if (membership_) membership_->Stop();
+  if (handoff_thread_.joinable()) {
+    handoff_thread_.request_stop();
+    handoff_cv_.notify_all();
+    handoff_thread_.join();
+  }
   if (queue_) queue_->Stop();
   std::lock_guard lock(mu_);
   handles_.clear();
@@ -203,6 +215,69 @@ void ClusterRouter::FetchBatch(pool::Pool& pool, const std::string& address,
     f.length = static_cast<size_t>(r.length);
     // Kept here too, so the next get is local; failing to keep it is fine.
     (void)pool.Put(f.key, f.out.first(r.length), account_);
+  }
+}
+
+void ClusterRouter::OnMembershipChange(const std::vector<cluster::Member>& live) {
+  {
+    std::lock_guard lock(handoff_mu_);
+    handoffs_.emplace_back(last_live_, live);
+    last_live_ = live;
+  }
+  handoff_cv_.notify_all();
+}
+
+void ClusterRouter::RunHandoffs(std::stop_token stop) {
+  while (!stop.stop_requested()) {
+    std::pair<std::vector<cluster::Member>, std::vector<cluster::Member>> change;
+    {
+      std::unique_lock lock(handoff_mu_);
+      if (!handoff_cv_.wait(lock, stop, [&] { return !handoffs_.empty(); })) return;
+      change = std::move(handoffs_.front());
+      handoffs_.pop_front();
+    }
+    HandOff(change.first, change.second, stop);
+  }
+}
+
+void ClusterRouter::HandOff(const std::vector<cluster::Member>& before,
+                            const std::vector<cluster::Member>& after,
+                            const std::stop_token& stop) {
+  if (options_.pools == nullptr || after.empty()) return;
+  std::vector<std::string> before_ids, after_ids;
+  for (const auto& m : before) before_ids.push_back(m.node);
+  for (const auto& m : after) after_ids.push_back(m.node);
+  // Puts keep at least half the queue.
+  const uint64_t room = std::max<uint64_t>(1, options_.cluster.forward_queue_blocks / 2);
+  uint64_t handed = 0;
+  for (const auto& pool : options_.pools->List()) {
+    if (pool->spec().scope != pool::PoolScope::kCluster) continue;
+    std::vector<std::byte> buffer(pool->spec().block_size);
+    for (const BlockKey& key : pool->Keys()) {
+      if (stop.stop_requested()) return;
+      const cluster::Member& now = after[cluster::OwnerIndex(after_ids, key)];
+      if (now.self) continue;
+      if (!before_ids.empty() && before[cluster::OwnerIndex(before_ids, key)].node == now.node) {
+        continue;  // the owner did not change: it has the block already
+      }
+      auto got = pool->Get(key, buffer);
+      if (!got.ok()) continue;  // left meanwhile
+      while (queue_->counters().queued >= room && !stop.stop_requested()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      cluster::ForwardItem item;
+      item.pool = pool->spec().name;
+      item.key = key;
+      item.data.assign(buffer.begin(), buffer.begin() + got->length);
+      item.owner_address = now.address;
+      if (queue_->TryPush(std::move(item))) {
+        ++handed;
+        counters_.handoff_blocks++;
+      }
+    }
+  }
+  if (handed > 0) {
+    TM_LOG(INFO, "cluster") << "handed " << handed << " blocks to their new owners";
   }
 }
 

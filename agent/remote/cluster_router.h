@@ -10,6 +10,10 @@
 //   - FetchFromOwners: local misses ask their keys' owners, one request
 //     per owner (split at max_batch_bytes); a hit is stored here too, so
 //     the next get is local.
+//   - Handoff: when the live set changes, the blocks here whose owner
+//     changed to another agent are sent to it through the same queue (a
+//     background pass that leaves room in the queue for puts), so a block
+//     stays reusable across nodes when its owner joins or leaves.
 // Requests that come from peers are never forwarded again, so differing
 // views of the membership cannot make blocks circle.
 //
@@ -17,9 +21,12 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "cluster/forward_queue.h"
@@ -46,6 +53,7 @@ struct ClusterRouterCounters {
   std::atomic<uint64_t> owner_hits{0};      // ... that the owner had
   std::atomic<uint64_t> owner_failures{0};  // ... that failed (owner unreachable)
   std::atomic<uint64_t> forward_batches_failed{0};
+  std::atomic<uint64_t> handoff_blocks{0};  // blocks queued for a new owner after a change
 };
 
 class ClusterRouter : public ClusterHooks {
@@ -72,6 +80,13 @@ class ClusterRouter : public ClusterHooks {
   Result<std::string> Ping(const std::string& address);
   Status Send(const std::string& address, const std::string& pool,
               std::span<cluster::ForwardItem> items);
+  // The live set changed from the last one seen: queue a handoff pass.
+  void OnMembershipChange(const std::vector<cluster::Member>& live);
+  void RunHandoffs(std::stop_token stop);
+  // Queues the blocks of cluster pools whose owner moved from `before` to
+  // another agent of `after`.
+  void HandOff(const std::vector<cluster::Member>& before,
+               const std::vector<cluster::Member>& after, const std::stop_token& stop);
   // One GET to the owner at `address` for fetches[i], i in `items`.
   void FetchBatch(pool::Pool& pool, const std::string& address, std::span<const size_t> items,
                   std::span<OwnerFetch> fetches);
@@ -85,6 +100,13 @@ class ClusterRouter : public ClusterHooks {
   std::unordered_map<std::string, std::pair<transport::RemoteConnection*, uint32_t>> handles_;
   std::unique_ptr<cluster::ForwardQueue> queue_;
   std::unique_ptr<cluster::Membership> membership_;
+  // Handoffs: (before, after) live sets waiting for the handoff thread.
+  std::mutex handoff_mu_;
+  std::condition_variable_any handoff_cv_;
+  std::vector<cluster::Member> last_live_;  // guarded by handoff_mu_
+  std::deque<std::pair<std::vector<cluster::Member>, std::vector<cluster::Member>>>
+      handoffs_;                 // guarded by handoff_mu_
+  std::jthread handoff_thread_;  // declared last: stopped and joined first
 };
 
 }  // namespace tokenmem::remote

@@ -244,6 +244,45 @@ TEST_F(ClusterTest, PrefixWrittenOnOneNodeIsReusedOnAnotherAndSurvivesAMemberLea
   ASSERT_TRUE(ReadAll(*c, third, &why)) << why;
 }
 
+// Blocks put while B was away, owned by A then and by B once it is back,
+// are handed to B, so C's misses on them are served by B.
+TEST_F(ClusterTest, BlocksMoveToTheirNewOwnerWhenItJoins) {
+  const std::vector<std::string> all = {"node-a", "node-b", "node-c"};
+  const std::vector<std::string> without_b = {"node-a", "node-c"};
+  ASSERT_TRUE(agents_[1]->Kill(SIGKILL).ok());
+  auto a = Attach(0);
+  auto c = Attach(2);
+  ASSERT_TRUE(a && c);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // B is gone for A and C
+  ASSERT_EQ(Metric(0, "tokenmem_cluster_peers_up"), 1);
+
+  std::vector<BlockKey> keys, moving;
+  for (uint64_t i = 0; i < 64; ++i) {
+    keys.push_back({0x10, i});
+    if (Owner(keys.back(), without_b) == "node-a" && Owner(keys.back(), all) == "node-b") {
+      moving.push_back(keys.back());
+    }
+  }
+  ASSERT_GE(moving.size(), 3u);
+  PutAll(*a, keys);
+
+  Status restarted = agents_[1]->Start();
+  ASSERT_TRUE(restarted.ok()) << restarted.ToString();
+  // B is live for everyone and A has queued the moved blocks for it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (
+      (Metric(0, "tokenmem_cluster_peers_up") != 2 || Metric(2, "tokenmem_cluster_peers_up") != 2 ||
+       Metric(0, "tokenmem_cluster_handoff_blocks_total") < static_cast<double>(moving.size())) &&
+      std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GE(Metric(0, "tokenmem_cluster_handoff_blocks_total"), static_cast<double>(moving.size()));
+  // C never held these (A owned them); B, their owner now, serves them.
+  std::string why;
+  EXPECT_TRUE(ReadAll(*c, moving, &why)) << why;
+  EXPECT_GT(Metric(2, "tokenmem_cluster_owner_hits_total"), 0);
+}
+
 // A batch of local misses asks each owner once, for all of its keys.
 TEST_F(ClusterTest, MissesAskEachOwnerOnceForAllItsKeys) {
   const std::vector<std::string> all = {"node-a", "node-b", "node-c"};
