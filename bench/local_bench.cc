@@ -1,5 +1,7 @@
 #include "local_bench.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -82,6 +84,44 @@ double MemcpyBandwidth(const AlignedBuffer& src, AlignedBuffer& dst, uint64_t bl
   volatile std::byte sink = dst.data[block - 1];
   (void)sink;
   return static_cast<double>(order.size() * block) / seconds;
+}
+
+// The index's memory per block: the agent's private index (heap bytes in
+// use, malloc's own overhead included, grown by `blocks` puts of 4 KiB into
+// a fresh DRAM pool, measured in this thread alone) and the shared index
+// clients read (its segment over the same blocks). DESIGN.md asks <= 64 B.
+Status MeasureIndex(uint64_t blocks, wire::JsonWriter& out) {
+  constexpr uint64_t kBlock = 4096;
+  pool::PoolManagerOptions options;
+  options.tier_capacity = {.dram = blocks * kBlock + (64ull << 20)};
+  TM_ASSIGN_OR_RETURN(auto manager, pool::PoolManager::Open(options));
+  TM_ASSIGN_OR_RETURN(auto pool, manager->Create({.name = "bench-index",
+                                                  .block_size = kBlock,
+                                                  .capacity = {.dram = blocks * kBlock}}));
+  std::vector<std::byte> data(kBlock, std::byte{7});
+  auto heap = [] {
+    const struct mallinfo2 m = ::mallinfo2();
+    return static_cast<double>(m.uordblks + m.hblkhd);
+  };
+  const double before = heap();
+  for (uint64_t i = 0; i < blocks; ++i) {
+    TM_RETURN_IF_ERROR(pool->Put({0x1D, i}, data, nullptr).status());
+  }
+  const double after = heap();
+  const double private_per_block = (after - before) / static_cast<double>(blocks);
+  const double shared_per_block =
+      static_cast<double>(pool->Shared().index_bytes) / static_cast<double>(blocks);
+  out.Key("index").BeginObject();
+  out.UintField("blocks", blocks);
+  out.DoubleField("private_bytes_per_block", private_per_block);
+  out.DoubleField("shared_bytes_per_block", shared_per_block);
+  out.DoubleField("bytes_per_block", private_per_block + shared_per_block);
+  out.BoolField("target_met", private_per_block + shared_per_block <= 64);
+  out.EndObject();
+  Progress("local: index " + std::to_string(static_cast<int>(private_per_block)) +
+           " B/block private + " + std::to_string(static_cast<int>(shared_per_block)) +
+           " B/block shared over " + std::to_string(blocks) + " blocks (target <= 64 in all)");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -210,6 +250,7 @@ Status RunLocalBench(const LocalBenchOptions& o, wire::JsonWriter& out) {
     pool.reset();
     harness->DropPool("bench-latency");
   }
+  if (o.index_blocks > 0) TM_RETURN_IF_ERROR(MeasureIndex(o.index_blocks, out));
   out.EndObject();
   return Status::Ok();
 }

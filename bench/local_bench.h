@@ -1,6 +1,7 @@
 // `tokenmem-bench local`: the local shared-memory path against the
 // machine's own single-thread memcpy, in one run: get and put bandwidth per
-// block size, single 4 KiB get latency, and lookup_prefix over 8,192 keys.
+// block size, single 4 KiB get latency, lookup_prefix over 8,192 keys, and
+// the index's memory per block.
 // The agent's pools and data server run in this process on a private
 // socket; the client is the SDK, exactly as an engine uses it.
 #pragma once
@@ -19,6 +20,7 @@ struct LocalBenchOptions {
   uint64_t latency_samples = 200'000;
   uint32_t prefix_keys = 8192;
   uint32_t prefix_rounds = 200;
+  uint64_t index_blocks = 200'000;  // blocks put to measure the index's size; 0 skips it
 };
 
 // Adds a "local" object to `out`.

@@ -27,6 +27,8 @@ commands:
           put bandwidth for 4KiB..4MiB blocks, 4KiB get latency, lookup_prefix
             --working-set SIZE    bytes per block size, default 512MiB
             --samples N           single 4KiB gets timed, default 200000
+            --index-blocks N      4KiB blocks put to measure the index's bytes per
+                                  block, default 200000 (0 skips it)
   nvme    NVMe tier bandwidth beside fio (O_DIRECT, same directory, block size
           and concurrency), and the agent's restart time with many NVMe blocks
             --dir DIR             scratch directory on the file system to measure
@@ -117,6 +119,10 @@ int main(int argc, char** argv) {
       } else if (a == "--samples") {
         o.latency_samples = std::strtoull(v->c_str(), nullptr, 10);
         if (o.latency_samples == 0) return Usage("bad --samples");
+      } else if (a == "--index-blocks") {
+        char* end = nullptr;
+        o.index_blocks = std::strtoull(v->c_str(), &end, 10);
+        if (end == v->c_str() || *end != '\0') return Usage("bad --index-blocks");
       } else {
         return Usage("unknown local option " + a);
       }

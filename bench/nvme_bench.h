@@ -17,7 +17,7 @@ struct NvmeBenchOptions {
   uint64_t bytes = 1ull << 30;  // data written, then read, per side
   int threads = 1;              // tokenmem threads = fio jobs, one I/O in flight each
   bool run_fio = true;
-  int rounds = 3;                      // alternating tokenmem / fio rounds; best of each
+  int rounds = 3;                       // alternating tokenmem / fio rounds; best of each
   uint64_t restart_blocks = 1'000'000;  // 0: skip the restart measurement
   uint64_t restart_block_size = 4096;
   std::filesystem::path agent_binary;  // tokenmem-agent for the restart measurement
