@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -127,7 +128,12 @@ Status MeasureIndex(uint64_t blocks, wire::JsonWriter& out) {
 }  // namespace
 
 Status RunLocalBench(const LocalBenchOptions& o, wire::JsonWriter& out) {
+  // Each size's pool holds at least 64 blocks, which for large blocks and
+  // a small --working-set is more than the working set.
   uint64_t biggest = o.working_set_bytes + (8ull << 20);
+  for (uint64_t block : o.block_sizes) {
+    biggest = std::max(biggest, std::max<uint64_t>(64, o.working_set_bytes / block) * block);
+  }
   TM_ASSIGN_OR_RETURN(auto harness, Harness::Start(biggest + (64ull << 20)));
   out.Key("local").BeginObject();
   out.Key("sizes").BeginArray();
