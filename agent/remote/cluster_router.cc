@@ -243,7 +243,8 @@ void ClusterRouter::RunHandoffs(std::stop_token stop) {
 void ClusterRouter::HandOff(const std::vector<cluster::Member>& before,
                             const std::vector<cluster::Member>& after,
                             const std::stop_token& stop) {
-  if (options_.pools == nullptr || after.empty()) return;
+  // Both sets hold this agent at least (Membership's guarantee).
+  if (options_.pools == nullptr || before.empty() || after.empty()) return;
   std::vector<std::string> before_ids, after_ids;
   for (const auto& m : before) before_ids.push_back(m.node);
   for (const auto& m : after) after_ids.push_back(m.node);
@@ -257,7 +258,7 @@ void ClusterRouter::HandOff(const std::vector<cluster::Member>& before,
       if (stop.stop_requested()) return;
       const cluster::Member& now = after[cluster::OwnerIndex(after_ids, key)];
       if (now.self) continue;
-      if (!before_ids.empty() && before[cluster::OwnerIndex(before_ids, key)].node == now.node) {
+      if (before[cluster::OwnerIndex(before_ids, key)].node == now.node) {
         continue;  // the owner did not change: it has the block already
       }
       auto got = pool->Get(key, buffer);
