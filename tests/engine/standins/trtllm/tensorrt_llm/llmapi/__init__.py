@@ -1,0 +1,1 @@
+from .llm_args import KvCacheConfig, KvCacheConnectorConfig, TorchLlmArgs  # noqa: F401
