@@ -9,12 +9,14 @@ per-layer batch without converting a key to a Python object.
 """
 
 import ctypes
-from typing import List, Sequence
+import dataclasses
+from typing import List, Optional, Sequence
 
 import numpy as np
 
 from .. import _lib
 from .config import ConnectorConfig
+from .request_extras import RequestExtras, mix_seed, multimodal_breaks, request_seed
 
 _chain = _lib.lib["tm_chain_keys"]  # own function object: argtypes as addresses
 _chain.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p,
@@ -23,30 +25,64 @@ _chain.restype = ctypes.c_size_t
 
 
 class KeySchedule:
-    """The per-layer seeds of one configuration; makes request keys."""
+    """The per-layer seeds of one configuration; makes request keys.
 
-    def __init__(self, config: ConnectorConfig, num_layers: int):
+    tp_ranks: the tensor-parallel ranks whose keys to make (None: only
+    config.tp_rank). With several, the layer axis of keys() is rank-major:
+    column r * num_layers + l is rank tp_ranks[r]'s layer l, so one
+    lookup_prefix asks for every rank's shard of a block at once.
+    """
+
+    def __init__(self, config: ConnectorConfig, num_layers: int,
+                 tp_ranks: Optional[Sequence[int]] = None):
         if config.block_tokens < 1:
             raise ValueError("block_tokens must be at least 1")
         self.block_tokens = config.block_tokens
-        self.num_layers = num_layers
-        seeds = [config.layer_seed(layer) for layer in range(num_layers)]
+        ranks = list(tp_ranks) if tp_ranks is not None else [config.tp_rank]
+        configs = [dataclasses.replace(config, tp_rank=r) for r in ranks]
+        seeds = [c.layer_seed(layer) for c in configs for layer in range(num_layers)]
+        self.num_layers = len(seeds)
         self._seeds = np.array([[s.hi, s.lo] for s in seeds], dtype=np.uint64)
 
-    def keys(self, token_ids) -> np.ndarray:
-        """uint64 array [blocks, layers, 2] for the full blocks of token_ids."""
+    def keys(self, token_ids, extras: Optional[RequestExtras] = None) -> np.ndarray:
+        """uint64 array [blocks, layers, 2] for the full blocks of token_ids;
+        extras (cache salt, LoRA adapter, multimodal inputs) change the
+        chain as request_extras.py describes."""
         tokens = np.ascontiguousarray(token_ids, dtype=np.uint32)
         if tokens.ndim != 1:
             raise ValueError("token_ids must be one-dimensional")
         blocks = len(tokens) // self.block_tokens
         out = np.empty((self.num_layers, blocks, 2), dtype=np.uint64)
         if blocks:
+            breaks = multimodal_breaks(extras, self.block_tokens, blocks)
             for layer in range(self.num_layers):
-                got = _chain(tokens.ctypes.data, len(tokens), self.block_tokens,
-                             self._seeds[layer].ctypes.data, out[layer].ctypes.data, blocks)
-                if got != blocks:
-                    raise RuntimeError("tm_chain_keys gave %d keys for %d blocks" % (got, blocks))
+                seed = request_seed(self._seeds[layer], extras)
+                self._chain(tokens, seed, out[layer], 0, blocks, breaks)
         return np.ascontiguousarray(out.transpose(1, 0, 2))
+
+    def _chain(self, tokens, seed, out, start, end, breaks) -> None:
+        """Keys of blocks [start, end) into out, the chain re-seeded at
+        every multimodal break."""
+        segments = [b for b, _ in breaks if start < b < end] + [end]
+        mixes = dict(breaks)
+        at = start
+        for stop in segments:
+            if at in mixes:
+                prev = seed if at == 0 else out[at - 1]
+                seed = prev
+                for ident in mixes[at]:
+                    seed = mix_seed(seed, b"mm", ident)
+            elif at > 0:
+                seed = out[at - 1]
+            seed = np.ascontiguousarray(seed, dtype=np.uint64)
+            part = np.ascontiguousarray(tokens[at * self.block_tokens:stop * self.block_tokens])
+            dest = np.empty((stop - at, 2), dtype=np.uint64)
+            got = _chain(part.ctypes.data, len(part), self.block_tokens, seed.ctypes.data,
+                         dest.ctypes.data, stop - at)
+            if got != stop - at:
+                raise RuntimeError("tm_chain_keys gave %d keys for %d blocks" % (got, stop - at))
+            out[at:stop] = dest
+            at = stop
 
 
 def key_list(keys: np.ndarray) -> List[tuple]:

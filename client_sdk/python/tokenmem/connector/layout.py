@@ -14,7 +14,7 @@ staged: gathered to / scattered from a host buffer with torch, which is
 pinned when CUDA is available (see docs/engine-integration.md).
 """
 
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,7 +47,11 @@ class KVLayout:
     engine page; block_tokens: tokens per stored block, a multiple of it.
     """
 
-    def __init__(self, layers: Sequence[Sequence[object]], page_tokens: int, block_tokens: int):
+    def __init__(self, layers: Sequence[Sequence[object]], page_tokens: int, block_tokens: int,
+                 recipe: Optional[Sequence[Tuple[int, int, int, int]]] = None):
+        """recipe: the pieces of a stored block in order, each (page in
+        block, region, byte offset in that region's page, bytes); None:
+        every page's regions whole, page by page."""
         if not layers:
             raise ValueError("no KV layers")
         if page_tokens < 1 or block_tokens % page_tokens:
@@ -69,22 +73,45 @@ class KVLayout:
                 if t.device != self.device:
                     raise ValueError("all KV tensors must be on one device")
         self.num_pages = min(r.pages for regs in self.regions for r in regs)
-        self.piece_sizes = np.array(sizes, dtype=np.uint64)
-        self.block_bytes = int(self.piece_sizes.sum()) * self.pages_per_block
+        self.piece_sizes = np.array(sizes, dtype=np.uint64)   # bytes of each region's page
         self._bases = [np.array([r.base for r in regs], dtype=np.uint64) for regs in self.regions]
         self._strides = [np.array([r.stride for r in regs], dtype=np.uint64) for regs in self.regions]
+        if recipe is None:
+            recipe = [(j, r, 0, int(n)) for j in range(self.pages_per_block) for r, n in enumerate(sizes)]
+        rec = np.array(recipe, dtype=np.uint64).reshape(-1, 4)
+        if len(rec) == 0 or int(rec[:, 0].max()) >= self.pages_per_block or int(rec[:, 1].max()) >= len(sizes):
+            raise ValueError("the block recipe names pages or regions the layout lacks")
+        if any(int(o) + int(n) > sizes[int(r)] for _, r, o, n in rec):
+            raise ValueError("the block recipe reaches past a page")
+        self._rec_page, self._rec_region = rec[:, 0].astype(np.int64), rec[:, 1].astype(np.int64)
+        self._rec_offset, self._rec_length = rec[:, 2], rec[:, 3]
+        self.block_bytes = int(self._rec_length.sum())
 
     @property
     def pieces_per_block(self) -> int:
-        return self.pages_per_block * len(self.piece_sizes)
+        return len(self._rec_length)
 
     def iov(self, layer: int, pages: np.ndarray) -> np.ndarray:
         """tm_iovec array [blocks * pieces_per_block, 2] (address, length)
         for the blocks whose pages are pages[b] (shape [blocks, pages_per_block])."""
-        p = pages.astype(np.uint64)[..., None]                     # [b, k, 1]
-        out = np.empty(p.shape[:2] + (len(self.piece_sizes), 2), dtype=np.uint64)
-        out[..., 0] = self._bases[layer] + p * self._strides[layer]
-        out[..., 1] = self.piece_sizes
+        p = pages.astype(np.uint64)[:, self._rec_page]             # [b, pieces]
+        bases = self._bases[layer][self._rec_region]
+        strides = self._strides[layer][self._rec_region]
+        return self._pieces(bases + p * strides)
+
+    def staged_iov(self, buffers, blocks: int) -> np.ndarray:
+        """The same pieces in staging buffers: buffers[r] holds region r's
+        pages as rows, block b's page j in row b * pages_per_block + j."""
+        rows = (np.arange(blocks, dtype=np.uint64)[:, None] * np.uint64(self.pages_per_block)
+                + self._rec_page.astype(np.uint64)[None, :])
+        bases = np.array([b.data_ptr() for b in buffers], dtype=np.uint64)[self._rec_region]
+        widths = np.array([b.shape[1] for b in buffers], dtype=np.uint64)[self._rec_region]
+        return self._pieces(bases + rows * widths)
+
+    def _pieces(self, starts: np.ndarray) -> np.ndarray:
+        out = np.empty(starts.shape + (2,), dtype=np.uint64)
+        out[..., 0] = starts + self._rec_offset
+        out[..., 1] = self._rec_length
         return out.reshape(-1, 2)
 
     def page_bytes_views(self, layer: int):

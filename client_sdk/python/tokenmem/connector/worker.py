@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -67,9 +67,10 @@ class TransferStats:
         return max(0.0, 1.0 - self.load_wait_s / self.load_busy_s)
 
 
-def _gather(layout: KVLayout, layer: int, ranges: List[BlockRange]):
-    """keys [n, 2], iovcnt [n], iov [n * pieces, 2] for one layer of ranges."""
-    keys = np.ascontiguousarray(np.concatenate([r.keys[:, layer] for r in ranges]))
+def _gather(layout: KVLayout, layer: int, ranges: List[BlockRange], column: int):
+    """keys [n, 2], iovcnt [n], iov [n * pieces, 2] for one layer of ranges
+    (its keys in column `column` of each range's key array)."""
+    keys = np.ascontiguousarray(np.concatenate([r.keys[:, column] for r in ranges]))
     iov = np.ascontiguousarray(np.concatenate([layout.iov(layer, r.pages) for r in ranges]))
     iovcnt = np.full(len(keys), layout.pieces_per_block, dtype=np.uint64)
     return keys, iovcnt, iov
@@ -89,13 +90,7 @@ class _Staging:
                         for n in layout.piece_sizes]
 
     def iov(self, blocks: int) -> np.ndarray:
-        k, regions = self.layout.pages_per_block, len(self.buffers)
-        out = np.empty((blocks, k, regions, 2), dtype=np.uint64)
-        for r, buf in enumerate(self.buffers):
-            rows = buf.data_ptr() + np.arange(blocks * k, dtype=np.uint64) * np.uint64(buf.shape[1])
-            out[:, :, r, 0] = rows.reshape(blocks, k)
-            out[:, :, r, 1] = buf.shape[1]
-        return out.reshape(-1, 2)
+        return self.layout.staged_iov(self.buffers, blocks)
 
     def to_pages(self, rows: np.ndarray) -> None:
         """Copies the staged pages at rows into the engine's tensors."""
@@ -116,8 +111,16 @@ class _Staging:
 
 
 class ConnectorWorker:
-    def __init__(self, layout: KVLayout, session: PoolSession):
+    def __init__(self, layout: KVLayout, session: PoolSession,
+                 key_columns: Optional[Sequence[int]] = None):
+        """key_columns[l]: where layer l's keys are in a plan's key arrays
+        (default l): a tensor-parallel rank's or a pipeline stage's layers
+        when the scheduler makes keys for several (scheduler.py)."""
         self.layout = layout
+        self.key_columns = list(key_columns) if key_columns is not None else list(range(layout.num_layers))
+        if len(self.key_columns) != layout.num_layers:
+            raise ValueError("key_columns names %d layers, the layout has %d"
+                             % (len(self.key_columns), layout.num_layers))
         self.session = session
         self.stats = TransferStats()
         self._loader = concurrent.futures.ThreadPoolExecutor(1, "tokenmem-load")
@@ -300,7 +303,7 @@ class ConnectorWorker:
 
     def _load_layer(self, pool, layer, live, limits, stream) -> None:
         ranges = [r for _, r in live]
-        keys, iovcnt, iov = _gather(self.layout, layer, ranges)
+        keys, iovcnt, iov = _gather(self.layout, layer, ranges, self.key_columns[layer])
         n = len(keys)
         codes = np.zeros(n, dtype=np.int32)
         lengths = np.zeros(n, dtype=np.uint64)
@@ -351,7 +354,7 @@ class ConnectorWorker:
             if pool is None:
                 self.stats.save_dropped += n
                 return
-            keys, iovcnt, iov = _gather(self.layout, layer, ranges)
+            keys, iovcnt, iov = _gather(self.layout, layer, ranges, self.key_columns[layer])
             if self.layout.staged:
                 if ready is not None:
                     ready.synchronize()
