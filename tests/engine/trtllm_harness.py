@@ -37,7 +37,7 @@ class Request:
         self.tokens = list(tokens)
         self.prompt_len = len(tokens)
         self.context_current_position = 0
-        self.context_chunk_size = chunk
+        self.context_chunk_size = min(chunk, self.prompt_len)
         self.state = CTX
         self.is_generation_only_request = False
         self.blocks: List[int] = []
@@ -61,7 +61,8 @@ class Request:
             if n + chunk < self.prompt_len:
                 chunk = (n + chunk) // tokens_per_block * tokens_per_block - n
             self.context_current_position = n
-            self.context_chunk_size = chunk
+            # setContextChunkSize clamps to the remaining length.
+            self.context_chunk_size = min(chunk, self.prompt_len - n)
 
 
 class BlockManager:
@@ -159,7 +160,7 @@ class ConnectorManager:
         # of them the first time); computed_position is context_current_position
         # less the connector's matched tokens on the first appearance;
         # num_scheduled_tokens = min(remaining, chunk).
-        from tensorrt_llm._torch.pyexecutor.kv_cache_connector import RequestData, SchedulerOutput
+        from tensorrt_llm._interface import RequestData, SchedulerOutput
 
         out = SchedulerOutput()
         for req in context_requests:
@@ -302,8 +303,8 @@ class Engine:
 
     def run(self, max_steps: int = 1000) -> None:
         for _ in range(max_steps):
-            if not (self.waiting or self.active or self.saving):
-                return
+            if not (self.waiting or self.active):
+                return self.drain()
             self.step()
         raise RuntimeError("requests did not finish")
 
