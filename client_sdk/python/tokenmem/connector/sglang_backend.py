@@ -188,7 +188,7 @@ class TokenmemHiCacheStorage(HiCacheStorage):
             pool=_option(ex, "tokenmem_pool", "TOKENMEM_DEFAULT_POOL"),
             socket=_option(ex, "tokenmem_socket", "TOKENMEM_AGENT_SOCKET"),
             lease=_option(ex, "tokenmem_lease", "TOKENMEM_LEASE"),
-            agent_address=_option(ex, "tokenmem_address", "TOKENMEM_AGENT_ADDRESS"),
+            agent_address=_option(ex, "tokenmem_address"),
             timeout_s=float(_option(ex, "tokenmem_timeout_s", default=10.0)),
             reconnect_interval_s=float(_option(ex, "tokenmem_reconnect_interval_s", default=1.0)),
         ))
