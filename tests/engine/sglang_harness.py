@@ -30,7 +30,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for p in (os.path.join(HERE, "standins"), os.path.join(os.path.dirname(os.path.dirname(HERE)),
+for p in (os.path.join(HERE, "standins", "sglang"), os.path.join(os.path.dirname(os.path.dirname(HERE)),
                                                          "client_sdk", "python")):
     if p not in sys.path:
         sys.path.insert(0, p)
