@@ -117,7 +117,13 @@ class BackendTest(Base):
                 toks = tokens_of(seed, 3 * P + 5)
                 src.alloc(P)   # host slots not starting at 0
                 idx = src.alloc(3 * P)
-                self.assertEqual(self.ctrl(src).backup(idx, toks[:3 * P]), 3 * P)
+                writer = self.ctrl(src)
+                # Straight from the host pool: per page 2 x layers pieces for MHA
+                # layer_first (layers for MLA), one run of K and one of V otherwise.
+                want = (2 if layout == "layer_first" else 1) if mla else (
+                    4 if layout == "layer_first" else 2)
+                self.assertEqual(writer.storage.pages.pieces, want)
+                self.assertEqual(writer.backup(idx, toks[:3 * P]), 3 * P)
                 # Zero-copy reads, and the flat-page path reading the same blocks.
                 for v1 in (1, 0):
                     dst = H.HostPool(2, 2, dim, 8, P, layout, mla=mla)
