@@ -52,6 +52,7 @@ import importlib
 import math
 import os
 import sys
+import time
 from collections import deque
 from typing import Dict, List, Optional
 
@@ -732,12 +733,14 @@ class Engine:
         self.scheduler.add(req)
         return req
 
-    def run(self, max_steps=2000):
+    def run(self, timeout_s=30.0):
+        deadline = time.monotonic() + timeout_s
         while self.scheduler.has_work() or self.scheduler.held:
-            self.step()
-            max_steps -= 1
-            if max_steps == 0:
-                raise RuntimeError("the engine did not finish")
+            out = self.step()
+            if not out.num_scheduled_tokens:
+                time.sleep(0.001)   # only saves in flight: vLLM's idle steps poll too
+            if time.monotonic() > deadline:
+                raise RuntimeError("the engine did not finish in %.0f s" % timeout_s)
 
     def step(self):
         self.steps += 1
