@@ -7,11 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-./scripts/build.sh
+# Only what the demo runs: the tests build with ./scripts/test.sh.
+TOKENMEM_TARGETS="tokenmem-agent tokenmemctl tokenmem-demo" ./scripts/build.sh
 BUILD_DIR=${TOKENMEM_BUILD_DIR:-build}
 AGENT="$BUILD_DIR/agent/tokenmem-agent"
 CTL="$BUILD_DIR/agent/cli/tokenmemctl"
-DEMO="$BUILD_DIR/agent/demo/tokenmem-demo"
+DEMO="$BUILD_DIR/examples/demo/tokenmem-demo"
 SOCKET=/run/tokenmem/agent.sock
 LOG=/var/log/tokenmem-agent.log
 PIDFILE=/run/tokenmem/agent.pid
