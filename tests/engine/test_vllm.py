@@ -286,6 +286,34 @@ class LegacyLoadingTest(VllmTestBase):
         self.assertSameLogits(got, self.reference(reqs))
 
 
+class OldestInterfaceTest(VllmTestBase):
+    """An engine whose interface has no get_block_ids_with_load_errors
+    cannot recompute a failed load: the step fails, it never attends to
+    pages the load did not fill."""
+
+    FLAVOR = "legacy"
+
+    def test_failed_load_fails_the_step(self):
+        import vllm.distributed.kv_transfer.kv_connector.v1.base as base
+
+        saved = base._Base.get_block_ids_with_load_errors
+        del base._Base.get_block_ids_with_load_errors
+        self.addCleanup(setattr, base._Base, "get_block_ids_with_load_errors", saved)
+        self.serve(self.engine(), [("a", tokens(90), {})])
+        e = self.engine()
+        keys = e.scheduler.connector._sched.keys.keys(tokens(90))
+        from tokenmem.client import Client
+
+        c = Client.connect(self.agent.data, self.agent.lease)
+        pool = c.attach(self.agent.pool)
+        self.addCleanup(c.close)
+        self.addCleanup(pool.close)
+        e.before_forward = lambda out: pool.remove((int(keys[2, 0, 0]), int(keys[2, 0, 1])))
+        e.request("b", tokens(90))
+        with self.assertRaisesRegex(RuntimeError, "could not be loaded and this vLLM cannot recompute"):
+            e.step()
+
+
 class ChunkedPrefillTest(VllmTestBase):
     def test_only_computed_blocks_are_saved(self):
         e = self.engine(budget=12)

@@ -151,6 +151,9 @@ def _make_class():
     # Engines that call handle_preemptions free a preempted request's pages
     # only after it returns; older ones free them at once.
     engine_waits_on_preemption = hasattr(KVConnectorBase_V1, "handle_preemptions")
+    # Engines that never ask which loads failed would attend to pages the
+    # load did not fill: there the step fails instead.
+    engine_recomputes_failed_loads = hasattr(KVConnectorBase_V1, "get_block_ids_with_load_errors")
 
     class TokenmemMetadata(KVConnectorMetadata):
         def __init__(self, plan, preempted: Set[str]):
@@ -286,7 +289,14 @@ def _make_class():
             self._worker.start_load()
 
         def wait_for_layer_load(self, layer_name: str) -> None:
-            self._worker.wait_for_layer_load(self._layer_index[layer_name])
+            layer = self._layer_index[layer_name]
+            self._worker.wait_for_layer_load(layer)
+            if not engine_recomputes_failed_loads:
+                failed = self._worker.load_failed_by(layer)
+                if failed:
+                    raise RuntimeError("tokenmem: KV of requests %s could not be loaded and this vLLM "
+                                       "cannot recompute it (no get_block_ids_with_load_errors)"
+                                       % sorted(failed))
 
         def save_kv_layer(self, layer_name: str, kv_layer, attn_metadata, **kwargs) -> None:
             self._worker.save_layer(self._layer_index[layer_name])

@@ -183,6 +183,11 @@ class ConnectorWorker:
         self._save_futures.append(self._saver.submit(self._save, layer, ranges, ready))
         self._save_futures = [f for f in self._save_futures if not f.done()]
 
+    def load_failed_by(self, layer: int) -> List[str]:
+        """Requests of this step whose load fell short in a layer up to `layer`."""
+        with self._lock:
+            return [req for req, (first, _) in self._failures.items() if first <= layer]
+
     def take_load_failures(self) -> Dict[str, int]:
         """{request: tokens validly loaded} for this step's loads that fell
         short (waits for the step's loads to end). The engine recomputes
