@@ -76,6 +76,7 @@ KINDS = {
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): "V1CustomResourceDefinition",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
 # Fields of type resource.Quantity, which the models type as str but the
 # API server also takes as numbers.
@@ -380,6 +381,7 @@ def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="clu
 
     svc_port = named_port(svc["spec"].get("ports"), "remote")
     ctr_port = named_port(agent.get("ports"), "remote")
+    check_network_policy(docs, where, pod, agent, cfg, expect_remote)
     if expect_remote:
         remote = cfg.get("remote") or {}
         listen = str(remote.get("listen", ""))
@@ -439,6 +441,47 @@ def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="clu
         check(key in data, f"{where}: Secret {name} has no key {key!r}")
         check(ours[0]["metadata"].get("namespace") == ds["metadata"]["namespace"], f"{where}: Secret namespace")
     return cfg
+
+
+def check_network_policy(docs, where, pod, agent, cfg, expect_remote):
+    """The NetworkPolicy selects the agent pods, admits the other agents to
+    the remote listener and to UCX's pinned data ports, and the metrics
+    port; nothing else."""
+    nps = find(docs, "NetworkPolicy")
+    if not nps:
+        return
+    if not check(len(nps) == 1, f"{where}: {len(nps)} NetworkPolicies"):
+        return
+    spec = nps[0]["spec"]
+    labels = pod["metadata"]["labels"]
+    sel = spec["podSelector"].get("matchLabels", {})
+    check(sel and all(labels.get(k) == v for k, v in sel.items()), f"{where}: the NetworkPolicy does not select the agent pods")
+    check(spec.get("policyTypes") == ["Ingress"], f"{where}: NetworkPolicy policyTypes {spec.get('policyTypes')}")
+    allowed = set()
+    for rule in spec.get("ingress", []):
+        for p in rule.get("ports", []):
+            allowed.update(range(p["port"], p.get("endPort", p["port"]) + 1))
+    metrics = named_port(agent.get("ports"), "metrics")
+    check(metrics and metrics["containerPort"] in allowed, f"{where}: NetworkPolicy does not admit the metrics port")
+    env = {e["name"]: e.get("value") for e in agent.get("env", [])}
+    if not expect_remote:
+        check("UCX_TCP_PORT_RANGE" not in env, f"{where}: UCX_TCP_PORT_RANGE without the remote path")
+        return
+    port = int(str(cfg.get("remote", {}).get("listen", ":0")).rpartition(":")[2] or 0)
+    rng = env.get("UCX_TCP_PORT_RANGE", "")
+    first, _, last = rng.partition("-")
+    if check(first.isdigit() and last.isdigit() and int(first) <= int(last),
+             f"{where}: UCX_TCP_PORT_RANGE {rng!r} is not FIRST-LAST"):
+        data_ports = set(range(int(first), int(last) + 1))
+        check(port not in data_ports, f"{where}: the remote listener's port is inside UCX's data port range")
+        remote_rules = [r for r in spec.get("ingress", [])
+                        if {port} | data_ports <= {q for p in r.get("ports", [])
+                                                   for q in range(p["port"], p.get("endPort", p["port"]) + 1)}]
+        if check(remote_rules, f"{where}: no NetworkPolicy rule admits port {port} and UCX's ports {rng}"):
+            peers = remote_rules[0].get("from", [])
+            check(any(pe.get("podSelector", {}).get("matchLabels") == sel and "namespaceSelector" not in pe
+                      for pe in peers), f"{where}: the other agents may not reach the remote ports")
+            check(all(pe for pe in peers), f"{where}: an empty peer admits everyone to the remote ports")
 
 
 def chart_secret_value(docs):
