@@ -110,6 +110,45 @@ Status CheckRemote(const RemoteConfig& r) {
   return Status::Ok();
 }
 
+Status CheckRange(std::string_view key, uint64_t value, uint64_t low, uint64_t high) {
+  if (value >= low && value <= high) return Status::Ok();
+  return Bad("limits." + std::string(key), std::to_string(value) + " is outside " +
+                                               std::to_string(low) + ".." + std::to_string(high));
+}
+
+Status CheckLimits(const AgentConfig& a) {
+  const LimitsConfig& l = a.limits;
+  TM_RETURN_IF_ERROR(CheckRange("local_max_connections", l.local_max_connections, 1, 65536));
+  TM_RETURN_IF_ERROR(CheckRange("local_max_connections_per_client",
+                                l.local_max_connections_per_client, 1, l.local_max_connections));
+  TM_RETURN_IF_ERROR(CheckRange("hello_timeout_ms", l.hello_timeout_ms, 100, 600000));
+  TM_RETURN_IF_ERROR(CheckRange("remote_max_connections_per_peer",
+                                l.remote_max_connections_per_peer, 1, a.remote.max_connections));
+  TM_RETURN_IF_ERROR(CheckRange("remote_max_requests_per_connection",
+                                l.remote_max_requests_per_connection, 1, 65536));
+  if (l.remote_max_bytes_per_connection < a.remote.max_batch_bytes) {
+    return Bad("limits.remote_max_bytes_per_connection",
+               FormatByteSize(l.remote_max_bytes_per_connection) +
+                   " is less than remote.max_batch_size (" +
+                   FormatByteSize(a.remote.max_batch_bytes) + "): no batch could be received");
+  }
+  if (l.remote_max_bytes_per_lease < l.remote_max_bytes_per_connection) {
+    return Bad("limits.remote_max_bytes_per_lease",
+               FormatByteSize(l.remote_max_bytes_per_lease) +
+                   " is less than limits.remote_max_bytes_per_connection (" +
+                   FormatByteSize(l.remote_max_bytes_per_connection) + ")");
+  }
+  TM_RETURN_IF_ERROR(
+      CheckRange("remote_max_queued_requests", l.remote_max_queued_requests, 1, 1u << 20));
+  TM_RETURN_IF_ERROR(
+      CheckRange("max_pinned_blocks_per_lease", l.max_pinned_blocks_per_lease, 1, 1u << 31));
+  TM_RETURN_IF_ERROR(CheckRange("http_max_connections", l.http_max_connections, 2, 1024));
+  // Below the total, so one address can never take every connection.
+  TM_RETURN_IF_ERROR(CheckRange("http_max_connections_per_peer", l.http_max_connections_per_peer, 1,
+                                l.http_max_connections - 1));
+  return CheckRange("http_connection_timeout_ms", l.http_connection_timeout_ms, 100, 600000);
+}
+
 Status CheckCluster(const AgentConfig& a) {
   const ClusterConfig& c = a.cluster;
   for (size_t i = 0; i < c.peers.size(); ++i) {
@@ -320,7 +359,8 @@ bool operator==(const AgentConfig& a, const AgentConfig& b) {
   return a.node_name == b.node_name && a.log_level == b.log_level && a.sysfs_root == b.sysfs_root &&
          a.control == b.control && a.http == b.http && a.dram == b.dram && a.cxl == b.cxl &&
          a.nvme == b.nvme && a.movement == b.movement && a.kubernetes == b.kubernetes &&
-         a.remote == b.remote && a.cluster == b.cluster && a.pools == b.pools;
+         a.remote == b.remote && a.cluster == b.cluster && a.pools == b.pools &&
+         a.limits == b.limits;
 }
 
 bool ClusterEnabled(const AgentConfig& config) {
@@ -382,6 +422,7 @@ Status Validate(const AgentConfig& c) {
   TM_RETURN_IF_ERROR(CheckKubernetes(c.kubernetes));
   TM_RETURN_IF_ERROR(CheckRemote(c.remote));
   TM_RETURN_IF_ERROR(CheckCluster(c));
+  TM_RETURN_IF_ERROR(CheckLimits(c));
   return CheckFilesystem(c);
 }
 

@@ -121,6 +121,26 @@ struct ClusterConfig {
   bool operator==(const ClusterConfig&) const = default;
 };
 
+// What a tenant (a pod holding a lease, perhaps hostile) may use of the
+// agent; docs/limits.md says what each limit protects and what the caller
+// gets when it is hit. Ranges are checked by Validate.
+struct LimitsConfig {
+  uint32_t local_max_connections = 1024;              // data socket connections, 1..65536
+  uint32_t local_max_connections_per_client = 64;     // per process (pid, uid), 1..local_max
+  uint32_t hello_timeout_ms = 5000;                   // HELLO deadline, local and UCX, 100..600000
+  uint32_t remote_max_connections_per_peer = 256;     // per address, 1..remote.max_connections
+  uint32_t remote_max_requests_per_connection = 256;  // in flight, 1..65536
+  uint64_t remote_max_bytes_per_connection = 256ull << 20;  // buffered, >= max_batch_size
+  uint64_t remote_max_bytes_per_lease = 1ull << 30;         // buffered, >= per connection
+  uint32_t remote_max_queued_requests = 4096;               // executor queue, 1..1048576
+  uint32_t max_pinned_blocks_per_lease = 65536;             // 1..2^31
+  uint32_t http_max_connections = 32;                       // 2..1024
+  uint32_t http_max_connections_per_peer = 8;               // 1..http_max_connections - 1
+  uint32_t http_connection_timeout_ms = 10000;              // 100..600000
+
+  bool operator==(const LimitsConfig&) const = default;
+};
+
 struct AgentConfig {
   std::string node_name;           // default: the host name (filled by ApplyEnvironmentDefaults)
   std::string log_level = "info";  // debug|info|warn|error
@@ -135,6 +155,7 @@ struct AgentConfig {
   KubernetesConfig kubernetes;
   RemoteConfig remote;
   ClusterConfig cluster;
+  LimitsConfig limits;
 };
 
 // True when cluster.peers or cluster.dns_name is set.

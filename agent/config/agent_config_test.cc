@@ -123,6 +123,46 @@ TEST(ClusterEnabledTest, PeersOrDnsName) {
   EXPECT_TRUE(ClusterEnabled(c));
 }
 
+TEST_F(ValidateTest, LimitValues) {
+  EXPECT_TRUE(ValidateWith([](AgentConfig&) {}).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.local_max_connections = 0; }),
+                        "limits.local_max_connections: 0 is outside 1..65536"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.limits.local_max_connections = 10;
+                          c.limits.local_max_connections_per_client = 11;
+                        }),
+                        "limits.local_max_connections_per_client: 11 is outside 1..10"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.hello_timeout_ms = 99; }),
+                        "limits.hello_timeout_ms"));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.limits.remote_max_connections_per_peer = 2000; }),
+      "limits.remote_max_connections_per_peer: 2000 is outside 1..1024"));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_connection = 1ull << 20; }),
+      "limits.remote_max_bytes_per_connection: 1MiB is less than "
+      "remote.max_batch_size"));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_lease = 128ull << 20; }),
+      "limits.remote_max_bytes_per_lease"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.remote_max_queued_requests = 0; }),
+                "limits.remote_max_queued_requests"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.max_pinned_blocks_per_lease = 0; }),
+                "limits.max_pinned_blocks_per_lease"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.http_max_connections = 1; }),
+                        "limits.http_max_connections"));
+  // One address never gets every HTTP connection: the probes keep room.
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.limits.http_max_connections = 8;
+                          c.limits.http_max_connections_per_peer = 8;
+                        }),
+                        "limits.http_max_connections_per_peer: 8 is outside 1..7"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.http_connection_timeout_ms = 600001; }),
+                "limits.http_connection_timeout_ms"));
+}
+
 TEST_F(ValidateTest, RemoteValues) {
   for (const char* good : {"", "0.0.0.0:7080", "0.0.0.0:0", "[::]:7080", "node:1"}) {
     Status s = ValidateWith([&](AgentConfig& c) { c.remote.listen = good; });

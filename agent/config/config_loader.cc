@@ -204,7 +204,7 @@ class Reader {
     }
     return ForEachKey(root, "", top,
                       {"node_name", "log_level", "sysfs_root", "control", "http", "tiers",
-                       "movement", "pools", "kubernetes", "remote", "cluster"},
+                       "movement", "pools", "kubernetes", "remote", "cluster", "limits"},
                       [&](const std::string& key, const YAML::Node& v, const std::string& path,
                           const YAML::Mark& at) -> Status {
                         if (key == "node_name") return String(v, path, at, &c->node_name);
@@ -217,6 +217,7 @@ class Reader {
                         if (key == "kubernetes") return Kubernetes(v, path, at, &c->kubernetes);
                         if (key == "remote") return Remote(v, path, at, &c->remote);
                         if (key == "cluster") return Cluster(v, path, at, &c->cluster);
+                        if (key == "limits") return Limits(v, path, at, &c->limits);
                         return Pools(v, path, at, &c->pools);
                       });
   }
@@ -310,6 +311,48 @@ class Reader {
                         if (key == "workers") return U32(v, p, m, &r->workers);
                         return Size(v, p, m, &r->max_batch_bytes);
                       });
+  }
+
+  Status Limits(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                LimitsConfig* l) const {
+    return ForEachKey(
+        n, path, at,
+        {"local_max_connections", "local_max_connections_per_client", "hello_timeout_ms",
+         "remote_max_connections_per_peer", "remote_max_requests_per_connection",
+         "remote_max_bytes_per_connection", "remote_max_bytes_per_lease",
+         "remote_max_queued_requests", "max_pinned_blocks_per_lease", "http_max_connections",
+         "http_max_connections_per_peer", "http_connection_timeout_ms"},
+        [&](const std::string& key, const YAML::Node& v, const std::string& p,
+            const YAML::Mark& m) -> Status {
+          if (key == "local_max_connections") return U32(v, p, m, &l->local_max_connections);
+          if (key == "local_max_connections_per_client") {
+            return U32(v, p, m, &l->local_max_connections_per_client);
+          }
+          if (key == "hello_timeout_ms") return U32(v, p, m, &l->hello_timeout_ms);
+          if (key == "remote_max_connections_per_peer") {
+            return U32(v, p, m, &l->remote_max_connections_per_peer);
+          }
+          if (key == "remote_max_requests_per_connection") {
+            return U32(v, p, m, &l->remote_max_requests_per_connection);
+          }
+          if (key == "remote_max_bytes_per_connection") {
+            return Size(v, p, m, &l->remote_max_bytes_per_connection);
+          }
+          if (key == "remote_max_bytes_per_lease") {
+            return Size(v, p, m, &l->remote_max_bytes_per_lease);
+          }
+          if (key == "remote_max_queued_requests") {
+            return U32(v, p, m, &l->remote_max_queued_requests);
+          }
+          if (key == "max_pinned_blocks_per_lease") {
+            return U32(v, p, m, &l->max_pinned_blocks_per_lease);
+          }
+          if (key == "http_max_connections") return U32(v, p, m, &l->http_max_connections);
+          if (key == "http_max_connections_per_peer") {
+            return U32(v, p, m, &l->http_max_connections_per_peer);
+          }
+          return U32(v, p, m, &l->http_connection_timeout_ms);
+        });
   }
 
   Status Cluster(const YAML::Node& n, const std::string& path, const YAML::Mark& at,

@@ -105,6 +105,37 @@ pools:
   EXPECT_EQ(c->pools[1].eviction, pool::EvictionPolicy::kLru);
 }
 
+TEST(LoadConfigYamlTest, ReadsLimits) {
+  auto c = Load(
+      "limits:\n"
+      "  local_max_connections: 100\n"
+      "  local_max_connections_per_client: 10\n"
+      "  hello_timeout_ms: 2000\n"
+      "  remote_max_connections_per_peer: 16\n"
+      "  remote_max_requests_per_connection: 32\n"
+      "  remote_max_bytes_per_connection: 128MiB\n"
+      "  remote_max_bytes_per_lease: 512MiB\n"
+      "  remote_max_queued_requests: 64\n"
+      "  max_pinned_blocks_per_lease: 1000\n"
+      "  http_max_connections: 16\n"
+      "  http_max_connections_per_peer: 4\n"
+      "  http_connection_timeout_ms: 3000\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->limits.local_max_connections, 100u);
+  EXPECT_EQ(c->limits.local_max_connections_per_client, 10u);
+  EXPECT_EQ(c->limits.hello_timeout_ms, 2000u);
+  EXPECT_EQ(c->limits.remote_max_connections_per_peer, 16u);
+  EXPECT_EQ(c->limits.remote_max_requests_per_connection, 32u);
+  EXPECT_EQ(c->limits.remote_max_bytes_per_connection, 128ull << 20);
+  EXPECT_EQ(c->limits.remote_max_bytes_per_lease, 512ull << 20);
+  EXPECT_EQ(c->limits.remote_max_queued_requests, 64u);
+  EXPECT_EQ(c->limits.max_pinned_blocks_per_lease, 1000u);
+  EXPECT_EQ(c->limits.http_max_connections, 16u);
+  EXPECT_EQ(c->limits.http_max_connections_per_peer, 4u);
+  EXPECT_EQ(c->limits.http_connection_timeout_ms, 3000u);
+  EXPECT_FALSE(Load("limits:\n  max_pins: 3\n").ok());
+}
+
 TEST(LoadConfigYamlTest, EmptyPoolListRemovesTheDefaultPool) {
   auto c = Load("pools: []\n");
   ASSERT_TRUE(c.ok()) << c.status().ToString();

@@ -119,7 +119,22 @@ std::string ToYaml(const AgentConfig& c) {
     << "  heartbeat_timeout_ms: " << c.cluster.heartbeat_timeout_ms << "\n"
     << "  dns_refresh_ms: " << c.cluster.dns_refresh_ms << "\n"
     << "  secret_file: " << Quoted(c.cluster.secret_file.string()) << "\n"
-    << "  forward_queue_blocks: " << c.cluster.forward_queue_blocks << "\n";
+    << "  forward_queue_blocks: " << c.cluster.forward_queue_blocks << "\n"
+    << "limits:\n"
+    << "  local_max_connections: " << c.limits.local_max_connections << "\n"
+    << "  local_max_connections_per_client: " << c.limits.local_max_connections_per_client << "\n"
+    << "  hello_timeout_ms: " << c.limits.hello_timeout_ms << "\n"
+    << "  remote_max_connections_per_peer: " << c.limits.remote_max_connections_per_peer << "\n"
+    << "  remote_max_requests_per_connection: " << c.limits.remote_max_requests_per_connection
+    << "\n"
+    << "  remote_max_bytes_per_connection: " << Size(c.limits.remote_max_bytes_per_connection)
+    << "\n"
+    << "  remote_max_bytes_per_lease: " << Size(c.limits.remote_max_bytes_per_lease) << "\n"
+    << "  remote_max_queued_requests: " << c.limits.remote_max_queued_requests << "\n"
+    << "  max_pinned_blocks_per_lease: " << c.limits.max_pinned_blocks_per_lease << "\n"
+    << "  http_max_connections: " << c.limits.http_max_connections << "\n"
+    << "  http_max_connections_per_peer: " << c.limits.http_max_connections_per_peer << "\n"
+    << "  http_connection_timeout_ms: " << c.limits.http_connection_timeout_ms << "\n";
   if (c.pools.empty()) {
     o << "pools: []\n";
   } else {

@@ -92,6 +92,17 @@ AgentMetrics::AgentMetrics() : registry_(std::make_shared<prometheus::Registry>(
     s.bytes = &io_bytes.Add({{"operation", name}});
     s.errors = &io_errors.Add({{"operation", name}});
   }
+
+  auto& rejections = prometheus::BuildCounter()
+                         .Name("tokenmem_limit_rejections_total")
+                         .Help(
+                             "Requests and connections refused because a limit was reached "
+                             "(docs/limits.md), by limit.")
+                         .Register(*registry_);
+  for (size_t i = 0; i < limits::kLimitCount; ++i) {
+    const auto limit = static_cast<limits::Limit>(i);
+    limit_rejections_[i] = &rejections.Add({{"limit", std::string(limits::LimitName(limit))}});
+  }
 }
 
 AgentMetrics::~AgentMetrics() = default;
@@ -134,6 +145,10 @@ void AgentMetrics::ObserveIo(nvme::IoOp op, std::chrono::nanoseconds elapsed, ui
   } else {
     s.errors->Increment();
   }
+}
+
+void AgentMetrics::OnLimit(limits::Limit limit) {
+  limit_rejections_[static_cast<size_t>(limit)]->Increment();
 }
 
 std::string AgentMetrics::Serialize(

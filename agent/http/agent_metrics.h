@@ -9,6 +9,7 @@
 //   tokenmem_nvme_io_duration_seconds{operation}          histogram (read, write)
 //   tokenmem_nvme_io_bytes_total{operation}               counter
 //   tokenmem_nvme_io_errors_total{operation}              counter
+//   tokenmem_limit_rejections_total{limit}                counter (limits/limits.h)
 // Label values come from fixed sets only, so cardinality is bounded: an
 // operation name outside kOperations is recorded as "other".
 //
@@ -27,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "limits/limits.h"
 #include "nvme/io_observer.h"
 
 namespace prometheus {
@@ -54,7 +56,7 @@ inline constexpr std::array<std::string_view, 8> kOperations = {
 const std::vector<double>& OperationBuckets();
 const std::vector<double>& NvmeIoBuckets();
 
-class AgentMetrics final : public nvme::IoObserver {
+class AgentMetrics final : public nvme::IoObserver, public limits::LimitObserver {
  public:
   // Registers the families. The control path's series exist from the start
   // (at zero); the local and remote paths' appear with their first call.
@@ -74,6 +76,10 @@ class AgentMetrics final : public nvme::IoObserver {
 
   // nvme::IoObserver: one device read or write.
   void ObserveIo(nvme::IoOp op, std::chrono::nanoseconds elapsed, uint64_t bytes, bool ok) override;
+
+  // limits::LimitObserver: a tenant hit a limit and was refused. Every
+  // limit's series exists from the start (at zero).
+  void OnLimit(limits::Limit limit) override;
 
   // The registry, for more event metrics; AgentMetrics keeps owning it.
   prometheus::Registry& registry() { return *registry_; }
@@ -102,6 +108,7 @@ class AgentMetrics final : public nvme::IoObserver {
       operations_{};
   std::vector<std::unique_ptr<OperationSeries>> owned_;  // guarded by create_mu_
   std::array<IoSeries, 2> io_{};                         // indexed by nvme::IoOp
+  std::array<prometheus::Counter*, limits::kLimitCount> limit_rejections_{};
 };
 
 }  // namespace tokenmem::http

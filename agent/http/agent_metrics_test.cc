@@ -34,6 +34,22 @@ TEST(AgentMetricsTest, ControlSeriesExistFromTheStart) {
   EXPECT_EQ(Find(s, "tokenmem_nvme_io_bytes_total", {{"operation", "write"}}), 0);
 }
 
+TEST(AgentMetricsTest, CountsLimitRejectionsPerLimit) {
+  AgentMetrics m;
+  auto before = ParseSamples(m.Serialize({}));
+  for (size_t i = 0; i < limits::kLimitCount; ++i) {
+    const std::string name(limits::LimitName(static_cast<limits::Limit>(i)));
+    EXPECT_EQ(Find(before, "tokenmem_limit_rejections_total", {{"limit", name}}), 0) << name;
+  }
+  limits::Note(&m, limits::Limit::kPins);
+  limits::Note(&m, limits::Limit::kPins);
+  limits::Note(&m, limits::Limit::kHttpDeadline);
+  auto after = ParseSamples(m.Serialize({}));
+  EXPECT_EQ(Find(after, "tokenmem_limit_rejections_total", {{"limit", "pins"}}), 2);
+  EXPECT_EQ(Find(after, "tokenmem_limit_rejections_total", {{"limit", "http_deadline"}}), 1);
+  EXPECT_EQ(Find(after, "tokenmem_limit_rejections_total", {{"limit", "local_connections"}}), 0);
+}
+
 TEST(AgentMetricsTest, ObservesOperationsIntoBuckets) {
   AgentMetrics m;
   m.ObserveOperation(DataPath::kControl, "get", 30us, true);
