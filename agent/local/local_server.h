@@ -2,7 +2,12 @@
 // (protocol: proto/include/tokenmem/layout/local_protocol.h).
 //
 // A Unix SOCK_SEQPACKET listener; one thread per connection, since a node
-// has few client processes (one per inference engine). A connection proves
+// has few client processes (one per inference engine). Tenants may be
+// hostile, so connections are bounded (LocalLimits): in all, and per client
+// process (SO_PEERCRED pid and uid); a connection over a limit, or one whose
+// thread cannot be created, gets a RESOURCE_EXHAUSTED message and is closed
+// while everyone else is served. A connection that sends no HELLO within
+// the deadline is closed. A connection proves
 // a lease (HELLO), attaches pools (the pool's index, client area and memory
 // segments travel as SCM_RIGHTS, read-only where the lease is), and asks for
 // writes, NVMe fetches, removals and pins. When a connection ends, however
@@ -23,6 +28,7 @@
 #include <string_view>
 #include <thread>
 
+#include "limits/limits.h"
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
 #include "remote/cluster_hooks.h"
@@ -39,6 +45,13 @@ class LocalSession;
 using RequestObserver =
     std::function<void(std::string_view operation, std::chrono::nanoseconds elapsed, bool ok)>;
 
+struct LocalLimits {
+  uint32_t max_connections = 1024;
+  uint32_t max_connections_per_client = 64;  // per (pid, uid)
+  std::chrono::milliseconds hello_timeout{5000};
+  limits::LimitObserver* observer = nullptr;  // told of each refusal
+};
+
 class LocalServer {
  public:
   // Listens on `socket_path` (a stale socket is replaced; one that answers
@@ -46,7 +59,8 @@ class LocalServer {
   static Result<std::unique_ptr<LocalServer>> Start(const std::filesystem::path& socket_path,
                                                     uint32_t socket_mode, pool::PoolManager* pools,
                                                     pool::LeaseTable* leases,
-                                                    RequestObserver observer = {});
+                                                    RequestObserver observer = {},
+                                                    LocalLimits limits = {});
   ~LocalServer();  // Shutdown()
 
   // Stops accepting, closes every connection, waits for their threads and
@@ -63,11 +77,16 @@ class LocalServer {
 
  private:
   LocalServer(std::filesystem::path path, int listen_fd, pool::PoolManager* pools,
-              pool::LeaseTable* leases, RequestObserver observer);
+              pool::LeaseTable* leases, RequestObserver observer, LocalLimits limits);
   void AcceptLoop();
+  // Serves one connection on its own thread.
+  void Serve(int fd, uint64_t owner);
+  // Answers a connection it will not serve, then closes it.
+  void Refuse(int fd, limits::Limit limit, const std::string& why);
 
   struct Connection {
     int fd;
+    uint64_t client;  // pid and uid of the peer, for the per-client limit
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
   };
@@ -78,6 +97,7 @@ class LocalServer {
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;
   RequestObserver observer_;
+  LocalLimits limits_;
   std::atomic<remote::ClusterHooks*> cluster_{nullptr};
   mutable std::mutex mu_;
   std::list<Connection> connections_;
