@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -79,6 +80,10 @@ int Usage(const std::string& error) {
 
 int main(int argc, char** argv) {
   using namespace tokenmem;
+  // Benchmarks send traffic to loopback only; UCX otherwise stripes over
+  // every interface (inflating the remote figures). The agents the
+  // benchmark starts inherit it. An operator's setting wins.
+  ::setenv("UCX_NET_DEVICES", "lo", 0);
   std::vector<std::string> args(argv + 1, argv + argc);
   bool json = false;
   // --json is taken after the command too (`tokenmem-bench remote --json`).

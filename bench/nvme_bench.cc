@@ -190,6 +190,8 @@ Result<Restart> MeasureRestart(const NvmeBenchOptions& o) {
   const auto config = root / "agent.yaml";
   std::ofstream(config) << "log_level: info\n"
                         << "control: {socket: " << (root / "agent.sock").string() << "}\n"
+                        // No HTTP server: the default port may belong to a running agent.
+                        << "http: {listen: \"\"}\n"
                         << "tiers:\n  dram: {capacity: 64MiB}\n"
                         << "  nvme: {directory: " << nvme_root.string() << ", capacity: " << tier
                         << ", segment_size: " << segment << "}\n"

@@ -55,7 +55,7 @@ class Agent:
         self.address = None   # the remote listener's host:port, once started
         self._yaml = (
             "log_level: info\n"
-            'control: {socket: "%s"}\n'
+            'control: {socket: "%s", data_socket: "%s"}\n'
             'http: {listen: ""}\n'
             "tiers:\n"
             "  dram: {capacity: %s}\n"
@@ -64,7 +64,7 @@ class Agent:
             "movement: {low_watermark: %s, high_watermark: %s, interval_ms: 5}\n"
             "pools:\n"
             '  - {name: "%s", block_size: %s, capacity: {dram: %s, cxl: 0, nvme: %s}, eviction: lru}\n'
-            % (self.control, dram, self.nvme_dir, nvme, segment_size, low_watermark,
+            % (self.control, self.data, dram, self.nvme_dir, nvme, segment_size, low_watermark,
                high_watermark, pool, block_size, pool_dram, pool_nvme))
         self._write_config("127.0.0.1:0")
         self.proc = None
@@ -89,8 +89,12 @@ class Agent:
     def start(self, timeout=15.0):
         log_from = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "ab")
+        # Loopback only: UCX would otherwise also use the machine's other interfaces.
+        env = dict(os.environ)
+        env.setdefault("UCX_NET_DEVICES", "lo")
+        os.environ.setdefault("UCX_NET_DEVICES", "lo")   # this process's remote clients too
         self.proc = subprocess.Popen([self.agent_bin, "--config", self.config],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
