@@ -26,7 +26,8 @@ Result<std::unique_ptr<ShmIndexWriter>> ShmIndexWriter::Create(
                                                               layout::IndexBytes(capacity), {}));
   TM_ASSIGN_OR_RETURN(auto client,
                       tier::MemorySegment::Create("tokenmem:" + pool_name + ":clients",
-                                                  layout::ClientAreaBytes(capacity), {}));
+                                                  layout::ClientAreaBytes(capacity), {},
+                                                  tier::SegmentWriters::kAnyHolder));
   // Memory from a fresh memfd is zero: every entry is empty with seq 0.
   auto* header = new (index.data()) layout::IndexHeader{};
   header->magic = layout::kIndexMagic;
@@ -39,10 +40,20 @@ Result<std::unique_ptr<ShmIndexWriter>> ShmIndexWriter::Create(
   auto* entries = layout::Entries(static_cast<void*>(index.data()));
   for (uint64_t i = 0; i < capacity; ++i) new (&entries[i]) IndexEntry{};
   new (client.data()) layout::ClientArea{};
-  // Clients get the index through an O_RDONLY descriptor (LocalServer),
-  // so only the agent's mapping can write it.
+  // The index segment is sealed against writers other than this mapping
+  // (SegmentWriters::kAgentOnly): clients can only read it.
   return std::unique_ptr<ShmIndexWriter>(
       new ShmIndexWriter(std::move(index), std::move(client), capacity));
+}
+
+void ShmIndexWriter::MarkClosed() {
+  auto* header = reinterpret_cast<layout::IndexHeader*>(index_.data());
+  header->state.store(layout::kIndexClosed, std::memory_order_release);
+}
+
+bool ShmIndexWriter::closed() const {
+  const auto* header = reinterpret_cast<const layout::IndexHeader*>(index_.data());
+  return header->state.load(std::memory_order_acquire) == layout::kIndexClosed;
 }
 
 void ShmIndexWriter::Write(IndexEntry& e, uint32_t state, const BlockKey* key,

@@ -44,6 +44,11 @@ class ShmIndexWriter {
   // Removes the block at `position`; readers see a miss from now on.
   void Remove(uint64_t position);
 
+  // Tells every client that the pool is gone (IndexHeader::state becomes
+  // kIndexClosed, release): their SDKs drop their mappings and report it.
+  void MarkClosed();
+  bool closed() const;
+
   // Whether a client read the entry since the last call (clears the mark).
   bool TakeAccessed(uint64_t position);
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tokenmem/common/log.h"
+#include "tokenmem/layout/shm_index.h"
 
 namespace tokenmem::local {
 namespace {
@@ -17,6 +18,12 @@ namespace L = layout;
 
 // The most owner bytes one FETCH holds at once while it asks the owners.
 constexpr size_t kOwnerFetchBytes = 64ull << 20;
+
+// A writable connection's staging segment per attached pool: about this
+// many bytes, and between kMinStagingSlots and kMaxBatch slots. It is what
+// one reserve/commit round trip can carry; larger puts take more rounds.
+constexpr uint64_t kStagingBytes = 16ull << 20;
+constexpr uint32_t kMinStagingSlots = 2;
 
 template <typename T>
 bool ReadStruct(const Message& m, size_t offset, T* out) {
@@ -35,8 +42,9 @@ std::string FixedString(const char* data, size_t size) {
   return std::string(data, strnlen(data, size));
 }
 
-// An O_RDONLY descriptor for the same memfd, so the client cannot map it
-// writable.
+// An O_RDONLY descriptor for the same memfd. The seals are what keep a
+// client from writing (it could reopen this one O_RDWR through /proc); the
+// read-only descriptor states the intent and refuses writable mmap early.
 Result<int> ReopenReadOnly(int fd) {
   std::string path = "/proc/self/fd/" + std::to_string(fd);
   int ro = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -87,7 +95,9 @@ LocalSession::LocalSession(int fd, uint64_t owner, pool::PoolManager* pools,
       cluster_(cluster) {}
 
 LocalSession::~LocalSession() {
-  for (const auto& pool : attached_) pool->Abort(owner_, {});
+  for (const auto& a : attached_) {
+    if (auto pool = a.pool.lock()) pool->Abort(owner_, {});
+  }
 }
 
 void LocalSession::Run() {
@@ -126,6 +136,13 @@ Status LocalSession::Fail(const Message& m, const Status& status) {
 Status LocalSession::Handle(const Message& m) {
   if (!lease_ && m.header.type != L::kHello) {
     Status s = FailedPrecondition("the first request must be HELLO");
+    Fail(m, s).ok();
+    return s;
+  }
+  // A released lease ends its connections: the request is refused and the
+  // connection closed (the SDK learned it from the state page already).
+  if (lease_ && lease_->released()) {
+    Status s = PermissionDenied("lease '" + lease_->id() + "' was released");
     Fail(m, s).ok();
     return s;
   }
@@ -171,38 +188,70 @@ Status LocalSession::Hello(const Message& m) {
     Fail(m, account.status()).ok();
     return account.status();
   }
+  auto state_fd = (*account)->StateFd();
+  if (!state_fd.ok()) return Fail(m, state_fd.status());
+  auto state_ro = ReopenReadOnly(*state_fd);
+  if (!state_ro.ok()) return Fail(m, state_ro.status());
+  OwnedFds owned{{*state_ro}};
   lease_ = std::move(account).value();
   secret_ = secret;
   TM_LOG(INFO, "local") << "connection " << owner_ << " uses lease " << id;
   L::StatusReply ok{0, 0};
-  return Reply(m, std::as_bytes(std::span(&ok, 1)));
+  return Reply(m, std::as_bytes(std::span(&ok, 1)), owned.fds);
 }
 
-Result<std::shared_ptr<pool::Pool>> LocalSession::PoolById(uint32_t id) const {
+Result<std::shared_ptr<pool::Pool>> LocalSession::PoolById(uint32_t id) {
   if (id >= attached_.size()) {
     return InvalidArgument("pool id " + std::to_string(id) + " was not attached");
   }
-  return attached_[id];
+  std::shared_ptr<pool::Pool> pool = attached_[id].pool.lock();
+  if (pool == nullptr || pool->closed()) {
+    // The connection's staging segment for the pool goes with it.
+    attached_[id].staging.reset();
+    return FailedPrecondition("pool '" + attached_[id].name +
+                              "' was deleted or replaced on the agent; attach it again");
+  }
+  return pool;
+}
+
+Result<std::unique_ptr<LocalSession::Staging>> LocalSession::MakeStaging(
+    const pool::Pool& pool) const {
+  const uint64_t slot_bytes = (pool.spec().block_size + 4095) / 4096 * 4096;
+  const auto slots = static_cast<uint32_t>(
+      std::clamp<uint64_t>(kStagingBytes / slot_bytes, kMinStagingSlots, L::kMaxBatch));
+  // Writable by the client (kAnyHolder), but sealed against resizing so the
+  // agent's copy at COMMIT can never fault.
+  TM_ASSIGN_OR_RETURN(
+      tier::MemorySegment segment,
+      tier::MemorySegment::Create(
+          "tokenmem:staging:" + std::to_string(owner_) + ":" + pool.spec().name,
+          slots * slot_bytes, {}, tier::SegmentWriters::kAnyHolder));
+  std::unique_ptr<Staging> staging(new Staging{std::move(segment), slots, slot_bytes, {}, {}});
+  staging->free.reserve(staging->slots);
+  for (uint32_t i = staging->slots; i > 0; --i) staging->free.push_back(i - 1);
+  return staging;
 }
 
 Status LocalSession::SendSegments(const Message& m, std::vector<std::byte> head,
                                   const std::vector<pool::Pool::SegmentRef>& segments,
-                                  std::vector<int> leading_fds) {
+                                  std::vector<int> leading_fds,
+                                  std::span<const std::byte> trailer, int trailer_fd) {
   OwnedFds owned;
   std::vector<int> fds = std::move(leading_fds);
-  const bool read_only = lease_->options().read_only;
   for (const auto& seg : segments) {
     if (fds.size() >= L::kMaxFdsPerMessage) break;
     L::SegmentInfo info{static_cast<uint32_t>(seg.tier), seg.segment, seg.bytes};
     Append(&head, info);
-    if (read_only) {
-      auto ro = ReopenReadOnly(seg.fd);
-      if (!ro.ok()) return Fail(m, ro.status());
-      owned.fds.push_back(*ro);
-      fds.push_back(*ro);
-    } else {
-      fds.push_back(seg.fd);
-    }
+    // Every lease gets the pool's segments read-only: writers write into
+    // their staging segment (kAttachStaging).
+    auto ro = ReopenReadOnly(seg.fd);
+    if (!ro.ok()) return Fail(m, ro.status());
+    owned.fds.push_back(*ro);
+    fds.push_back(*ro);
+  }
+  if (!trailer.empty()) {
+    head.insert(head.end(), trailer.begin(), trailer.end());
+    fds.push_back(trailer_fd);
   }
   return Reply(m, head, fds);
 }
@@ -237,18 +286,32 @@ Status LocalSession::Attach(const Message& m) {
   // By the pool's scope, not by whether the hooks are installed yet: a
   // client may attach before the cluster has started, and keeps its flags.
   const bool cluster_scope = (*pool)->spec().scope == pool::PoolScope::kCluster;
-  reply.flags =
-      (read_only ? L::kAttachReadOnly : 0u) | (cluster_scope ? L::kAttachClusterScope : 0u);
-  const size_t room = L::kMaxFdsPerMessage - 2;
+  std::unique_ptr<Staging> staging;
+  if (!read_only) {
+    auto made = MakeStaging(**pool);
+    if (!made.ok()) return Fail(m, made.status());
+    staging = std::move(made).value();
+  }
+  reply.flags = (read_only ? L::kAttachReadOnly : L::kAttachStaging) |
+                (cluster_scope ? L::kAttachClusterScope : 0u);
+  const size_t room = L::kMaxFdsPerMessage - 3;
   reply.segment_count = static_cast<uint32_t>(std::min(view.segments.size(), room));
   std::vector<std::byte> head;
   Append(&head, reply);
   view.segments.resize(reply.segment_count);
-  attached_.push_back(*pool);
+  std::vector<std::byte> trailer;
+  int staging_fd = -1;
+  if (staging) {
+    Append(&trailer, L::StagingInfo{staging->segment.size(), staging->slots,
+                                    static_cast<uint32_t>(staging->slot_bytes)});
+    staging_fd = staging->segment.fd();
+  }
+  attached_.push_back({name, *pool, std::move(staging)});
   TM_LOG(INFO, "local") << "connection " << owner_ << " attached pool " << name
                         << (read_only ? " read-only" : "")
                         << (cluster_scope ? " (cluster scope)" : "");
-  return SendSegments(m, std::move(head), view.segments, {*index_ro, view.client_area_fd});
+  return SendSegments(m, std::move(head), view.segments, {*index_ro, view.client_area_fd}, trailer,
+                      staging_fd);
 }
 
 Status LocalSession::Segments(const Message& m) {
@@ -280,13 +343,26 @@ Status LocalSession::Reserve(const Message& m) {
   auto pool = PoolById(req.pool_id);
   if (!pool.ok()) return Fail(m, pool.status());
   if (lease_->options().read_only) return Fail(m, PermissionDenied("the lease is read-only"));
-  if (lease_->released()) return Fail(m, PermissionDenied("the lease was released"));
+  Staging* staging = attached_[req.pool_id].staging.get();
+  if (staging != nullptr && req.count > staging->free.size()) {
+    return Fail(m, ResourceExhausted("RESERVE of " + std::to_string(req.count) + " blocks: " +
+                                     std::to_string(staging->free.size()) + " of this "
+                                     "connection's " + std::to_string(staging->slots) +
+                                     " staging slots are free; commit or abort first"));
+  }
   auto grants = (*pool)->Reserve(owner_, req.count, lease_);
   if (!grants.ok()) return Fail(m, grants.status());
   std::vector<std::byte> payload;
   Append(&payload, L::ReserveReply{0, static_cast<uint32_t>(grants->size())});
   for (const auto& g : *grants) {
-    Append(&payload, L::SlotGrant{static_cast<uint32_t>(g.tier), g.slot, g.reservation});
+    if (staging == nullptr) {
+      Append(&payload, L::SlotGrant{static_cast<uint32_t>(g.tier), g.slot, g.reservation});
+      continue;
+    }
+    const uint32_t s = staging->free.back();
+    staging->free.pop_back();
+    staging->lent.emplace(g.reservation, Staging::Lent{s, g.bytes});
+    Append(&payload, L::SlotGrant{L::kStagingTier, s, g.reservation});
   }
   return Reply(m, payload);
 }
@@ -307,6 +383,23 @@ Status LocalSession::Commit(const Message& m) {
     ReadStruct(m, sizeof(req) + i * sizeof(item), &item);
     items[i] = {item.reservation, BlockKey{item.key_hi, item.key_lo}, item.length, item.checksum};
   }
+  if (Staging* staging = attached_[req.pool_id].staging.get()) {
+    // Copy each staged block into its pool slot, which only the agent can
+    // write; Commit then checks the checksum on that copy. Whatever the
+    // client writes into its staging slot from now on changes nothing.
+    const std::byte* base = staging->segment.data();
+    for (const auto& item : items) {
+      auto lent = staging->lent.find(item.reservation);
+      if (lent == staging->lent.end()) continue;  // not this connection's: Commit refuses it
+      if (item.length <= lent->second.pool_slot.size() && item.length <= staging->slot_bytes) {
+        layout::CopyToSlot(lent->second.pool_slot.data(),
+                           base + uint64_t{lent->second.staging_slot} * staging->slot_bytes,
+                           item.length);
+      }
+      staging->free.push_back(lent->second.staging_slot);
+      staging->lent.erase(lent);
+    }
+  }
   auto results = (*pool)->Commit(owner_, items);
   if (remote::ClusterHooks* cluster = ClusterFor(**pool)) Forward(*cluster, **pool, items, results);
   std::vector<std::byte> payload;
@@ -323,10 +416,9 @@ remote::ClusterHooks* LocalSession::ClusterFor(const pool::Pool& pool) const {
 void LocalSession::Forward(remote::ClusterHooks& cluster, pool::Pool& pool,
                            std::span<const pool::Pool::CommitItem> items,
                            std::span<const Status> results) {
-  // The slot stays writable to the client and the block may be replaced
-  // or evicted meanwhile, so the bytes are read back through the pool (one
-  // copy, counted as a get in the pool's statistics) rather than taken
-  // from the slot.
+  // The block may be replaced or evicted meanwhile, so the bytes are read
+  // back through the pool (one copy, counted as a get in the pool's
+  // statistics) rather than taken from the slot.
   std::vector<std::byte> buffer;
   for (size_t i = 0; i < items.size(); ++i) {
     if (!results[i].ok()) continue;
@@ -387,6 +479,14 @@ Status LocalSession::Abort(const Message& m) {
   if (req.count)
     std::memcpy(ids.data(), m.payload.data() + sizeof(req), req.count * sizeof(uint64_t));
   if (!ids.empty()) (*pool)->Abort(owner_, ids);
+  if (Staging* staging = attached_[req.pool_id].staging.get()) {
+    for (uint64_t id : ids) {
+      auto lent = staging->lent.find(id);
+      if (lent == staging->lent.end()) continue;
+      staging->free.push_back(lent->second.staging_slot);
+      staging->lent.erase(lent);
+    }
+  }
   std::vector<std::byte> payload;
   Append(&payload, L::BatchReply{0, 0, 0});
   return Reply(m, payload);

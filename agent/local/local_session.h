@@ -6,6 +6,8 @@
 #include <atomic>
 #include <memory>
 #include <span>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "local/local_server.h"
@@ -13,6 +15,7 @@
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
 #include "remote/cluster_hooks.h"
+#include "tier/memory_segment.h"
 
 namespace tokenmem::local {
 
@@ -49,10 +52,40 @@ class LocalSession {
   void FetchFromOwners(remote::ClusterHooks& cluster, pool::Pool& pool,
                        std::span<const BlockKey> keys, std::vector<Status>* results);
 
-  Result<std::shared_ptr<pool::Pool>> PoolById(uint32_t id) const;
+  // Where a writable connection's puts land first (see kAttachStaging): a
+  // memfd of its own that only it and the agent map writable. COMMIT copies
+  // each slot into the reserved pool slot, which only the agent can write,
+  // and the checksum is checked on that copy.
+  struct Staging {
+    tier::MemorySegment segment;
+    uint32_t slots = 0;
+    uint64_t slot_bytes = 0;
+    std::vector<uint32_t> free;  // staging slots not lent to a reservation
+    struct Lent {
+      uint32_t staging_slot;
+      std::span<std::byte> pool_slot;  // the agent's mapping of the reserved slot
+    };
+    std::unordered_map<uint64_t, Lent> lent;  // by reservation
+  };
+  struct Attached {
+    std::string name;
+    // Weak: a deleted or replaced pool is destroyed (and its memory
+    // released) even while this connection stays open.
+    std::weak_ptr<pool::Pool> pool;
+    std::unique_ptr<Staging> staging;  // writable leases only
+  };
+  Result<std::unique_ptr<Staging>> MakeStaging(const pool::Pool& pool) const;
+
+  // FAILED_PRECONDITION (and the pool's staging segment freed) once the
+  // pool was deleted or replaced.
+  Result<std::shared_ptr<pool::Pool>> PoolById(uint32_t id);
+  // Sends `head`, one SegmentInfo per segment, then `trailer`; fds: the
+  // leading ones, the segments' (read-only), then `trailer_fd` when the
+  // trailer is not empty.
   Status SendSegments(const Message& m, std::vector<std::byte> head,
                       const std::vector<pool::Pool::SegmentRef>& segments,
-                      std::vector<int> leading_fds);
+                      std::vector<int> leading_fds, std::span<const std::byte> trailer = {},
+                      int trailer_fd = -1);
   Status Reply(const Message& m, std::span<const std::byte> payload, std::span<const int> fds = {});
   Status Fail(const Message& m, const Status& status);
 
@@ -64,7 +97,7 @@ class LocalSession {
   const std::atomic<remote::ClusterHooks*>* cluster_;
   std::shared_ptr<pool::LeaseAccount> lease_;
   std::string secret_;
-  std::vector<std::shared_ptr<pool::Pool>> attached_;  // pool_id = position
+  std::vector<Attached> attached_;  // pool_id = position
 };
 
 }  // namespace tokenmem::local

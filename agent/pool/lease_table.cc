@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 
+#include <new>
+
 #include "pool/lease_file.h"
 #include "pool/pool_spec.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/random.h"
 #include "tokenmem/common/units.h"
+#include "tokenmem/layout/local_protocol.h"
 
 namespace tokenmem::pool {
 
@@ -173,6 +176,30 @@ Result<std::shared_ptr<LeaseAccount>> LeaseTable::Bind(const std::string& id,
   return it->second;
 }
 
+Result<int> LeaseAccount::StateFd() {
+  std::lock_guard lock(state_mu_);
+  if (!state_page_) {
+    TM_ASSIGN_OR_RETURN(tier::MemorySegment page,
+                        tier::MemorySegment::Create("tokenmem:lease:" + id_.substr(0, 64),
+                                                    layout::kLeaseStatePageBytes, {}));
+    // A lease released before its first connection: the page says so too.
+    auto* state = new (page.data()) layout::LeaseStatePage{};
+    state->state.store(released() ? layout::kLeaseReleased : layout::kLeaseActive,
+                       std::memory_order_release);
+    state_page_ = std::move(page);
+  }
+  return state_page_->fd();
+}
+
+void LeaseAccount::MarkReleased() {
+  released_.store(true, std::memory_order_release);
+  std::lock_guard lock(state_mu_);
+  if (state_page_) {
+    reinterpret_cast<layout::LeaseStatePage*>(state_page_->data())
+        ->state.store(layout::kLeaseReleased, std::memory_order_release);
+  }
+}
+
 Status LeaseTable::Release(const std::string& id) {
   std::shared_ptr<LeaseAccount> account;
   {
@@ -187,7 +214,7 @@ Status LeaseTable::Release(const std::string& id) {
       TM_LOG(ERROR, "lease") << saved.ToString();
     }
   }
-  account->released_.store(true, std::memory_order_release);
+  account->MarkReleased();
   TM_LOG(INFO, "lease") << "released " << id << " (" << FormatByteSize(account->used_bytes())
                         << " charged)";
   return Status::Ok();

@@ -15,10 +15,12 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "tier/memory_segment.h"
 #include "tokenmem/common/status.h"
 
 namespace tokenmem::pool {
@@ -58,12 +60,22 @@ class LeaseAccount {
   // namespace is pending.
   Status AdmittedTo(const std::string& pool, const std::vector<std::string>& allowed) const;
 
+  // The lease's state page (layout::LeaseStatePage), created on first use:
+  // a sealed memfd only the agent writes, which clients of the lease map
+  // read-only to learn that it was released without asking the agent. The
+  // fd stays owned by the account. kIoError / kResourceExhausted when the
+  // memfd cannot be made.
+  Result<int> StateFd();
+
   // Adds `bytes` if the quota allows it; false (and no change) otherwise.
   bool TryCharge(uint64_t bytes);
   void Refund(uint64_t bytes);
 
  private:
   friend class LeaseTable;
+  // Sets released() and tells the clients through the state page.
+  void MarkReleased();
+
   std::string id_;
   std::string secret_;
   LeaseOptions options_;
@@ -73,6 +85,8 @@ class LeaseAccount {
   mutable std::mutex namespace_mu_;
   std::string namespace_;   // guarded by namespace_mu_
   bool namespace_pending_;  // guarded by namespace_mu_
+  std::mutex state_mu_;
+  std::optional<tier::MemorySegment> state_page_;  // guarded by state_mu_
 };
 
 struct CreatedLease {

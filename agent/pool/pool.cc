@@ -869,6 +869,18 @@ void Pool::RefundAll() {
   }
 }
 
+void Pool::Close() {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  d.shared->MarkClosed();
+}
+
+bool Pool::closed() const {
+  const Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  return d.shared->closed();
+}
+
 }  // namespace tokenmem::pool
 
 namespace tokenmem::pool {
@@ -916,6 +928,9 @@ Result<std::vector<Pool::Grant>> Pool::Reserve(uint64_t owner, uint32_t count,
                               "' has no memory tier; clients cannot write into it directly");
   }
   std::unique_lock lock(d.mu);
+  if (d.shared->closed()) {
+    return FailedPrecondition("pool '" + spec_.name + "' was deleted or replaced");
+  }
   const uint64_t need = uint64_t{count} * spec_.block_size;
   if (lease && !lease->TryCharge(need)) {
     ++d.counters.quota_rejections;
@@ -977,8 +992,14 @@ std::vector<Status> Pool::Commit(uint64_t owner, std::span<const CommitItem> ite
   std::vector<Status> results;
   results.reserve(items.size());
   const int64_t now = d.Now();
+  const bool closed = d.shared->closed();
   for (const CommitItem& item : items) {
     auto r = d.reservations.find(item.reservation);
+    if (closed) {
+      results.push_back(FailedPrecondition("pool '" + spec_.name + "' was deleted or replaced"));
+      if (r != d.reservations.end() && r->second.owner == owner) d.FreeReservation(r);
+      continue;
+    }
     if (r == d.reservations.end() || r->second.owner != owner) {
       results.push_back(InvalidArgument("reservation " + std::to_string(item.reservation) +
                                         " is not held by this connection"));

@@ -181,6 +181,14 @@ class Pool {
   // Refunds every block's charge; called before the pool is deleted.
   void RefundAll();
 
+  // The pool is being deleted or replaced: clients that mapped it see
+  // IndexHeader::state == kIndexClosed and drop their mappings; sessions
+  // holding the pool only weakly (LocalSession, the remote server) answer
+  // FAILED_PRECONDITION once it is destroyed. Reserve and Commit refuse
+  // from now on, so nothing new lands in memory about to be released.
+  void Close();
+  bool closed() const;
+
  private:
   struct Impl;
   explicit Pool(PoolSpec spec);

@@ -159,6 +159,9 @@ Status PoolManager::Delete(const std::string& name) {
     if (it == pools_.end()) return NotFound("pool '" + name + "' does not exist");
     pool = it->second;
     pools_.erase(it);
+    // Clients see the pool closed before anything else changes, and drop
+    // their mappings; its memory goes when the last holder lets go.
+    pool->Close();
     pool->RefundAll();
     if (!options_.nvme_root.empty()) {
       // Remove the definition first: a crash halfway leaves no pool behind.

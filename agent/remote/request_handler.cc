@@ -134,8 +134,9 @@ bool RequestHandler::IsQuick(Session& session, const Request& request) {
   {
     std::lock_guard lock(session.mu_);
     if (request.pool == 0 || request.pool > session.pools_.size()) return true;  // an error reply
-    pool = session.pools_[request.pool - 1];
+    pool = session.pools_[request.pool - 1].lock();
   }
+  if (pool == nullptr) return true;  // deleted: an error reply
   const bool on_disk = pool->spec().capacity.nvme != 0;
   if (request.op == Op::kExists || request.op == Op::kLookupPrefix) return true;
   if (request.op == Op::kPut) return !on_disk && !Forwards(*pool);
@@ -192,7 +193,7 @@ Reply RequestHandler::Attach(Session& session, const Request& request) {
                                       "pool '" + request.pool_name + "' is not shared with peers"));
   }
   for (size_t i = 0; i < session.pools_.size(); ++i) {
-    if (session.pools_[i] == *pool) {
+    if (session.pools_[i].lock() == *pool) {
       Reply reply = OkReply(request);
       reply.pool = static_cast<uint32_t>(i + 1);
       reply.block_size = (*pool)->spec().block_size;
@@ -227,7 +228,13 @@ Result<std::shared_ptr<pool::Pool>> RequestHandler::PoolFor(Session& session, ui
     return Status(StatusCode::kPermissionDenied,
                   "lease '" + session.lease_->id() + "' is read-only");
   }
-  return session.pools_[handle - 1];
+  std::shared_ptr<pool::Pool> pool = session.pools_[handle - 1].lock();
+  if (pool == nullptr || pool->closed()) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "the pool of handle " + std::to_string(handle) +
+                      " was deleted or replaced on the agent; attach it again");
+  }
+  return pool;
 }
 
 Reply RequestHandler::Get(Session& session, const std::shared_ptr<pool::Pool>& pool_ref,

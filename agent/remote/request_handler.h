@@ -55,7 +55,9 @@ class Session {
   std::shared_ptr<pool::LeaseAccount> lease_;
   std::string secret_;
   bool peer_ = false;
-  std::vector<std::shared_ptr<pool::Pool>> pools_;  // handle h is pools_[h - 1]
+  // Handle h is pools_[h - 1]. Weak: a deleted or replaced pool is freed
+  // at once, and its handle answers FAILED_PRECONDITION from then on.
+  std::vector<std::weak_ptr<pool::Pool>> pools_;
 };
 
 struct HandlerOptions {

@@ -12,6 +12,10 @@
 #include <cstring>
 #include <utility>
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1; older libc headers lack it
+#endif
+
 #include "tokenmem/common/log.h"
 #include "topology/numa_topology.h"
 
@@ -102,7 +106,8 @@ Status ValidateNumaNodes(const std::vector<int>& numa_nodes) {
 }
 
 Result<MemorySegment> MemorySegment::Create(const std::string& name, uint64_t bytes,
-                                            const std::vector<int>& numa_nodes) {
+                                            const std::vector<int>& numa_nodes,
+                                            SegmentWriters writers) {
   if (bytes == 0) return InvalidArgument("segment \"" + name + "\": size is 0");
   if (name.size() > kMaxMemfdName) {
     return InvalidArgument("segment name longer than " + std::to_string(kMaxMemfdName) +
@@ -164,9 +169,10 @@ Result<MemorySegment> MemorySegment::Create(const std::string& name, uint64_t by
     }
     return fail("fallocate", err);
   }
-  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
-    return fail("fcntl(F_ADD_SEALS)", errno);
-  }
+  // F_SEAL_SEAL last, in the same call: nobody can add or drop seals later.
+  const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL |
+                    (writers == SegmentWriters::kAgentOnly ? F_SEAL_FUTURE_WRITE : 0);
+  if (::fcntl(fd, F_ADD_SEALS, seals) != 0) return fail("fcntl(F_ADD_SEALS)", errno);
   return seg;
 }
 

@@ -9,6 +9,17 @@
 // seals F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL so that no client holding the
 // fd can resize it under the agent or add seals of its own.
 //
+// SegmentWriters::kAgentOnly (the default) also seals F_SEAL_FUTURE_WRITE:
+// from then on no descriptor of the file, the agent's included, can create a
+// writable shared mapping, write(), fallocate or mprotect a mapping writable,
+// whatever access the descriptor was opened with. That covers a client that
+// reopens its read-only descriptor through /proc/self/fd/N with O_RDWR. The
+// mapping the agent made before sealing stays writable, so only the agent can
+// change the bytes. (Linux >= 5.1; Create fails on older kernels.) The price:
+// the memory cannot be handed back while any process still maps the file (a
+// hole cannot be punched into a sealed file), so it is freed when the agent
+// and every client have dropped their descriptors and mappings.
+//
 // Thread-safety: a MemorySegment is immutable after Create; data() may be read
 // and written from any thread (synchronising the bytes is the caller's job).
 // Moving or destroying one must not race with other uses of it.
@@ -32,6 +43,12 @@ inline constexpr int kMaxNumaNode = 1023;
 // among them. Without a readable sysfs only the range is checked.
 Status ValidateNumaNodes(const std::vector<int>& numa_nodes);
 
+// Who may write a segment's bytes.
+enum class SegmentWriters {
+  kAgentOnly,  // F_SEAL_FUTURE_WRITE: clients can only ever read it
+  kAnyHolder,  // any process holding a read-write descriptor (client areas)
+};
+
 class MemorySegment {
  public:
   // A mapped, fully allocated, zero-filled segment of `bytes` (rounded up to
@@ -45,7 +62,8 @@ class MemorySegment {
   // the memory cannot be allocated; kIoError (with the failing call and errno
   // text) for other failures. Nothing is left behind on error.
   static Result<MemorySegment> Create(const std::string& name, uint64_t bytes,
-                                      const std::vector<int>& numa_nodes);
+                                      const std::vector<int>& numa_nodes,
+                                      SegmentWriters writers = SegmentWriters::kAgentOnly);
 
   MemorySegment(MemorySegment&& other) noexcept;
   MemorySegment& operator=(MemorySegment&& other) noexcept;

@@ -86,7 +86,8 @@ TEST(MemorySegmentTest, FdIsNamedAndCloseOnExec) {
 }
 
 TEST(MemorySegmentTest, SecondMappingOfTheFdSharesTheBytes) {
-  Result<MemorySegment> seg = MemorySegment::Create("tokenmem:test:share", 4 * kPage, {});
+  Result<MemorySegment> seg = MemorySegment::Create("tokenmem:test:share", 4 * kPage, {},
+                                                    SegmentWriters::kAnyHolder);
   ASSERT_TRUE(seg.ok()) << seg.status().ToString();
   std::memset(seg->data(), 0x5a, seg->size());
   std::memcpy(seg->data() + kPage, "tokenmem", 8);
@@ -106,11 +107,43 @@ TEST(MemorySegmentTest, SealsForbidResizing) {
   Result<MemorySegment> seg = MemorySegment::Create("tokenmem:test:seals", 2 * kPage, {});
   ASSERT_TRUE(seg.ok()) << seg.status().ToString();
   const int seals = ::fcntl(seg->fd(), F_GET_SEALS);
-  EXPECT_EQ(seals, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_EQ(seals, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL | F_SEAL_FUTURE_WRITE);
   EXPECT_NE(::ftruncate(seg->fd(), kPage), 0);
   EXPECT_EQ(errno, EPERM);
   EXPECT_NE(::ftruncate(seg->fd(), 4 * kPage), 0);
-  EXPECT_NE(::fcntl(seg->fd(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0);
+  EXPECT_NE(::fcntl(seg->fd(), F_ADD_SEALS, F_SEAL_WRITE), 0);
+}
+
+TEST(MemorySegmentTest, SharedWritableSegmentIsNotWriteSealed) {
+  Result<MemorySegment> seg =
+      MemorySegment::Create("tokenmem:test:anyholder", kPage, {}, SegmentWriters::kAnyHolder);
+  ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+  EXPECT_EQ(::fcntl(seg->fd(), F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
+// The attack a read-only lease could try: reopen the descriptor it was sent
+// through /proc/self/fd with O_RDWR, then write. Every way in must fail while
+// the agent's own mapping keeps writing.
+TEST(MemorySegmentTest, AgentOnlySegmentRefusesEveryOtherWriter) {
+  Result<MemorySegment> seg = MemorySegment::Create("tokenmem:test:sealed", 2 * kPage, {});
+  ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+  std::memcpy(seg->data(), "agent", 5);
+  const std::string path = "/proc/self/fd/" + std::to_string(seg->fd());
+  const int rw = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(rw, 0) << "reopening O_RDWR is allowed; the seal is what refuses writes";
+  EXPECT_EQ(::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0), MAP_FAILED);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_LT(::write(rw, "x", 1), 0);
+  EXPECT_LT(::pwrite(rw, "x", 1, 0), 0);
+  EXPECT_NE(::fallocate(rw, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, kPage), 0);
+  void* ro = ::mmap(nullptr, kPage, PROT_READ, MAP_SHARED, rw, 0);
+  ASSERT_NE(ro, MAP_FAILED);
+  EXPECT_NE(::mprotect(ro, kPage, PROT_READ | PROT_WRITE), 0);
+  EXPECT_EQ(std::memcmp(ro, "agent", 5), 0);
+  std::memcpy(seg->data(), "still", 5);  // the agent's mapping predates the seal
+  EXPECT_EQ(std::memcmp(ro, "still", 5), 0);
+  ::munmap(ro, kPage);
+  ::close(rw);
 }
 
 TEST(MemorySegmentTest, MappingOfAPassedFdOutlivesTheSegment) {

@@ -165,7 +165,9 @@ Result<std::shared_ptr<Pool>> Client::AttachOnce(const std::string& name) {
   std::lock_guard lock(pools_mu_);
   auto cached = pools_.find(name);
   if (cached != pools_.end()) {
-    if (auto pool = cached->second.lock()) return pool;
+    // A pool the agent deleted or replaced is attached afresh.
+    auto pool = cached->second.lock();
+    if (pool && (remote_ != nullptr || PoolImplForTesting(*pool).Live().ok())) return pool;
   }
   if (remote_ != nullptr) {
     TM_ASSIGN_OR_RETURN(std::unique_ptr<RemotePool> backend, RemotePool::Attach(remote_, name));
@@ -184,8 +186,11 @@ Result<std::shared_ptr<Pool>> Client::AttachOnce(const std::string& name) {
   PayloadReader r(reply->payload);
   layout::AttachReply head{};
   std::vector<layout::SegmentInfo> segments;
+  layout::StagingInfo staging{};
   if (!r.Get(&head) || !r.GetArray(head.segment_count, &segments) ||
-      reply->fds.size() != 2 + static_cast<size_t>(head.segment_count)) {
+      ((head.flags & layout::kAttachStaging) != 0 && !r.Get(&staging)) ||
+      reply->fds.size() != 2 + static_cast<size_t>(head.segment_count) +
+                               ((head.flags & layout::kAttachStaging) != 0 ? 1 : 0)) {
     return Internal("malformed ATTACH reply from the agent");
   }
   TM_ASSIGN_OR_RETURN(
@@ -193,6 +198,9 @@ Result<std::shared_ptr<Pool>> Client::AttachOnce(const std::string& name) {
       PoolMap::Create(name, head, std::move(reply->fds[0]), std::move(reply->fds[1])));
   for (size_t i = 0; i < segments.size(); ++i) {
     TM_RETURN_IF_ERROR(map->AddSegment(segments[i], std::move(reply->fds[2 + i])));
+  }
+  if ((head.flags & layout::kAttachStaging) != 0) {
+    TM_RETURN_IF_ERROR(map->AddStaging(staging, std::move(reply->fds.back())));
   }
   auto impl = std::make_unique<Pool::Impl>(session_, name, head.pool_id, std::move(map));
   std::shared_ptr<Pool> pool(new Pool(std::move(impl)));

@@ -73,7 +73,30 @@ bool Pool::read_only() const {
 }
 bool Pool::remote() const { return impl_->remote != nullptr; }
 
+Status Pool::Impl::Live() {
+  TM_RETURN_IF_ERROR(session->LeaseStatus());
+  if (map->closed()) {
+    bool first = false;
+    {
+      std::lock_guard lock(map_mu);
+      first = !map->dropped();
+      map->Drop();
+    }
+    if (first && !session->broken()) {
+      // Lets the agent free this connection's staging segment for the pool
+      // now (any request naming the pool does; an empty ABORT is harmless).
+      PayloadWriter w;
+      w.Put(layout::AbortRequest{pool_id, 0});
+      (void)session->Call(layout::kAbort, w.bytes());
+    }
+    return FailedPrecondition("pool '" + name +
+                              "' was deleted or replaced on the agent; attach it again");
+  }
+  return Status::Ok();
+}
+
 void Pool::Impl::AddTally(const Tally& t) {
+  if (map->closed()) return;  // the client area may be zero pages now
   layout::ClientArea& area = map->client_area();
   for (uint32_t i = 0; i < layout::kTierCount; ++i) {
     if (t.hits[i] != 0) area.hits[i].fetch_add(t.hits[i], std::memory_order_relaxed);
@@ -127,6 +150,11 @@ Pool::Impl::LocalRead Pool::Impl::ReadLocalVia(const BlockKey& key, size_t capac
     }
     if (after_copy_for_testing) after_copy_for_testing(key);
     if (!layout::StillValid(index, v)) continue;
+    if (map->closed()) {
+      // The copy may have raced Drop() and read zeros: never hand it out.
+      out.result = {StatusCode::kFailedPrecondition, 0};
+      return out;
+    }
     uint8_t* accessed = map->accessed() + v.position;
     if (__atomic_load_n(accessed, __ATOMIC_RELAXED) == 0) {
       __atomic_store_n(accessed, uint8_t{1}, __ATOMIC_RELAXED);
@@ -175,6 +203,10 @@ Status Pool::Impl::MapSegment(uint32_t tier, uint32_t segment) {
 Status Pool::Impl::KeysCall(uint16_t type, std::span<const BlockKey> keys,
                             std::span<StatusCode> codes) {
   const bool per_key = type != layout::kLookup;
+  if (Status live = Live(); !live.ok()) {
+    for (StatusCode& c : codes) c = live.code();
+    return live;
+  }
   Status first;
   for (size_t begin = 0; begin < keys.size(); begin += layout::kMaxBatch) {
     const size_t n = std::min<size_t>(layout::kMaxBatch, keys.size() - begin);
@@ -236,6 +268,7 @@ Result<size_t> Pool::ReadInPlace(const BlockKey& key, const InPlaceCopy& copy) {
   if (impl_->remote) {
     return FailedPrecondition("in-place reads need the local path (the pool is remote)");
   }
+  TM_RETURN_IF_ERROR(impl_->Live());
   Impl::Tally tally;
   Status copy_error;
   auto via = [&](std::span<const std::byte> bytes) {
@@ -259,6 +292,7 @@ Result<size_t> Pool::ReadInPlace(const BlockKey& key, const InPlaceCopy& copy) {
         impl_->AddTally(tally);
         return NotFound("block " + key.ToHex() + " not found");
       }
+      if (Status live = impl_->Live(); !live.ok()) return live;
       return Status(r.result.code, "in-place read of block " + key.ToHex() + " failed");
     }
     StatusCode code = StatusCode::kOk;
@@ -280,6 +314,10 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
                            std::to_string(results.size()) + " results");
   }
   if (impl_->remote) return impl_->remote->GetMany(items, results);
+  if (Status live = impl_->Live(); !live.ok()) {
+    for (IoResult& r : results) r = {live.code(), 0};
+    return live;
+  }
   Impl::Tally tally;
   std::vector<size_t> on_nvme;
   // Cluster pools: keys missing here, which another node may hold.
@@ -351,6 +389,7 @@ Status Pool::GetMany(std::span<const BlockIo> items, std::span<IoResult> results
     NoteFailure(&first, results[i].code, items[i].key);
   }
   impl_->AddTally(tally);
+  if (Status live = impl_->Live(); !live.ok()) return live;  // closed mid-call
   return first;
 }
 
@@ -364,6 +403,10 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
     return PermissionDenied("pool '" + impl_->name + "' is attached with a read-only lease");
   }
   if (impl_->remote) return impl_->remote->PutMany(items, results);
+  if (Status live = impl_->Live(); !live.ok()) {
+    for (IoResult& r : results) r = {live.code(), 0};
+    return live;
+  }
   Status first;
   const uint64_t limit = block_size();
   std::vector<size_t> todo;
@@ -384,8 +427,14 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
   }
 
   Impl& impl = *impl_;
-  for (size_t begin = 0; begin < todo.size(); begin += layout::kMaxBatch) {
-    const size_t n = std::min<size_t>(layout::kMaxBatch, todo.size() - begin);
+  // With a staging segment a round is at most its slot count, and rounds
+  // of concurrent callers take turns (they share the slots).
+  const bool staged = impl.map->staging();
+  const size_t per_round = staged ? impl.map->staging_slots() : layout::kMaxBatch;
+  std::unique_lock<std::mutex> staging_lock(impl.put_mu, std::defer_lock);
+  if (staged) staging_lock.lock();
+  for (size_t begin = 0; begin < todo.size(); begin += per_round) {
+    const size_t n = std::min<size_t>(per_round, todo.size() - begin);
     const std::span<const size_t> batch(todo.data() + begin, n);
     auto fail_batch = [&](const Status& s, size_t from) {
       for (size_t j = from; j < n; ++j) results[batch[j]].code = s.code();
@@ -423,7 +472,13 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
       const size_t bytes = results[i].length;
       std::byte* dst = nullptr;
       uint32_t segment = 0;
-      PoolMap::Where where = impl.map->Locate(g.tier, g.slot, bytes, &dst, &segment);
+      PoolMap::Where where = PoolMap::Where::kInvalid;
+      if (g.tier == layout::kStagingTier && staged) {
+        dst = impl.map->StagingSlot(g.slot, bytes);
+        if (dst != nullptr) where = PoolMap::Where::kMapped;
+      } else if (!staged) {
+        where = impl.map->Locate(g.tier, g.slot, bytes, &dst, &segment);
+      }
       Status s;
       if (where == PoolMap::Where::kUnmapped) {
         s = impl.MapSegment(g.tier, segment);
@@ -488,11 +543,15 @@ Status Pool::PutMany(std::span<const BlockIo> items, std::span<IoResult> results
   for (size_t i = 0; i < items.size(); ++i) {
     if (results[i].code != StatusCode::kOk) results[i].length = 0;
   }
+  if (!first.ok()) {
+    if (Status live = impl.Live(); !live.ok()) return live;  // the reason behind the failures
+  }
   return first;
 }
 
 bool Pool::Contains(const BlockKey& key) const {
   if (impl_->remote) return impl_->remote->Contains(key);
+  if (!impl_->Live().ok()) return false;
   auto probe = [&] {
     layout::EntryView v;
     for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
@@ -512,6 +571,7 @@ bool Pool::Contains(const BlockKey& key) const {
 
 uint32_t Pool::LookupPrefix(std::span<const BlockKey> keys) {
   if (impl_->remote) return impl_->remote->LookupPrefix(keys);
+  if (!impl_->Live().ok()) return 0;
   const void* index = impl_->map->index();
   const layout::IndexEntry* entries = layout::Entries(index);
   const uint64_t capacity = impl_->map->capacity();

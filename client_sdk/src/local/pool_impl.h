@@ -43,6 +43,8 @@ inline std::string_view DescribeItemCode(StatusCode code) {
       return "permission denied";
     case StatusCode::kUnavailable:
       return "the agent is unavailable";
+    case StatusCode::kFailedPrecondition:
+      return "the pool was deleted or replaced on the agent";
     default:
       return StatusCodeName(code);
   }
@@ -95,13 +97,21 @@ struct Pool::Impl {
   // type has them. A failed batch gives each of its keys the batch's code.
   Status KeysCall(uint16_t type, std::span<const BlockKey> keys, std::span<StatusCode> codes);
   void AddTally(const Tally& tally);
+  // OK while the lease holds and the pool is open. Otherwise the error to
+  // report: PERMISSION_DENIED (lease released) or FAILED_PRECONDITION (the
+  // agent deleted or replaced the pool; the mappings are dropped first, so
+  // the agent's memory can go).
+  Status Live();
 
   const std::shared_ptr<Session> session;  // local only
   const std::string name;
   const uint32_t pool_id;                                     // local only
   const std::unique_ptr<client_internal::PoolMap> map;        // local only
   const std::unique_ptr<client_internal::RemotePool> remote;  // remote only
-  std::mutex map_mu;                                          // serializes MapSegment
+  std::mutex map_mu;                                          // serializes MapSegment, Drop
+  // Serializes reserve/commit rounds when writes go through the staging
+  // segment: its slots are this connection's, shared by all threads.
+  std::mutex put_mu;
 
   // Tests only: runs after a block's bytes were copied and before the copy
   // is validated, so a test can change the entry in between. Set before

@@ -36,6 +36,7 @@ Result<std::unique_ptr<PoolMap>> PoolMap::Create(std::string_view pool_name,
                                                  UniqueFd index_fd, UniqueFd client_area_fd) {
   std::unique_ptr<PoolMap> map(new PoolMap());
   map->read_only_ = (reply.flags & layout::kAttachReadOnly) != 0;
+  map->flags_ = reply.flags;
   map->cluster_ = (reply.flags & layout::kAttachClusterScope) != 0;
   if (reply.index_bytes < layout::kIndexHeaderBytes) {
     return Internal("the agent reported an index of " + std::to_string(reply.index_bytes) +
@@ -116,12 +117,60 @@ Status PoolMap::AddSegment(const layout::SegmentInfo& info, UniqueFd fd) {
   Segment& s = tiers_[info.tier].segments[info.segment];
   if (s.base.load(std::memory_order_relaxed) != nullptr) return Status::Ok();
   if (info.bytes == 0) return Internal("the agent sent an empty segment");
-  const int prot = read_only_ ? PROT_READ : PROT_READ | PROT_WRITE;
+  // Only an agent without staging hands out writable segments; one that
+  // stages seals them, so PROT_WRITE would fail.
+  const bool writable = !read_only_ && (flags_ & layout::kAttachStaging) == 0;
+  const int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
   TM_ASSIGN_OR_RETURN(Mapping m, MapFd(fd.get(), info.bytes, prot, "pool segment"));
   s.bytes = info.bytes;
   s.base.store(static_cast<std::byte*>(m.base()), std::memory_order_release);
   segment_mappings_.push_back(std::move(m));
   return Status::Ok();
+}
+
+Status PoolMap::AddStaging(const layout::StagingInfo& info, UniqueFd fd) {
+  if (info.slots == 0 || info.slot_bytes < block_size_ || info.slots > layout::kMaxBatch ||
+      info.bytes < uint64_t{info.slots} * info.slot_bytes) {
+    return Internal("the agent sent a staging segment that cannot hold the pool's blocks");
+  }
+  TM_ASSIGN_OR_RETURN(staging_, MapFd(fd.get(), info.bytes, PROT_READ | PROT_WRITE,
+                                      "staging segment"));
+  staging_slot_bytes_ = info.slot_bytes;
+  staging_slots_ = info.slots;
+  return Status::Ok();
+}
+
+std::byte* PoolMap::StagingSlot(uint32_t slot, uint64_t length) const {
+  if (slot >= staging_slots_ || length > staging_slot_bytes_) return nullptr;
+  return static_cast<std::byte*>(staging_.base()) + uint64_t{slot} * staging_slot_bytes_;
+}
+
+namespace {
+// Replaces [base, base + bytes) with anonymous zero pages; the old file
+// pages are released by the same call.
+void ZeroInPlace(void* base, size_t bytes) {
+  if (base == nullptr || bytes == 0) return;
+  void* p = ::mmap(base, bytes, PROT_READ | PROT_WRITE,
+                   MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // Failing leaves the file mapped: its memory is released when the
+  // PoolMap is destroyed instead. Nothing else goes wrong.
+  (void)p;
+}
+}  // namespace
+
+void PoolMap::Drop() {
+  if (dropped_.exchange(true, std::memory_order_acq_rel)) return;
+  for (const TierMap& tier : tiers_) {
+    for (uint32_t i = 0; i < tier.count; ++i) {
+      std::byte* base = tier.segments[i].base.load(std::memory_order_acquire);
+      if (base != nullptr) ZeroInPlace(base, tier.segments[i].bytes);
+    }
+  }
+  ZeroInPlace(staging_.base(), staging_.bytes());
+  ZeroInPlace(client_area_.base(), client_area_.bytes());
+  // The index last: a reader that loaded the capacity before sees only
+  // empty entries (misses), one that loads it after sees 0 and probes none.
+  ZeroInPlace(index_.base(), index_.bytes());
 }
 
 std::vector<tokenmem::IoVec> PoolMap::MappedSegments() const {

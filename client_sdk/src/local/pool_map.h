@@ -1,12 +1,16 @@
 // PoolMap: one attached pool's memory in this process: its block index
-// (read-only), its client area (read-write) and the memory segments of its
-// DRAM and CXL tiers (read-only for a read-only lease).
+// (read-only), its client area (read-write), the memory segments of its
+// DRAM and CXL tiers (read-only: the agent seals them against every other
+// writer) and, for a writable lease, this connection's staging segment
+// (read-write), where puts are written before COMMIT copies them in.
 //
 // Thread safety: Locate() and the accessors are lock-free and may run on any
-// thread at any time. AddSegment() must be serialized by the caller; it
-// publishes a segment with a release store that Locate() pairs with an
-// acquire load. Nothing is unmapped before the PoolMap is destroyed, so an
-// address that Locate() returned stays valid as long as the PoolMap.
+// thread at any time. AddSegment() and Drop() must be serialized by the
+// caller; AddSegment publishes a segment with a release store that Locate()
+// pairs with an acquire load. Nothing is unmapped before the PoolMap is
+// destroyed, so an address that Locate() returned stays valid as long as the
+// PoolMap; Drop() replaces the contents behind those addresses with zero
+// pages (so readers racing it copy zeros, which closed() then disowns).
 #pragma once
 
 #include <atomic>
@@ -43,6 +47,9 @@ class PoolMap {
   uint64_t capacity() const { return capacity_; }
   uint64_t block_size() const { return block_size_; }
   bool read_only() const { return read_only_; }
+  // Writes go through the staging segment (layout::kAttachStaging).
+  bool staging() const { return staging_slots_ != 0; }
+  uint32_t staging_slots() const { return staging_slots_; }
   // The pool has scope: cluster: misses are worth a FETCH (the agent asks
   // the key's owner on another node).
   bool cluster() const { return cluster_; }
@@ -55,6 +62,18 @@ class PoolMap {
   }
 
   enum class Where { kMapped, kUnmapped, kInvalid };
+  // The agent closed the pool (deleted or replaced it), or Drop() ran.
+  bool closed() const {
+    return dropped_.load(std::memory_order_acquire) ||
+           header().state.load(std::memory_order_acquire) == layout::kIndexClosed;
+  }
+  // Lets go of the pool's memory so the agent's deletion can free it: every
+  // mapping is replaced in place (MAP_FIXED) by anonymous zero pages, which
+  // cost nothing until written. closed() is true from before the first
+  // replacement on.
+  void Drop();
+  bool dropped() const { return dropped_.load(std::memory_order_acquire); }
+
   // Where `length` bytes of memory-tier slot `slot` are: kMapped with
   // *address; kUnmapped with *segment (ask the agent for it); kInvalid when
   // the tier, slot or length cannot be right for this pool.
@@ -72,6 +91,12 @@ class PoolMap {
   // segment number outside the pool's geometry or a descriptor smaller
   // than `info.bytes`; kIoError when mmap fails.
   Status AddSegment(const layout::SegmentInfo& info, UniqueFd fd);
+
+  // Maps the staging segment that ATTACH sent (read-write). kInternal when
+  // its geometry does not fit the pool's block size or the descriptor.
+  Status AddStaging(const layout::StagingInfo& info, UniqueFd fd);
+  // Staging slot `slot`, or nullptr when it cannot hold `length` bytes.
+  std::byte* StagingSlot(uint32_t slot, uint64_t length) const;
 
  private:
   struct Segment {
@@ -94,6 +119,11 @@ class PoolMap {
   uint64_t block_size_ = 0;
   bool read_only_ = false;
   bool cluster_ = false;
+  uint32_t flags_ = 0;  // AttachReply::flags
+  std::atomic<bool> dropped_{false};
+  Mapping staging_;
+  uint32_t staging_slots_ = 0;
+  uint64_t staging_slot_bytes_ = 0;
   TierMap tiers_[kMemoryTiers];
   std::vector<Mapping> segment_mappings_;  // owned; appended under the caller's lock
 };

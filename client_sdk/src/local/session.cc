@@ -1,5 +1,6 @@
 #include "local/session.h"
 
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -115,6 +116,13 @@ Status Session::Hello(const ClientOptions& options) {
   w.Put(hello);
   auto reply = Call(layout::kHello, w.bytes());
   if (!reply.ok()) return reply.status().WithContext("HELLO");
+  lease_id_ = options.lease_id;
+  if (!reply->fds.empty()) {
+    void* page = ::mmap(nullptr, layout::kLeaseStatePageBytes, PROT_READ, MAP_SHARED,
+                        reply->fds[0].get(), 0);
+    if (page == MAP_FAILED) return ErrnoError("mmap of the lease state page", errno);
+    lease_state_ = client_internal::Mapping(page, layout::kLeaseStatePageBytes);
+  }
   return Status::Ok();
 }
 
@@ -129,6 +137,8 @@ Status Session::Break(Status why) {
 }
 
 Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> payload) {
+  // A released lease is the reason, whatever the connection says.
+  TM_RETURN_IF_ERROR(LeaseStatus());
   std::lock_guard lock(mu_);
   if (broken_.load(std::memory_order_relaxed)) {
     return Unavailable("the session with the agent at " + path_ + " is over (" + broken_reason_ +

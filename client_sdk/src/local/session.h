@@ -19,6 +19,7 @@
 #include "local/fd.h"
 #include "tokenmem/client.h"
 #include "tokenmem/common/status.h"
+#include "tokenmem/layout/local_protocol.h"
 
 namespace tokenmem {
 
@@ -43,6 +44,19 @@ class Session {
   Result<Reply> Call(uint16_t type, std::span<const std::byte> payload);
 
   bool broken() const { return broken_.load(std::memory_order_acquire); }
+
+  // OK while the lease holds; PERMISSION_DENIED naming the lease once the
+  // agent released it (read from the lease's state page, which HELLO's
+  // reply mapped: one load, no system call). Always OK with an agent that
+  // sends no state page.
+  Status LeaseStatus() const {
+    const auto* page = static_cast<const layout::LeaseStatePage*>(lease_state_.base());
+    if (page == nullptr ||
+        page->state.load(std::memory_order_acquire) == layout::kLeaseActive) {
+      return Status::Ok();
+    }
+    return PermissionDenied("lease '" + lease_id_ + "' was released by the agent's operator");
+  }
   const std::string& socket_path() const { return path_; }
 
  private:
@@ -58,6 +72,8 @@ class Session {
   uint32_t next_request_id_ = 1;        // guarded by mu_
   std::vector<std::byte> recv_buffer_;  // guarded by mu_
   std::string broken_reason_;           // guarded by mu_
+  std::string lease_id_;                // set by Hello, then constant
+  client_internal::Mapping lease_state_;  // read-only; set by Hello, then constant
   std::atomic<bool> broken_{false};
 };
 

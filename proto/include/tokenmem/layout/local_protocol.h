@@ -25,6 +25,7 @@
 // has not mapped yet (SEGMENTS).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace tokenmem::layout {
@@ -37,7 +38,7 @@ inline constexpr uint32_t kMaxFdsPerMessage = 250;
 inline constexpr uint16_t kReply = 0x8000;
 
 enum MessageType : uint16_t {
-  kHello = 1,     // HelloRequest -> StatusReply
+  kHello = 1,     // HelloRequest -> StatusReply + fd [lease state page] (see LeaseStatePage)
   kAttach = 2,    // AttachRequest -> AttachReply + fds [index, client area, segments...]
   kSegments = 3,  // SegmentsRequest -> SegmentsReply + fds
   kReserve = 4,   // ReserveRequest -> ReserveReply + SlotGrant[count]
@@ -72,12 +73,37 @@ struct HelloRequest {
   char secret[64];    // NUL-padded
 };
 
+// The lease's state, one read-only 4 KiB memfd shared by every connection of
+// the lease (HELLO's reply carries it; an older agent sends none). Written
+// only by the agent (sealed F_SEAL_FUTURE_WRITE). Reads are served from
+// shared memory without asking the agent, so the SDK checks `state` before
+// each read: once the lease is released every call fails with
+// PERMISSION_DENIED, and the agent refuses and closes the connection at its
+// next request.
+enum LeaseState : uint32_t {
+  kLeaseActive = 0,
+  kLeaseReleased = 1,
+};
+struct LeaseStatePage {
+  std::atomic<uint32_t> state;  // LeaseState; release store by the agent
+};
+inline constexpr uint64_t kLeaseStatePageBytes = 4096;
+
 struct AttachRequest {
   char pool[64];  // NUL-padded
 };
 
 // AttachReply::flags bits. Unknown bits are ignored.
-inline constexpr uint32_t kAttachReadOnly = 1;  // segments are mapped read-only
+inline constexpr uint32_t kAttachReadOnly = 1;  // the lease may not write
+// Writes go through a staging segment of this connection's own (the pool's
+// segments are sealed against every writer but the agent): a StagingInfo
+// follows the SegmentInfo array and its fd comes last, after the segments'.
+// Grants then name staging slots (SlotGrant::tier == kStagingTier); COMMIT
+// makes the agent copy each slot into the pool and check the checksum on its
+// own copy, so nothing the client does to the staging slot afterwards (or
+// meanwhile) changes the committed block.
+inline constexpr uint32_t kAttachStaging = 4;
+inline constexpr uint32_t kStagingTier = 3;
 // The pool has scope: cluster. A key the shared index lacks may be held by
 // another node's agent: FETCH asks the key's owner for it (a hit is stored
 // on this node and the key answers OK; an agent not in a cluster answers
@@ -86,7 +112,8 @@ inline constexpr uint32_t kAttachReadOnly = 1;  // segments are mapped read-only
 inline constexpr uint32_t kAttachClusterScope = 2;
 
 // Reply to ATTACH. fds: [0] index memfd (read-only), [1] client area memfd
-// (read-write), then `segment_count` SegmentInfo entries' fds in order.
+// (read-write), then `segment_count` SegmentInfo entries' fds in order
+// (read-only, sealed), then with kAttachStaging the staging memfd.
 struct AttachReply {
   int32_t code;
   uint32_t pool_id;  // names the pool in later requests on this connection
@@ -100,6 +127,13 @@ struct SegmentInfo {
   uint32_t tier;     // 0 DRAM, 1 CXL
   uint32_t segment;  // segment number within the tier
   uint64_t bytes;
+};
+
+// After the SegmentInfo array when kAttachStaging is set.
+struct StagingInfo {
+  uint64_t bytes;       // the staging memfd's size: slots * slot_bytes
+  uint32_t slots;       // staging slot s lies at offset s * slot_bytes
+  uint32_t slot_bytes;  // the pool's block size rounded up to a page
 };
 
 struct SegmentsRequest {

@@ -8,6 +8,8 @@
 //                                  linear probing from Home(key)
 // A second memfd, the pool's "client area", is mapped read-write by every
 // client of the pool: ClientArea followed by one access byte per entry.
+// The index memfd (and every data segment) is sealed F_SEAL_FUTURE_WRITE:
+// no client can map it writable, however it reopens the descriptor.
 //
 // One writer (the agent, under its pool lock), many readers. An entry is
 // a seqlock: the writer makes `seq` odd, changes the fields, makes `seq`
@@ -44,6 +46,17 @@ struct TierGeometry {
   uint64_t capacity_slots;
 };
 
+// IndexHeader::state. Added after version 1 shipped, in bytes that were
+// zero, so 0 must mean "open".
+enum IndexState : uint32_t {
+  kIndexOpen = 0,
+  // The pool was deleted or replaced: its blocks are gone from the agent and
+  // the memory is released once clients unmap it. A client that sees this
+  // drops its mappings and reports the pool as deleted; attaching again gets
+  // the new pool, if there is one.
+  kIndexClosed = 1,
+};
+
 struct IndexHeader {
   uint64_t magic;
   uint32_t version;
@@ -52,7 +65,9 @@ struct IndexHeader {
   uint64_t block_size;   // the pool's block size
   TierGeometry tiers[kTierCount];
   char pool_name[64];
+  std::atomic<uint32_t> state;  // IndexState; written by the agent (release)
 };
+static_assert(offsetof(IndexHeader, state) == 168, "frozen layout");
 
 struct alignas(64) IndexEntry {
   std::atomic<uint32_t> seq;    // odd while the agent writes the entry
