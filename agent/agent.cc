@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "http/control_auth_metrics.h"
 #include "nvme/io_observer.h"
 #include "tokenmem/common/log.h"
 #include "tokenmem/common/units.h"
@@ -24,10 +25,31 @@ Result<std::string> ReadToken(const std::filesystem::path& path) {
   return token;
 }
 
+// A PEM file as it is (certificates and keys keep their line breaks).
+Result<std::string> ReadPem(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read " + path.string());
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  if (!in.good() && !in.eof()) return IoError("cannot read " + path.string());
+  std::string pem = buffer.str();
+  if (pem.empty()) return InvalidArgument(path.string() + " is empty");
+  return pem;
+}
+
 std::string JoinNodes(const std::vector<int>& nodes) {
   std::string out;
   for (int n : nodes) out += (out.empty() ? "" : ",") + std::to_string(n);
   return out.empty() ? "-" : out;
+}
+
+// The data socket's limits from the configuration; refusals go to `observer`.
+local::LocalLimits LocalLimitsOf(const config::AgentConfig& config,
+                                 limits::LimitObserver* observer) {
+  return {.max_connections = config.limits.local_max_connections,
+          .max_connections_per_client = config.limits.local_max_connections_per_client,
+          .hello_timeout = std::chrono::milliseconds(config.limits.hello_timeout_ms),
+          .observer = observer};
 }
 
 http::RemoteSnapshot RemoteSnapshotOf(const remote::RemoteServer& server,
@@ -64,10 +86,6 @@ http::RemoteSnapshot RemoteSnapshotOf(const remote::RemoteServer& server,
 }
 
 }  // namespace
-
-std::filesystem::path DataSocketPath(const std::filesystem::path& control_socket) {
-  return control_socket.parent_path() / (control_socket.stem().string() + "-data.sock");
-}
 
 Status Agent::ResolveTiers(const config::AgentConfig& config) {
   using topology::MemoryKind;
@@ -199,19 +217,51 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   control::ControlServerOptions server;
   server.socket_path = config.control.socket_path;
   server.socket_mode = config.control.socket_mode;
+  server.admin_uids = config.control.admin_uids;
+  server.admin_gids = config.control.admin_gids;
   server.tcp_listen = config.control.tcp_listen;
   server.max_message_bytes = config.control.max_message_bytes;
+  {
+    std::vector<std::string> transports, reasons;
+    for (int t = 0; t < control::kTransportCount; ++t) {
+      transports.emplace_back(control::TransportName(static_cast<control::Transport>(t)));
+    }
+    for (int r = 0; r < control::kAuthFailureCount; ++r) {
+      reasons.emplace_back(control::AuthFailureName(static_cast<control::AuthFailure>(r)));
+    }
+    // Owned by the callback, which the control server keeps as long as it runs.
+    auto auth_metrics = std::make_shared<http::ControlAuthMetrics>(agent->metrics_->registry(),
+                                                                   transports, reasons);
+    server.on_auth_failure = [auth_metrics](control::Transport t, control::AuthFailure f) {
+      auth_metrics->Observe(control::TransportName(t), control::AuthFailureName(f));
+    };
+  }
   if (!server.tcp_listen.empty()) {
     TM_ASSIGN_OR_RETURN(server.admin_token, ReadToken(config.control.admin_token_file));
+  }
+  if (!config.control.tls_cert_file.empty()) {
+    TM_ASSIGN_OR_RETURN(server.tls_cert_pem, ReadPem(config.control.tls_cert_file));
+    TM_ASSIGN_OR_RETURN(server.tls_key_pem, ReadPem(config.control.tls_key_file));
+  }
+  if (!config.control.tls_client_ca_file.empty()) {
+    TM_ASSIGN_OR_RETURN(server.tls_client_ca_pem, ReadPem(config.control.tls_client_ca_file));
   }
   TM_ASSIGN_OR_RETURN(
       agent->control_,
       control::ControlServer::Start(server, agent->pools_.get(), &agent->leases_, &agent->info_));
-  TM_ASSIGN_OR_RETURN(
-      agent->local_,
-      local::LocalServer::Start(DataSocketPath(config.control.socket_path),
-                                config.control.socket_mode, agent->pools_.get(), &agent->leases_,
-                                agent->metrics_->OperationRecorder(http::DataPath::kLocal)));
+  const std::filesystem::path data_socket = config::EffectiveDataSocket(config.control);
+  if (data_socket.parent_path().lexically_normal() ==
+      config.control.socket_path.parent_path().lexically_normal()) {
+    TM_LOG(WARN, "agent") << "the data socket " << data_socket.string()
+                          << " shares its directory with the control socket: never mount that "
+                             "directory into pods (set control.data_socket to a directory of "
+                             "its own)";
+  }
+  TM_ASSIGN_OR_RETURN(agent->local_, local::LocalServer::Start(
+                                         data_socket, config.control.data_socket_mode,
+                                         agent->pools_.get(), &agent->leases_,
+                                         agent->metrics_->OperationRecorder(http::DataPath::kLocal),
+                                         LocalLimitsOf(config, agent->metrics_.get())));
   if (!config.remote.listen.empty()) TM_RETURN_IF_ERROR(agent->StartRemote(config));
   if (!config.http.listen.empty()) {
     http::AgentHttpOptions web{
@@ -262,10 +312,19 @@ Status Agent::StartRemote(const config::AgentConfig& config) {
   if (clustered) {
     TM_ASSIGN_OR_RETURN(secret, ReadToken(config.cluster.secret_file));
   }
-  remote::RemoteServerOptions options{.listen = config.remote.listen,
-                                      .max_connections = config.remote.max_connections,
-                                      .workers = config.remote.workers,
-                                      .max_batch_bytes = config.remote.max_batch_bytes};
+  const config::LimitsConfig& l = config.limits;
+  remote::RemoteServerOptions options{
+      .listen = config.remote.listen,
+      .max_connections = config.remote.max_connections,
+      .workers = config.remote.workers,
+      .max_batch_bytes = config.remote.max_batch_bytes,
+      .max_in_flight = l.remote_max_requests_per_connection,
+      .max_connections_per_peer = l.remote_max_connections_per_peer,
+      .hello_timeout = std::chrono::milliseconds(l.hello_timeout_ms),
+      .max_bytes_per_connection = l.remote_max_bytes_per_connection,
+      .max_bytes_per_lease = l.remote_max_bytes_per_lease,
+      .max_queued = l.remote_max_queued_requests,
+      .limits = metrics_.get()};
   remote::HandlerOptions handler{.pools = pools_.get(),
                                  .leases = &leases_,
                                  .node_name = config.node_name,

@@ -27,10 +27,6 @@ namespace tokenmem {
 
 inline constexpr const char* kVersion = "0.1.0";
 
-// The data socket of the local shared-memory path sits beside the control
-// socket: /run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock.
-std::filesystem::path DataSocketPath(const std::filesystem::path& control_socket);
-
 class Agent {
  public:
   // `config` must have passed config::Validate. Errors name what failed

@@ -14,6 +14,7 @@ AGENT="$BUILD_DIR/agent/tokenmem-agent"
 CTL="$BUILD_DIR/agent/cli/tokenmemctl"
 DEMO="$BUILD_DIR/examples/demo/tokenmem-demo"
 SOCKET=/run/tokenmem/agent.sock
+DATA_SOCKET=/run/tokenmem/data/agent-data.sock
 LOG=/var/log/tokenmem-agent.log
 PIDFILE=/run/tokenmem/agent.pid
 
@@ -37,7 +38,7 @@ fi
 
 "$CTL" --socket "$SOCKET" status
 echo
-"$DEMO" --socket "$SOCKET" "$@"
+"$DEMO" --socket "$SOCKET" --data-socket "$DATA_SOCKET" "$@"
 cat <<EOT
 
 The agent is still running (pid $(cat "$PIDFILE" 2>/dev/null || echo "?"), log $LOG):

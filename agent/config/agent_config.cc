@@ -61,29 +61,79 @@ Status CheckListenAddress(std::string_view path, const std::string& listen) {
   return Bad(path, std::string(hp.status().message()));
 }
 
+Status CheckSocketPath(std::string_view path, const std::filesystem::path& socket) {
+  if (socket.native().size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Bad(path, Quote(socket) + " is longer than a Unix socket address (" +
+                         std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes)");
+  }
+  return Status::Ok();
+}
+
+Status CheckMode(std::string_view path, uint32_t mode) {
+  if (mode > 0777) return Bad(path, FormatOctalMode(mode) + " is not a file mode in 0000..0777");
+  return Status::Ok();
+}
+
+// (uid_t)-1 and (gid_t)-1 mean "no id" to the kernel (setresuid, chown):
+// listing one would admit nobody real and hide a typo.
+Status CheckIds(std::string_view path, const std::vector<uint32_t>& ids) {
+  for (uint32_t id : ids) {
+    if (id == UINT32_MAX) return Bad(path, std::to_string(id) + " is not a valid id");
+  }
+  return Status::Ok();
+}
+
+Status CheckTls(const ControlConfig& c) {
+  const bool cert = !c.tls_cert_file.empty();
+  const bool key = !c.tls_key_file.empty();
+  const bool ca = !c.tls_client_ca_file.empty();
+  if (!cert && !key && !ca) return Status::Ok();
+  if (c.tcp_listen.empty()) {
+    return Bad(cert ? "control.tls_cert_file"
+                    : (key ? "control.tls_key_file" : "control.tls_client_ca_file"),
+               "is set but control.tcp_listen is not (TLS applies to the TCP listener only)");
+  }
+  if (cert != key) {
+    return Bad(cert ? "control.tls_key_file" : "control.tls_cert_file",
+               "must be set together with " +
+                   std::string(cert ? "control.tls_cert_file" : "control.tls_key_file"));
+  }
+  if (ca && !cert) {
+    return Bad("control.tls_client_ca_file",
+               "needs control.tls_cert_file and control.tls_key_file (mTLS is TLS first)");
+  }
+  if (cert) TM_RETURN_IF_ERROR(CheckSecretFile("control.tls_cert_file", c.tls_cert_file));
+  if (key) TM_RETURN_IF_ERROR(CheckSecretFile("control.tls_key_file", c.tls_key_file));
+  if (ca) TM_RETURN_IF_ERROR(CheckSecretFile("control.tls_client_ca_file", c.tls_client_ca_file));
+  return Status::Ok();
+}
+
 Status CheckControl(const ControlConfig& c) {
   if (c.socket_path.empty()) return Bad("control.socket", "is empty");
-  if (c.socket_path.native().size() >= sizeof(sockaddr_un{}.sun_path)) {
-    return Bad("control.socket", Quote(c.socket_path) + " is longer than a Unix socket address (" +
-                                     std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
-                                     " bytes)");
+  TM_RETURN_IF_ERROR(CheckSocketPath("control.socket", c.socket_path));
+  const std::filesystem::path data = EffectiveDataSocket(c);
+  TM_RETURN_IF_ERROR(CheckSocketPath("control.data_socket", data));
+  if (data.lexically_normal() == c.socket_path.lexically_normal()) {
+    return Bad("control.data_socket", Quote(data) + " is the control socket too");
   }
-  if (c.socket_mode > 0777) {
-    return Bad("control.socket_mode",
-               FormatOctalMode(c.socket_mode) + " is not a file mode in 0000..0777");
-  }
+  TM_RETURN_IF_ERROR(CheckMode("control.socket_mode", c.socket_mode));
+  TM_RETURN_IF_ERROR(CheckMode("control.data_socket_mode", c.data_socket_mode));
+  TM_RETURN_IF_ERROR(CheckIds("control.admin_uids", c.admin_uids));
+  TM_RETURN_IF_ERROR(CheckIds("control.admin_gids", c.admin_gids));
   if (c.max_message_bytes < kMinMessageBytes || c.max_message_bytes > kMaxMessageBytes) {
     return Bad("control.max_message_size",
                FormatByteSize(c.max_message_bytes) + " is outside 4KiB..2GiB-1 (gRPC's limit)");
   }
-  if (c.tcp_listen.empty()) return Status::Ok();
-  auto hp = ParseHostPort(c.tcp_listen);
-  if (!hp.ok()) return Bad("control.tcp_listen", hp.status().message());
-  // TCP reaches beyond this node, so it is never open without an admin token.
-  if (c.admin_token_file.empty()) {
-    return Bad("control.admin_token_file", "must be set when control.tcp_listen is set");
+  if (!c.tcp_listen.empty()) {
+    auto hp = ParseHostPort(c.tcp_listen);
+    if (!hp.ok()) return Bad("control.tcp_listen", hp.status().message());
+    // TCP reaches beyond this node, so it is never open without an admin token.
+    if (c.admin_token_file.empty()) {
+      return Bad("control.admin_token_file", "must be set when control.tcp_listen is set");
+    }
+    TM_RETURN_IF_ERROR(CheckSecretFile("control.admin_token_file", c.admin_token_file));
   }
-  return CheckSecretFile("control.admin_token_file", c.admin_token_file);
+  return CheckTls(c);
 }
 
 Status CheckHttp(const HttpConfig& h) {
@@ -361,6 +411,11 @@ bool operator==(const AgentConfig& a, const AgentConfig& b) {
          a.nvme == b.nvme && a.movement == b.movement && a.kubernetes == b.kubernetes &&
          a.remote == b.remote && a.cluster == b.cluster && a.pools == b.pools &&
          a.limits == b.limits;
+}
+
+std::filesystem::path EffectiveDataSocket(const ControlConfig& control) {
+  if (!control.data_socket.empty()) return control.data_socket;
+  return control.socket_path.parent_path() / (control.socket_path.stem().string() + "-data.sock");
 }
 
 bool ClusterEnabled(const AgentConfig& config) {

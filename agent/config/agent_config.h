@@ -26,12 +26,32 @@ inline constexpr int kMaxNumaNode = 1023;  // the kernel's largest MAX_NUMNODES,
 inline constexpr uint64_t kMinMessageBytes = 4096;
 inline constexpr uint64_t kMaxMessageBytes = (2ull << 30) - 1;  // gRPC sizes are an int
 
+// The control API is the node admin's plane; the data socket is the only
+// thing tenant pods reach (docs/security-admin-plane.md).
 struct ControlConfig {
   std::filesystem::path socket_path = "/run/tokenmem/agent.sock";
-  uint32_t socket_mode = 0660;  // YAML/flag given as an octal string "0660"
-  std::string tcp_listen;       // "host:port"; empty = off (default)
+  uint32_t socket_mode = 0600;  // YAML/flag given as an octal string "0600"
+  // The local data socket (the SDK's shared-memory path), in a directory of
+  // its own so that the directory mounted into pods never holds the control
+  // socket. Empty: "<socket stem>-data.sock" beside the control socket (the
+  // older layout, still served; EffectiveDataSocket).
+  std::filesystem::path data_socket = "/run/tokenmem/data/agent-data.sock";
+  // Tenants of any uid connect; the lease secret is what authenticates them.
+  uint32_t data_socket_mode = 0666;
+  // Unix-socket callers admitted to the control API besides uid 0: these
+  // uids, and callers whose primary or supplementary group is one of these
+  // gids (read from the connection with SO_PEERCRED / SO_PEERGROUPS).
+  std::vector<uint32_t> admin_uids;
+  std::vector<uint32_t> admin_gids;
+  std::string tcp_listen;  // "host:port"; empty = off (default)
   std::filesystem::path
       admin_token_file;  // required when tcp_listen is set; must exist and be non-empty
+  // TLS for the TCP listener (PEM files): certificate and key together; with
+  // tls_client_ca_file every caller must also present a certificate signed
+  // by that CA (mTLS). All empty: plain TCP, admin token only.
+  std::filesystem::path tls_cert_file;
+  std::filesystem::path tls_key_file;
+  std::filesystem::path tls_client_ca_file;
   uint64_t max_message_bytes = 256ull << 20;
 
   bool operator==(const ControlConfig&) const = default;
@@ -158,6 +178,11 @@ struct AgentConfig {
   LimitsConfig limits;
 };
 
+// The data socket the agent serves: control.data_socket, or when that is
+// empty "<socket stem>-data.sock" beside control.socket
+// (/run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock).
+std::filesystem::path EffectiveDataSocket(const ControlConfig& control);
+
 // True when cluster.peers or cluster.dns_name is set.
 bool ClusterEnabled(const AgentConfig& config);
 
@@ -184,12 +209,15 @@ Result<HostPort> ParseHostPort(std::string_view text);
 //
 // Value checks: log_level known; node_name (empty allowed: the host name fills it) without
 // spaces, control characters or '/'; control.socket non-empty and short enough for a Unix
-// socket address; socket_mode <= 0777; max_message_size 4KiB..2GiB-1; tcp_listen (when set) is
-// host:port with port 1..65535, and then admin_token_file is set, is a regular file and is
-// non-empty; http.listen (when set) is host:port with port 0..65535; memory tier capacities
-// multiples of 4KiB; NUMA nodes 0..1023, none listed twice or in both memory tiers; nvme
-// segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple of segment_size,
-// queue_depth 1..4096; kubernetes (when enabled): api_server or kubeconfig set,
+// socket address; the effective data socket short enough too and not the control socket;
+// socket_mode and data_socket_mode <= 0777; admin_uids/admin_gids below 2^32-1 (-1 means "no
+// id" to the kernel); max_message_size 4KiB..2GiB-1; tcp_listen (when set) is host:port with
+// port 1..65535, and then admin_token_file is set, is a regular file and is non-empty;
+// tls_cert_file and tls_key_file set together, tls_client_ca_file only with them, any of them
+// only with tcp_listen, each a non-empty regular file; http.listen (when set) is host:port with
+// port 0..65535; memory tier capacities multiples of 4KiB; NUMA nodes 0..1023, none listed twice or
+// in both memory tiers; nvme segment_size >= 1MiB and a multiple of 4KiB, capacity a multiple of
+// segment_size, queue_depth 1..4096; kubernetes (when enabled): api_server or kubeconfig set,
 // api_server starting with http:// or https://, node_status_interval_s and
 // backoff_initial_ms >= 1, backoff_max_ms >= backoff_initial_ms; watermarks 0 < low < high < 1;
 // interval_ms and ttl_sweep_ms >= 1; remote.listen (when set) host:port with port 0..65535,

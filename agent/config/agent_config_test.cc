@@ -43,7 +43,12 @@ TEST(DefaultConfigTest, HoldsTheDocumentedValues) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.sysfs_root, "/sys");
   EXPECT_EQ(c.control.socket_path, "/run/tokenmem/agent.sock");
-  EXPECT_EQ(c.control.socket_mode, 0660u);
+  EXPECT_EQ(c.control.socket_mode, 0600u);
+  EXPECT_EQ(c.control.data_socket, "/run/tokenmem/data/agent-data.sock");
+  EXPECT_EQ(c.control.data_socket_mode, 0666u);
+  EXPECT_TRUE(c.control.admin_uids.empty());
+  EXPECT_TRUE(c.control.admin_gids.empty());
+  EXPECT_EQ(c.control.tls_cert_file, "");
   EXPECT_EQ(c.control.tcp_listen, "");
   EXPECT_EQ(c.control.max_message_bytes, 256ull << 20);
   EXPECT_EQ(c.http.listen, "127.0.0.1:9464");
@@ -423,6 +428,86 @@ TEST_F(ValidateTest, TcpListenNeedsAnAdminTokenFile) {
     c.control.admin_token_file = token;
   });
   EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST(EffectiveDataSocketTest, ItsOwnDirectoryOrBesideTheControlSocket) {
+  ControlConfig c;
+  EXPECT_EQ(EffectiveDataSocket(c), "/run/tokenmem/data/agent-data.sock");
+  c.data_socket = "/var/run/x/d.sock";
+  EXPECT_EQ(EffectiveDataSocket(c), "/var/run/x/d.sock");
+  // Empty: the layout from before the split.
+  c.data_socket.clear();
+  EXPECT_EQ(EffectiveDataSocket(c), "/run/tokenmem/agent-data.sock");
+  c.socket_path = "/tmp/t/ctl";
+  EXPECT_EQ(EffectiveDataSocket(c), "/tmp/t/ctl-data.sock");
+}
+
+TEST_F(ValidateTest, DataSocketIsAUsableSocketOtherThanTheControlSocket) {
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.control.data_socket = ""; }).ok());
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.control.data_socket = "/tmp/d/x.sock"; }).ok());
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.control.data_socket = "/run/tokenmem/./agent.sock"; }),
+      "control.data_socket: '/run/tokenmem/./agent.sock' is the control socket"));
+  EXPECT_TRUE(IsInvalid(
+      ValidateWith([](AgentConfig& c) { c.control.data_socket = "/" + std::string(200, 'd'); }),
+      "control.data_socket: "));
+  // Empty derives from the control socket, whose length then counts twice.
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.control.socket_path = "/" + std::string(100, 's');
+                          c.control.data_socket = "";
+                        }),
+                        "control.data_socket: "));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.data_socket_mode = 01777; }),
+                        "control.data_socket_mode: "));
+}
+
+TEST_F(ValidateTest, AdminIdsAreRealIds) {
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) {
+                c.control.admin_uids = {0, 1000, 4294967294u};
+                c.control.admin_gids = {0, 2000};
+              }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.admin_uids = {4294967295u}; }),
+                        "control.admin_uids: 4294967295 is not a valid id"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.control.admin_gids = {4294967295u}; }),
+                        "control.admin_gids: "));
+}
+
+TEST_F(ValidateTest, TlsFilesComeTogetherAndOnlyWithTcp) {
+  auto token = WriteFile(dir_, "token", "s3cret\n");
+  auto cert = WriteFile(dir_, "tls.crt", "-----BEGIN CERTIFICATE-----\n");
+  auto key = WriteFile(dir_, "tls.key", "-----BEGIN PRIVATE KEY-----\n");
+  auto ca = WriteFile(dir_, "ca.crt", "-----BEGIN CERTIFICATE-----\n");
+  auto with_tcp = [&](AgentConfig& c) {
+    c.control.tcp_listen = "127.0.0.1:7070";
+    c.control.admin_token_file = token;
+  };
+  EXPECT_TRUE(ValidateWith([&](AgentConfig& c) {
+                with_tcp(c);
+                c.control.tls_cert_file = cert;
+                c.control.tls_key_file = key;
+                c.control.tls_client_ca_file = ca;
+              }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([&](AgentConfig& c) {
+                          c.control.tls_cert_file = cert;
+                          c.control.tls_key_file = key;
+                        }),
+                        "control.tls_cert_file: is set but control.tcp_listen is not"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([&](AgentConfig& c) {
+                          with_tcp(c);
+                          c.control.tls_cert_file = cert;
+                        }),
+                        "control.tls_key_file: must be set together with control.tls_cert_file"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([&](AgentConfig& c) {
+                          with_tcp(c);
+                          c.control.tls_client_ca_file = ca;
+                        }),
+                        "control.tls_client_ca_file: needs control.tls_cert_file"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([&](AgentConfig& c) {
+                          with_tcp(c);
+                          c.control.tls_cert_file = cert;
+                          c.control.tls_key_file = dir_ / "missing.key";
+                        }),
+                        "control.tls_key_file: "));
 }
 
 TEST_F(ValidateTest, TcpListenMustBeHostPort) {

@@ -43,6 +43,17 @@ std::vector<std::string> SplitList(std::string_view v) {
   return out;
 }
 
+// "0,1000" -> {0, 1000}; "" -> {}.
+Status SetIds(std::string_view v, std::vector<uint32_t>* out) {
+  out->clear();
+  for (const std::string& item : SplitList(v)) {
+    auto id = ParseUint32(item);
+    if (!id.ok()) return InvalidArgument("'" + item + "' is not a numeric id");
+    out->push_back(*id);
+  }
+  return Status::Ok();
+}
+
 // Every flag, in the order the usage text lists them.
 constexpr Flag kFlags[] = {
     {"config", "FILE", "YAML config file, loaded first (default: $TOKENMEM_CONFIG)", nullptr},
@@ -66,11 +77,27 @@ constexpr Flag kFlags[] = {
        c->control.socket_path = std::string(v);
        return Status::Ok();
      }},
-    {"socket-mode", "OCTAL", "control socket file mode (default: 0660)",
+    {"socket-mode", "OCTAL", "control socket file mode (default: 0600)",
      [](std::string_view v, AgentConfig* c) {
        TM_ASSIGN_OR_RETURN(c->control.socket_mode, ParseOctalMode(v));
        return Status::Ok();
      }},
+    {"data-socket", "PATH",
+     "data socket, the one pods mount; empty = beside the control socket "
+     "(default: /run/tokenmem/data/agent-data.sock)",
+     [](std::string_view v, AgentConfig* c) {
+       c->control.data_socket = std::string(v);
+       return Status::Ok();
+     }},
+    {"data-socket-mode", "OCTAL", "data socket file mode (default: 0666)",
+     [](std::string_view v, AgentConfig* c) {
+       TM_ASSIGN_OR_RETURN(c->control.data_socket_mode, ParseOctalMode(v));
+       return Status::Ok();
+     }},
+    {"admin-uids", "UID,...", "uids admitted to the control socket besides 0 (default: none)",
+     [](std::string_view v, AgentConfig* c) { return SetIds(v, &c->control.admin_uids); }},
+    {"admin-gids", "GID,...", "groups admitted to the control socket (default: none)",
+     [](std::string_view v, AgentConfig* c) { return SetIds(v, &c->control.admin_gids); }},
     {"tcp-listen", "HOST:PORT", "serve the control API over TCP too (default: off)",
      [](std::string_view v, AgentConfig* c) {
        c->control.tcp_listen = std::string(v);
@@ -79,6 +106,22 @@ constexpr Flag kFlags[] = {
     {"admin-token-file", "PATH", "file holding the admin token for TCP clients",
      [](std::string_view v, AgentConfig* c) {
        c->control.admin_token_file = std::string(v);
+       return Status::Ok();
+     }},
+    {"tls-cert-file", "PATH", "TCP control: server certificate, PEM (default: none, no TLS)",
+     [](std::string_view v, AgentConfig* c) {
+       c->control.tls_cert_file = std::string(v);
+       return Status::Ok();
+     }},
+    {"tls-key-file", "PATH", "TCP control: the certificate's private key, PEM",
+     [](std::string_view v, AgentConfig* c) {
+       c->control.tls_key_file = std::string(v);
+       return Status::Ok();
+     }},
+    {"tls-client-ca-file", "PATH",
+     "TCP control: CA that must sign every client's certificate (mTLS) (default: none)",
+     [](std::string_view v, AgentConfig* c) {
+       c->control.tls_client_ca_file = std::string(v);
        return Status::Ok();
      }},
     {"http-listen", "HOST:PORT",

@@ -68,9 +68,16 @@ TEST_F(CommandLineTest, FlagsOverrideTheFileWhereverConfigStands) {
 TEST_F(CommandLineTest, EveryFlagInBothForms) {
   const std::vector<std::pair<std::string, std::string>> flags = {
       {"socket", "/tmp/s.sock"},
-      {"socket-mode", "0600"},
+      {"socket-mode", "0640"},
+      {"data-socket", "/tmp/d/data.sock"},
+      {"data-socket-mode", "0660"},
+      {"admin-uids", "1000,1001"},
+      {"admin-gids", "2000"},
       {"tcp-listen", "0.0.0.0:7070"},
       {"admin-token-file", "/tmp/token"},
+      {"tls-cert-file", "/tmp/tls.crt"},
+      {"tls-key-file", "/tmp/tls.key"},
+      {"tls-client-ca-file", "/tmp/ca.crt"},
       {"sysfs-root", "/tmp/sys"},
       {"dram-capacity", "2GiB"},
       {"cxl-capacity", "512MiB"},
@@ -97,9 +104,16 @@ TEST_F(CommandLineTest, EveryFlagInBothForms) {
     ASSERT_TRUE(cl.ok()) << cl.status().ToString();
     const AgentConfig& c = cl->config;
     EXPECT_EQ(c.control.socket_path, "/tmp/s.sock");
-    EXPECT_EQ(c.control.socket_mode, 0600u);
+    EXPECT_EQ(c.control.socket_mode, 0640u);
+    EXPECT_EQ(c.control.data_socket, "/tmp/d/data.sock");
+    EXPECT_EQ(c.control.data_socket_mode, 0660u);
+    EXPECT_EQ(c.control.admin_uids, (std::vector<uint32_t>{1000, 1001}));
+    EXPECT_EQ(c.control.admin_gids, (std::vector<uint32_t>{2000}));
     EXPECT_EQ(c.control.tcp_listen, "0.0.0.0:7070");
     EXPECT_EQ(c.control.admin_token_file, "/tmp/token");
+    EXPECT_EQ(c.control.tls_cert_file, "/tmp/tls.crt");
+    EXPECT_EQ(c.control.tls_key_file, "/tmp/tls.key");
+    EXPECT_EQ(c.control.tls_client_ca_file, "/tmp/ca.crt");
     EXPECT_EQ(c.sysfs_root, "/tmp/sys");
     EXPECT_EQ(c.dram.capacity_bytes, 2ull << 30);
     EXPECT_EQ(c.cxl.capacity_bytes, 512ull << 20);
@@ -164,6 +178,8 @@ TEST_F(CommandLineTest, Errors) {
   EXPECT_TRUE(IsInvalid(Parse({"--socket"}).status(), "--socket needs a value"));
   EXPECT_TRUE(
       IsInvalid(Parse({"--socket", "--log-level", "info"}).status(), "--socket needs a value"));
+  EXPECT_TRUE(
+      IsInvalid(Parse({"--admin-uids", "1000,root"}).status(), "'root' is not a numeric id"));
   EXPECT_TRUE(IsInvalid(Parse({"--help=yes"}).status(), "--help takes no value"));
   EXPECT_TRUE(IsInvalid(Parse({"stray"}).status(), "unexpected argument 'stray'"));
   EXPECT_TRUE(IsInvalid(Parse({"-x"}).status(), "unexpected argument '-x'"));
@@ -200,6 +216,13 @@ TEST_F(CommandLineTest, UsageTextListsEveryFlag) {
                            "--socket-mode OCTAL",
                            "--tcp-listen HOST:PORT",
                            "--admin-token-file PATH",
+                           "--data-socket PATH",
+                           "--data-socket-mode OCTAL",
+                           "--admin-uids UID,...",
+                           "--admin-gids GID,...",
+                           "--tls-cert-file PATH",
+                           "--tls-key-file PATH",
+                           "--tls-client-ca-file PATH",
                            "--sysfs-root PATH",
                            "--dram-capacity SIZE",
                            "--cxl-capacity SIZE",

@@ -177,6 +177,27 @@ class Reader {
     return Status::Ok();
   }
 
+  // A list of numeric user or group ids (names are not looked up: the
+  // agent's container need not share the node's passwd and group files).
+  Status IdList(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
+                std::string_view what, std::vector<uint32_t>* out) const {
+    out->clear();
+    if (n.IsNull()) return Status::Ok();
+    if (!n.IsSequence()) {
+      return Error(
+          at, path,
+          "expected a list of numeric " + std::string(what) + "s, got " + std::string(TypeName(n)));
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      uint32_t v = 0;
+      TM_RETURN_IF_ERROR(Value(item, path + "[" + std::to_string(i) + "]", MarkOf(item, at),
+                               "a numeric " + std::string(what), ParseUint32, &v));
+      out->push_back(v);
+    }
+    return Status::Ok();
+  }
+
   Status StringList(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
                     std::string_view expected, std::vector<std::string>* out) const {
     out->clear();
@@ -224,17 +245,26 @@ class Reader {
 
   Status Control(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
                  ControlConfig* c) const {
-    return ForEachKey(
-        n, path, at,
-        {"socket", "socket_mode", "tcp_listen", "admin_token_file", "max_message_size"},
-        [&](const std::string& key, const YAML::Node& v, const std::string& p,
-            const YAML::Mark& m) -> Status {
-          if (key == "socket") return Path(v, p, m, &c->socket_path);
-          if (key == "socket_mode") return Octal(v, p, m, &c->socket_mode);
-          if (key == "tcp_listen") return String(v, p, m, &c->tcp_listen);
-          if (key == "admin_token_file") return Path(v, p, m, &c->admin_token_file);
-          return Size(v, p, m, &c->max_message_bytes);
-        });
+    return ForEachKey(n, path, at,
+                      {"socket", "socket_mode", "data_socket", "data_socket_mode", "admin_uids",
+                       "admin_gids", "tcp_listen", "admin_token_file", "tls_cert_file",
+                       "tls_key_file", "tls_client_ca_file", "max_message_size"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status {
+                        if (key == "socket") return Path(v, p, m, &c->socket_path);
+                        if (key == "socket_mode") return Octal(v, p, m, &c->socket_mode);
+                        if (key == "data_socket") return Path(v, p, m, &c->data_socket);
+                        if (key == "data_socket_mode") return Octal(v, p, m, &c->data_socket_mode);
+                        if (key == "admin_uids") return IdList(v, p, m, "uid", &c->admin_uids);
+                        if (key == "admin_gids") return IdList(v, p, m, "gid", &c->admin_gids);
+                        if (key == "tcp_listen") return String(v, p, m, &c->tcp_listen);
+                        if (key == "admin_token_file") return Path(v, p, m, &c->admin_token_file);
+                        if (key == "tls_cert_file") return Path(v, p, m, &c->tls_cert_file);
+                        if (key == "tls_key_file") return Path(v, p, m, &c->tls_key_file);
+                        if (key == "tls_client_ca_file")
+                          return Path(v, p, m, &c->tls_client_ca_file);
+                        return Size(v, p, m, &c->max_message_bytes);
+                      });
   }
 
   Status Http(const YAML::Node& n, const std::string& path, const YAML::Mark& at,

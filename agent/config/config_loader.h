@@ -43,7 +43,9 @@ struct CommandLine {
 };
 
 // Flags: --config FILE (loaded first, whatever its position), then these override it:
-// --socket PATH, --socket-mode OCTAL, --tcp-listen HOST:PORT, --admin-token-file PATH,
+// --socket PATH, --socket-mode OCTAL, --data-socket PATH, --data-socket-mode OCTAL,
+// --admin-uids UID,..., --admin-gids GID,..., --tcp-listen HOST:PORT, --admin-token-file PATH,
+// --tls-cert-file PATH, --tls-key-file PATH, --tls-client-ca-file PATH,
 // --http-listen HOST:PORT, --sysfs-root PATH, --dram-capacity SIZE, --cxl-capacity SIZE,
 // --nvme-dir PATH, --nvme-capacity SIZE, --remote-listen HOST:PORT, --cluster-peers
 // HOST:PORT,... (comma-separated, replaces cluster.peers; empty items are skipped),

@@ -105,6 +105,34 @@ pools:
   EXPECT_EQ(c->pools[1].eviction, pool::EvictionPolicy::kLru);
 }
 
+TEST(LoadConfigYamlTest, ReadsTheAdminPlaneKeys) {
+  auto c = Load(
+      "control:\n"
+      "  data_socket: /run/tm/data/d.sock\n"
+      "  data_socket_mode: \"0660\"\n"
+      "  admin_uids: [1000, 1001]\n"
+      "  admin_gids: [2000]\n"
+      "  tls_cert_file: /etc/tm/tls.crt\n"
+      "  tls_key_file: /etc/tm/tls.key\n"
+      "  tls_client_ca_file: /etc/tm/ca.crt\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->control.data_socket, "/run/tm/data/d.sock");
+  EXPECT_EQ(c->control.data_socket_mode, 0660u);
+  EXPECT_EQ(c->control.admin_uids, (std::vector<uint32_t>{1000, 1001}));
+  EXPECT_EQ(c->control.admin_gids, (std::vector<uint32_t>{2000}));
+  EXPECT_EQ(c->control.tls_cert_file, "/etc/tm/tls.crt");
+  EXPECT_EQ(c->control.tls_key_file, "/etc/tm/tls.key");
+  EXPECT_EQ(c->control.tls_client_ca_file, "/etc/tm/ca.crt");
+  // The older layout, asked for explicitly.
+  auto beside = Load("control: {socket: /tmp/a/ctl.sock, data_socket: \"\"}\n");
+  ASSERT_TRUE(beside.ok()) << beside.status().ToString();
+  EXPECT_EQ(EffectiveDataSocket(beside->control), "/tmp/a/ctl-data.sock");
+  EXPECT_TRUE(IsInvalid(LoadError("control: {admin_uids: [root]}\n"),
+                        "test.yaml:1: control.admin_uids[0]: "));
+  EXPECT_TRUE(IsInvalid(LoadError("control: {admin_gids: 5}\n"),
+                        "control.admin_gids: expected a list of numeric gids"));
+}
+
 TEST(LoadConfigYamlTest, ReadsLimits) {
   auto c = Load(
       "limits:\n"
@@ -258,6 +286,13 @@ AgentConfig Unusual() {
   c.sysfs_root = "/tmp/fake sys/\"quoted\"\\back";
   c.control.socket_path = "/tmp/a: b # not a comment";
   c.control.socket_mode = 0640;
+  c.control.data_socket = "";
+  c.control.data_socket_mode = 0;
+  c.control.admin_uids = {0, 4294967294u};
+  c.control.admin_gids = {7};
+  c.control.tls_cert_file = "/etc/tm/tls.crt";
+  c.control.tls_key_file = "/etc/tm/tls key";
+  c.control.tls_client_ca_file = "/etc/tm/ca.crt";
   c.control.tcp_listen = "[::1]:7070";
   c.control.admin_token_file = "0660";
   c.control.max_message_bytes = 1000;
@@ -299,15 +334,29 @@ TEST(ToYamlTest, RoundTripsToAnEqualConfig) {
 
 TEST(ToYamlTest, WritesTheDocumentedSchema) {
   std::string yaml = ToYaml(DefaultConfig());
-  for (const char* line :
-       {"log_level: \"info\"\n", "  socket: \"/run/tokenmem/agent.sock\"\n",
-        "  socket_mode: \"0660\"\n", "  max_message_size: 256MiB\n",
-        "http:\n  listen: \"127.0.0.1:9464\"\n", "    capacity: 1GiB\n", "    capacity: 0\n",
-        "    segment_size: 256MiB\n", "    create_directory: true\n", "  low_watermark: 0.1\n",
-        "  - name: \"default\"\n", "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n",
-        "    eviction: lru\n", "    scope: local\n", "remote:\n  listen: \"\"\n",
-        "  max_batch_size: 64MiB\n", "cluster:\n  peers: []\n", "  heartbeat_timeout_ms: 3000\n",
-        "  forward_queue_blocks: 1024\n"}) {
+  for (const char* line : {"log_level: \"info\"\n",
+                           "  socket: \"/run/tokenmem/agent.sock\"\n",
+                           "  socket_mode: \"0600\"\n",
+                           "  data_socket: \"/run/tokenmem/data/agent-data.sock\"\n",
+                           "  data_socket_mode: \"0666\"\n",
+                           "  admin_uids: []\n",
+                           "  tls_client_ca_file: \"\"\n",
+                           "  max_message_size: 256MiB\n",
+                           "http:\n  listen: \"127.0.0.1:9464\"\n",
+                           "    capacity: 1GiB\n",
+                           "    capacity: 0\n",
+                           "    segment_size: 256MiB\n",
+                           "    create_directory: true\n",
+                           "  low_watermark: 0.1\n",
+                           "  - name: \"default\"\n",
+                           "    capacity: {dram: 512MiB, cxl: 0, nvme: 2GiB}\n",
+                           "    eviction: lru\n",
+                           "    scope: local\n",
+                           "remote:\n  listen: \"\"\n",
+                           "  max_batch_size: 64MiB\n",
+                           "cluster:\n  peers: []\n",
+                           "  heartbeat_timeout_ms: 3000\n",
+                           "  forward_queue_blocks: 1024\n"}) {
     EXPECT_NE(yaml.find(line), std::string::npos) << line << "\n" << yaml;
   }
   EXPECT_NE(ToYaml(AgentConfig{}).find("pools: []\n"), std::string::npos);

@@ -57,6 +57,15 @@ std::string IntList(const std::vector<int>& v) {
   return out + "]";
 }
 
+std::string IdList(const std::vector<uint32_t>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i != 0) out += ", ";
+    out += std::to_string(v[i]);
+  }
+  return out + "]";
+}
+
 std::string StringList(const std::vector<std::string>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) {
@@ -76,8 +85,15 @@ std::string ToYaml(const AgentConfig& c) {
     << "control:\n"
     << "  socket: " << Quoted(c.control.socket_path.string()) << "\n"
     << "  socket_mode: \"" << FormatOctalMode(c.control.socket_mode) << "\"\n"
+    << "  data_socket: " << Quoted(c.control.data_socket.string()) << "\n"
+    << "  data_socket_mode: \"" << FormatOctalMode(c.control.data_socket_mode) << "\"\n"
+    << "  admin_uids: " << IdList(c.control.admin_uids) << "\n"
+    << "  admin_gids: " << IdList(c.control.admin_gids) << "\n"
     << "  tcp_listen: " << Quoted(c.control.tcp_listen) << "\n"
     << "  admin_token_file: " << Quoted(c.control.admin_token_file.string()) << "\n"
+    << "  tls_cert_file: " << Quoted(c.control.tls_cert_file.string()) << "\n"
+    << "  tls_key_file: " << Quoted(c.control.tls_key_file.string()) << "\n"
+    << "  tls_client_ca_file: " << Quoted(c.control.tls_client_ca_file.string()) << "\n"
     << "  max_message_size: " << Size(c.control.max_message_bytes) << "\n"
     << "http:\n"
     << "  listen: " << Quoted(c.http.listen) << "\n"

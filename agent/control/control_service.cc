@@ -1,5 +1,7 @@
 #include "control/control_service.h"
 
+#include <grpc/grpc_security_constants.h>
+
 #include "control/proto_convert.h"
 #include "tokenmem/common/log.h"
 
@@ -21,9 +23,37 @@ bool SameInConstantTime(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+std::string_view TransportName(Transport transport) {
+  return transport == Transport::kTcp ? "tcp" : "unix";
+}
+
+std::string_view AuthFailureName(AuthFailure failure) {
+  switch (failure) {
+    case AuthFailure::kNotAdmin:
+      return "not_admin";
+    case AuthFailure::kNoToken:
+      return "no_token";
+    case AuthFailure::kWrongToken:
+      return "wrong_token";
+    case AuthFailure::kNoClientCert:
+      return "no_client_cert";
+  }
+  return "not_admin";
+}
+
+ControlService::ControlService(pool::PoolManager* pools, pool::LeaseTable* leases,
+                               const AgentInfo* info, CallerPolicy policy)
+    : pools_(pools), leases_(leases), info_(info), policy_(std::move(policy)) {}
+
 ControlService::ControlService(pool::PoolManager* pools, pool::LeaseTable* leases,
                                const AgentInfo* info, std::string admin_token)
-    : pools_(pools), leases_(leases), info_(info), admin_token_(std::move(admin_token)) {}
+    : ControlService(
+          pools, leases, info,
+          CallerPolicy{.transport = admin_token.empty() ? Transport::kUnix : Transport::kTcp,
+                       .refuse_all = false,
+                       .admin_token = std::move(admin_token),
+                       .require_client_cert = false,
+                       .on_failure = {}}) {}
 
 template <typename Body>
 grpc::Status ControlService::Observed(std::string_view operation, Body&& body) {
@@ -34,18 +64,41 @@ grpc::Status ControlService::Observed(std::string_view operation, Body&& body) {
   return status;
 }
 
+grpc::Status ControlService::Refuse(AuthFailure failure, grpc::StatusCode code,
+                                    std::string message) const {
+  if (policy_.on_failure) policy_.on_failure(policy_.transport, failure);
+  return {code, std::move(message)};
+}
+
 grpc::Status ControlService::Authorize(const grpc::ServerContext* ctx) const {
-  if (admin_token_.empty()) return grpc::Status::OK;
+  if (policy_.refuse_all) {
+    return Refuse(AuthFailure::kNotAdmin, grpc::StatusCode::PERMISSION_DENIED,
+                  "the control API is for node admins only: this socket admits uid 0 and the "
+                  "agent's control.admin_uids and control.admin_gids, and the calling process "
+                  "is none of them (tenants use the data socket with their lease)");
+  }
+  if (policy_.require_client_cert) {
+    // The handshake already verified any certificate presented against the
+    // client CA; what is left to check is that one was presented at all.
+    auto auth = ctx->auth_context();
+    if (auth == nullptr || auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME).empty()) {
+      return Refuse(AuthFailure::kNoClientCert, grpc::StatusCode::UNAUTHENTICATED,
+                    "this listener requires a client certificate signed by the agent's "
+                    "control.tls_client_ca_file (mTLS); the connection presented none");
+    }
+  }
+  if (policy_.admin_token.empty()) return grpc::Status::OK;
   const auto& metadata = ctx->client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata"};
+    return Refuse(AuthFailure::kNoToken, grpc::StatusCode::UNAUTHENTICATED,
+                  "missing 'authorization: Bearer <token>' metadata (the admin token)");
   }
   std::string_view value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
   if (value.substr(0, kBearer.size()) != kBearer ||
-      !SameInConstantTime(value.substr(kBearer.size()), admin_token_)) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "wrong admin token"};
+      !SameInConstantTime(value.substr(kBearer.size()), policy_.admin_token)) {
+    return Refuse(AuthFailure::kWrongToken, grpc::StatusCode::UNAUTHENTICATED, "wrong admin token");
   }
   return grpc::Status::OK;
 }

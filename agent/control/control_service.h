@@ -42,11 +42,48 @@ struct AgentInfo {
 
 inline constexpr size_t kMaxKeysPerCall = 65536;
 
+// Who may call: the control API is the node admin's plane
+// (docs/security-admin-plane.md), authenticated on every transport.
+enum class Transport { kUnix = 0, kTcp = 1 };
+inline constexpr int kTransportCount = 2;
+std::string_view TransportName(Transport transport);  // "unix", "tcp"
+
+// Why a call was refused; the `reason` label of
+// tokenmem_control_auth_failures_total.
+enum class AuthFailure {
+  kNotAdmin = 0,      // Unix peer whose uid/gids are not admitted (PERMISSION_DENIED)
+  kNoToken = 1,       // TCP call without "authorization: Bearer" (UNAUTHENTICATED)
+  kWrongToken = 2,    // TCP call with another token (UNAUTHENTICATED)
+  kNoClientCert = 3,  // mTLS on, and the connection presented no certificate (UNAUTHENTICATED)
+};
+inline constexpr int kAuthFailureCount = 4;
+// "not_admin", "no_token", "wrong_token", "no_client_cert".
+std::string_view AuthFailureName(AuthFailure failure);
+
+// Told about each refused call, from gRPC's threads: must be thread-safe.
+using AuthFailureObserver = std::function<void(Transport, AuthFailure)>;
+
+struct CallerPolicy {
+  Transport transport = Transport::kUnix;
+  // Every call is refused with PERMISSION_DENIED: the service that answers
+  // Unix connections from peers who are not node admins.
+  bool refuse_all = false;
+  // Non-empty: every call must carry "authorization: Bearer <admin_token>".
+  std::string admin_token;
+  // Every call's connection must have presented a client certificate
+  // (verified by the TLS handshake against the configured CA).
+  bool require_client_cert = false;
+  AuthFailureObserver on_failure;  // empty: refusals are not reported
+};
+
 class ControlService final : public tokenmem::v1::Control::Service {
  public:
-  // `admin_token` empty: no token needed (the Unix socket, guarded by its
-  // file mode). Otherwise every call must carry "authorization: Bearer
-  // <admin_token>" metadata.
+  // Every call, whatever its method, is first checked against `policy`;
+  // a refusal is the call's whole answer and changes nothing.
+  ControlService(pool::PoolManager* pools, pool::LeaseTable* leases, const AgentInfo* info,
+                 CallerPolicy policy);
+  // The same with only an admin token (empty: no check, for a transport
+  // whose callers were admitted before gRPC saw them).
   ControlService(pool::PoolManager* pools, pool::LeaseTable* leases, const AgentInfo* info,
                  std::string admin_token);
 
@@ -92,6 +129,7 @@ class ControlService final : public tokenmem::v1::Control::Service {
     std::vector<BlockKey> keys;
   };
   grpc::Status Authorize(const grpc::ServerContext* ctx) const;
+  grpc::Status Refuse(AuthFailure failure, grpc::StatusCode code, std::string message) const;
   // Authenticates the lease for the pool and parses the keys; any failure
   // is the whole call's answer.
   grpc::Status Open(const grpc::ServerContext* ctx, const v1::LeaseCredentials& creds,
@@ -107,7 +145,7 @@ class ControlService final : public tokenmem::v1::Control::Service {
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;
   const AgentInfo* info_;
-  std::string admin_token_;
+  CallerPolicy policy_;
 };
 
 }  // namespace tokenmem::control

@@ -48,12 +48,12 @@ int main(int argc, char** argv) {
   auto stub = v1::Control::NewStub(*channel);
   demo::BlockStoreOpener open_store;
   if (options->path == demo::DataPath::kLocal) {
-    // Over TCP the control socket is not used; the data socket then defaults
-    // to the one beside the default control socket (an agent on this node).
+    // The agent's default data socket (control.data_socket) unless told
+    // otherwise; with --socket, the one beside it (the layout test agents use).
     std::string data_socket = options->data_socket;
     if (data_socket.empty()) {
-      data_socket = demo::DataSocketBeside(options->socket.empty() ? wire::DefaultSocketPath()
-                                                                   : options->socket);
+      data_socket = options->socket.empty() ? std::string(demo::kDefaultDataSocket)
+                                            : demo::DataSocketBeside(options->socket);
     }
     open_store = demo::LocalStoreOpener(data_socket, options->timeout);
   } else {

@@ -77,6 +77,9 @@ KeyNamespace KeyNamespaceOf(const DemoOptions& options);
 // (/run/tokenmem/agent.sock -> /run/tokenmem/agent-data.sock).
 std::string DataSocketBeside(const std::string& control_socket);
 
+// The agent's default control.data_socket.
+inline constexpr char kDefaultDataSocket[] = "/run/tokenmem/data/agent-data.sock";
+
 // "local" or "control".
 std::string_view DataPathName(DataPath path);
 

@@ -244,7 +244,7 @@ def run(args, procs, tmp):
         f.write("e2e-cluster-secret\n")
     with open(config, "w") as f:
         f.write(f"""node_name: {NODE}
-control: {{socket: "{sock}"}}
+control: {{socket: "{sock}", data_socket: ""}}
 http: {{listen: "127.0.0.1:{agent_port}"}}
 remote: {{listen: "127.0.0.1:{remote_port}"}}
 cluster: {{peers: ["127.0.0.1:{remote_port}"], secret_file: "{secret}"}}

@@ -125,7 +125,8 @@ std::string AgentProcess::ConfigYaml() const {
   std::ostringstream y;
   y << "log_level: " << options_.log_level << "\n";
   if (!options_.sysfs_root.empty()) y << "sysfs_root: " << Quote(options_.sysfs_root) << "\n";
-  y << "control: {socket: " << Quote(socket_path());
+  y << "control: {socket: " << Quote(socket_path())
+    << ", data_socket: " << Quote(data_socket_path());
   if (!tcp_address_.empty()) {
     y << ", tcp_listen: " << Quote(tcp_address_)
       << ", admin_token_file: " << Quote(admin_token_path());

@@ -55,6 +55,9 @@ struct AgentOptions {
   std::string sysfs_root;                   // empty: the agent's default (/sys)
   std::string extra_yaml;                   // appended to the config as it is (top-level keys)
   std::string binary;                       // empty: the tokenmem-agent built with the tests
+  // The data socket in a directory of its own, dir()/data/agent-data.sock,
+  // as deployed; false: dir()/agent-data.sock, beside the control socket.
+  bool separate_data_dir = false;
 };
 
 // A TCP port on 127.0.0.1 that nobody listens on right now.
@@ -96,6 +99,12 @@ class AgentProcess {
 
   const std::filesystem::path& dir() const { return dir_; }
   std::string socket_path() const { return (dir_ / "agent.sock").string(); }
+  // The local data socket (control.data_socket).
+  std::string data_socket_path() const {
+    return (options_.separate_data_dir ? dir_ / "data" / "agent-data.sock"
+                                       : dir_ / "agent-data.sock")
+        .string();
+  }
   std::string target() const { return "unix:" + socket_path(); }
   std::string config_path() const { return (dir_ / "agent.yaml").string(); }
   std::string log_path() const { return (dir_ / "agent.log").string(); }
