@@ -46,7 +46,6 @@ AllocatorOptions AllocatorOptionsFrom(const Config& config) {
   o.remote_endpoints = config.remote_endpoints;
   o.cdi_devices = config.cdi_devices;
   o.container_data_socket = ContainerDataSocketPath(config);
-  o.container_control_socket = ContainerControlSocketPath(config);
   o.host_socket_dir = HostSocketDir(config);
   o.container_socket_dir = config.container_socket_dir;
   o.agent_socket = config.agent_socket;
@@ -158,7 +157,6 @@ Result<::v1beta1::ContainerAllocateResponse> Allocator::AllocateContainer(
   ::v1beta1::ContainerAllocateResponse out;
   auto& envs = *out.mutable_envs();
   envs[kEnvAgentSocket] = options_.container_data_socket;
-  envs[kEnvControlSocket] = options_.container_control_socket;
   envs[kEnvLease] = wire::FormatLease(lease->id, lease->secret);
   envs[kEnvQuotaBytes] = std::to_string(quota);
   std::vector<std::string> node_names;

@@ -14,13 +14,14 @@
 //      that admit only some namespaces answer UNAVAILABLE until then;
 //   3. the container gets:
 //        env   TOKENMEM_AGENT_SOCKET       the data socket, container path
-//              TOKENMEM_CONTROL_SOCKET     the control socket, container path
 //              TOKENMEM_LEASE              "ID:SECRET"
 //              TOKENMEM_QUOTA_BYTES        the quota, decimal
 //              TOKENMEM_NUMA_NODES         nodes of its devices, "0" or "0,1"
 //              TOKENMEM_DEFAULT_POOL       when configured
 //              TOKENMEM_REMOTE_ENDPOINTS   when configured, "host:port,..."
-//        mount the agent's socket directory, read-only
+//        mount the data socket's directory, read-only: never the control
+//              socket (nor its name in the environment), which is the node
+//              admin's (docs/security-admin-plane.md)
 //        devices  RDMA device nodes (rdma_discovery.h)
 //        cdi_devices  the configured CDI names
 // A request for several containers leases for each; if any fails, the
@@ -51,7 +52,6 @@ namespace tokenmem::device_plugin {
 
 // Environment variable names a container receives.
 inline constexpr char kEnvAgentSocket[] = "TOKENMEM_AGENT_SOCKET";
-inline constexpr char kEnvControlSocket[] = "TOKENMEM_CONTROL_SOCKET";
 inline constexpr char kEnvLease[] = "TOKENMEM_LEASE";
 inline constexpr char kEnvQuotaBytes[] = "TOKENMEM_QUOTA_BYTES";
 inline constexpr char kEnvNumaNodes[] = "TOKENMEM_NUMA_NODES";
@@ -65,11 +65,10 @@ struct AllocatorOptions {
   std::string default_pool;
   std::vector<std::string> remote_endpoints;
   std::vector<std::string> cdi_devices;
-  std::string container_data_socket;     // as the container sees it
-  std::string container_control_socket;  // as the container sees it
-  std::string host_socket_dir;           // mount source
-  std::string container_socket_dir;      // mount target
-  std::string agent_socket;              // for messages only
+  std::string container_data_socket;  // as the container sees it
+  std::string host_socket_dir;        // mount source: the data socket's directory
+  std::string container_socket_dir;   // mount target
+  std::string agent_socket;           // for messages only
   RdmaOptions rdma;
   // Leases are created namespace_pending (true where the reclaimer runs,
   // which binds them; without it a lease would stay pending for ever).

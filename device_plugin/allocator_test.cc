@@ -23,8 +23,7 @@ class DevicePluginAllocatorTest : public ::testing::Test {
     ASSERT_TRUE(tracker_.Poll().ok());
     options_.unit_bytes = kUnit;
     options_.container_data_socket = "/run/tokenmem/agent-data.sock";
-    options_.container_control_socket = "/run/tokenmem/agent.sock";
-    options_.host_socket_dir = "/host/run/tokenmem";
+    options_.host_socket_dir = "/host/run/tokenmem/data";
     options_.container_socket_dir = "/run/tokenmem";
     options_.agent_socket = "/host/run/tokenmem/agent.sock";
     options_.rdma.mode = RdmaMode::kOff;
@@ -63,7 +62,8 @@ TEST_F(DevicePluginAllocatorTest, LeasesAndAnswersWithEnvMountAndCdi) {
   const auto& c = response->container_responses(0);
   const auto& env = c.envs();
   EXPECT_EQ(env.at("TOKENMEM_AGENT_SOCKET"), "/run/tokenmem/agent-data.sock");
-  EXPECT_EQ(env.at("TOKENMEM_CONTROL_SOCKET"), "/run/tokenmem/agent.sock");
+  // The admin plane is not the container's: no control socket to find.
+  EXPECT_EQ(env.count("TOKENMEM_CONTROL_SOCKET"), 0u);
   EXPECT_EQ(env.at("TOKENMEM_LEASE"), "lease-1:secret-1");
   EXPECT_EQ(env.at("TOKENMEM_QUOTA_BYTES"), std::to_string(2 * kUnit));
   EXPECT_EQ(env.at("TOKENMEM_NUMA_NODES"), "1");
@@ -71,7 +71,7 @@ TEST_F(DevicePluginAllocatorTest, LeasesAndAnswersWithEnvMountAndCdi) {
   EXPECT_EQ(env.at("TOKENMEM_REMOTE_ENDPOINTS"), "10.0.0.1:7000,10.0.0.2:7000");
   ASSERT_EQ(c.mounts_size(), 1);
   EXPECT_EQ(c.mounts(0).container_path(), "/run/tokenmem");
-  EXPECT_EQ(c.mounts(0).host_path(), "/host/run/tokenmem");
+  EXPECT_EQ(c.mounts(0).host_path(), "/host/run/tokenmem/data");
   EXPECT_TRUE(c.mounts(0).read_only());
   EXPECT_EQ(c.devices_size(), 0);
   ASSERT_EQ(c.cdi_devices_size(), 1);

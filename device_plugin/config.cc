@@ -111,13 +111,13 @@ const std::vector<Flag>& Flags() {
                  &Config::pod_resources_socket),
       StringFlag("agent-socket", "the agent's control socket (gRPC)", &Config::agent_socket),
       StringFlag("agent-data-socket",
-                 "the agent's data socket; empty: <agent-socket stem>-data.sock beside it",
+                 "the agent's data socket, in a directory without the control socket",
                  &Config::agent_data_socket),
       StringFlag("host-socket-dir",
-                 "the agent's socket directory as the node sees it, mounted into containers; "
+                 "the data socket's directory as the node sees it, mounted into containers; "
                  "empty: the data socket's directory",
                  &Config::host_socket_dir),
-      StringFlag("container-socket-dir", "where containers see the agent's socket directory",
+      StringFlag("container-socket-dir", "where containers see the data socket's directory",
                  &Config::container_socket_dir),
       {"unit", "lease-able bytes per device (1GiB, 512MiB, ...)", false,
        [](const Config& c) { return FormatByteSize(c.unit_bytes); },
@@ -319,10 +319,6 @@ std::string ContainerDataSocketPath(const Config& config) {
               fs::path(AgentDataSocketPath(config)).filename().string());
 }
 
-std::string ContainerControlSocketPath(const Config& config) {
-  return Join(config.container_socket_dir, fs::path(config.agent_socket).filename().string());
-}
-
 Status Validate(const Config& c) {
   TM_RETURN_IF_ERROR(CheckPath("device-plugin-dir", c.device_plugin_dir));
   TM_RETURN_IF_ERROR(CheckFileName("kubelet-socket", c.kubelet_socket));
@@ -339,10 +335,16 @@ Status Validate(const Config& c) {
   TM_RETURN_IF_ERROR(CheckSocketPath("agent-data-socket", AgentDataSocketPath(c)));
   TM_RETURN_IF_ERROR(CheckPath("host-socket-dir", HostSocketDir(c)));
   TM_RETURN_IF_ERROR(CheckPath("container-socket-dir", c.container_socket_dir));
-  if (fs::path(AgentDataSocketPath(c)).parent_path() != fs::path(c.agent_socket).parent_path()) {
+  // Containers get the data socket's whole directory: were the control
+  // socket in it, every pod could reach the admin plane (and a pod running
+  // as root would pass the agent's peer-credential check).
+  if (fs::path(AgentDataSocketPath(c)).parent_path().lexically_normal() ==
+      fs::path(c.agent_socket).parent_path().lexically_normal()) {
     return InvalidArgument(
-        "--agent-data-socket must sit in the control socket's directory: containers get that "
-        "one directory mounted");
+        "--agent-data-socket " + AgentDataSocketPath(c) +
+        " shares its directory with the control socket " + c.agent_socket +
+        ": containers get that directory mounted; give the agent a data socket in a directory "
+        "of its own (control.data_socket, default /run/tokenmem/data/agent-data.sock)");
   }
   if (c.unit_bytes == 0) return InvalidArgument("--unit must be at least one byte");
   for (const auto& name : c.cdi_devices) {

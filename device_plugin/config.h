@@ -41,15 +41,18 @@ struct Config {
   std::string pod_resources_socket = "/var/lib/kubelet/pod-resources/kubelet.sock";
 
   // ---- agent ----
-  // The agent's control socket as this process sees it (gRPC).
+  // The agent's control socket as this process sees it (gRPC). Only the
+  // plugin uses it: containers never get it (docs/security-admin-plane.md).
   std::string agent_socket = "/run/tokenmem/agent.sock";
-  // The agent's data socket as this process sees it; empty: beside the
-  // control socket, "<stem>-data.sock" (the agent's own rule).
-  std::string agent_data_socket;
-  // The directory holding both sockets as the node (host) sees it: the
-  // source of the read-only mount handed to containers. Empty: the
-  // directory of agent_data_socket (right when this process sees the host
-  // path, as the DaemonSet mounts it).
+  // The agent's data socket as this process sees it (the agent's
+  // control.data_socket); its directory must not hold the control socket.
+  // Empty: beside the control socket, "<stem>-data.sock", which Validate
+  // refuses for that reason.
+  std::string agent_data_socket = "/run/tokenmem/data/agent-data.sock";
+  // The data socket's directory as the node (host) sees it: the source of
+  // the read-only mount handed to containers. Empty: the directory of
+  // agent_data_socket (right when this process sees the host path, as the
+  // DaemonSet mounts it).
   std::string host_socket_dir;
   // Where containers see that directory.
   std::string container_socket_dir = "/run/tokenmem";
@@ -88,12 +91,12 @@ std::string KubeletSocketPath(const Config& config);
 std::string PluginSocketPath(const Config& config);
 std::string AgentDataSocketPath(const Config& config);
 std::string HostSocketDir(const Config& config);
-// The sockets as a container sees them, under container_socket_dir.
+// The data socket as a container sees it, under container_socket_dir.
 std::string ContainerDataSocketPath(const Config& config);
-std::string ContainerControlSocketPath(const Config& config);
 
 // Checks every field: non-empty absolute paths, socket paths short enough
-// for a Unix socket address, plain file names for the two sockets in the
+// for a Unix socket address, a data socket whose directory (the one mounted
+// into containers) does not hold the control socket, plain file names for the two sockets in the
 // device-plugin directory, a resource name "domain/name", unit_bytes > 0,
 // positive durations, an http listen address "host:port" or empty.
 // kInvalidArgument naming the field (as its flag) and the value.

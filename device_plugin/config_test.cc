@@ -20,10 +20,9 @@ TEST(DevicePluginConfigTest, DefaultsAreValidAndDerivePaths) {
   ASSERT_TRUE(Validate(c).ok()) << Validate(c).ToString();
   EXPECT_EQ(KubeletSocketPath(c), "/var/lib/kubelet/device-plugins/kubelet.sock");
   EXPECT_EQ(PluginSocketPath(c), "/var/lib/kubelet/device-plugins/tokenmem.sock");
-  EXPECT_EQ(AgentDataSocketPath(c), "/run/tokenmem/agent-data.sock");
-  EXPECT_EQ(HostSocketDir(c), "/run/tokenmem");
+  EXPECT_EQ(AgentDataSocketPath(c), "/run/tokenmem/data/agent-data.sock");
+  EXPECT_EQ(HostSocketDir(c), "/run/tokenmem/data");  // the control socket is not in it
   EXPECT_EQ(ContainerDataSocketPath(c), "/run/tokenmem/agent-data.sock");
-  EXPECT_EQ(ContainerControlSocketPath(c), "/run/tokenmem/agent.sock");
   EXPECT_EQ(c.unit_bytes, uint64_t{1} << 30);
   EXPECT_EQ(c.resource_name, "tokenmem.io/memory");
 }
@@ -48,13 +47,30 @@ TEST(DevicePluginConfigTest, BareBoolFlagMeansTrue) {
 }
 
 TEST(DevicePluginConfigTest, HostAndContainerSocketDirs) {
-  auto cl = Parse({"--agent-socket=/var/run/tm/ctl.sock", "--host-socket-dir=/srv/tm",
-                   "--container-socket-dir=/tm"});
+  auto cl =
+      Parse({"--agent-socket=/var/run/tm/ctl.sock", "--agent-data-socket=/var/run/tm/data/d.sock",
+             "--host-socket-dir=/srv/tm/data", "--container-socket-dir=/tm"});
   ASSERT_TRUE(cl.ok()) << cl.status().ToString();
-  EXPECT_EQ(AgentDataSocketPath(cl->config), "/var/run/tm/ctl-data.sock");
-  EXPECT_EQ(HostSocketDir(cl->config), "/srv/tm");
-  EXPECT_EQ(ContainerDataSocketPath(cl->config), "/tm/ctl-data.sock");
-  EXPECT_EQ(ContainerControlSocketPath(cl->config), "/tm/ctl.sock");
+  EXPECT_EQ(AgentDataSocketPath(cl->config), "/var/run/tm/data/d.sock");
+  EXPECT_EQ(HostSocketDir(cl->config), "/srv/tm/data");
+  EXPECT_EQ(ContainerDataSocketPath(cl->config), "/tm/d.sock");
+}
+
+TEST(DevicePluginConfigTest, RefusesADataSocketBesideTheControlSocket) {
+  // Containers get the data socket's directory: it must not hold the
+  // control socket, however the paths are spelled.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--agent-data-socket="},
+        std::vector<std::string>{"--agent-data-socket=/run/tokenmem/agent-data.sock"},
+        std::vector<std::string>{"--agent-socket=/run/tm/./ctl.sock",
+                                 "--agent-data-socket=/run/tm/d.sock"}}) {
+    auto cl = Parse(args);
+    ASSERT_FALSE(cl.ok()) << args[0];
+    EXPECT_EQ(cl.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(cl.status().message().find("shares its directory with the control socket"),
+              std::string::npos)
+        << cl.status().message();
+  }
 }
 
 TEST(DevicePluginConfigTest, RefusesBadValuesNamingTheFlag) {

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "agent_fixture.h"
@@ -46,6 +47,7 @@ class DevicePluginIntegrationTest : public ::testing::Test {
   virtual tokenmem::testing::AgentOptions AgentSetup() {
     tokenmem::testing::AgentOptions options;
     options.pools = {{.name = "kv", .block_size = "64KiB", .dram = "8MiB"}};
+    options.separate_data_dir = true;  // as deployed: the data socket alone in its directory
     return options;
   }
 
@@ -96,6 +98,7 @@ class DevicePluginIntegrationTest : public ::testing::Test {
     c.device_plugin_dir = root_ / "device-plugins";
     c.pod_resources_socket = root_ / "pod-resources/kubelet.sock";
     c.agent_socket = agent_->socket_path();
+    c.agent_data_socket = agent_->data_socket_path();
     c.container_socket_dir = root_ / "container-run-tokenmem";
     c.unit_bytes = kUnit;
     c.default_pool = "kv";
@@ -259,7 +262,10 @@ TEST_F(DevicePluginIntegrationTest, PreferredAllocationAndAllocate) {
   const auto& c = response->container_responses(0);
   const std::string container_dir = root_ / "container-run-tokenmem";
   EXPECT_EQ(c.envs().at("TOKENMEM_AGENT_SOCKET"), container_dir + "/agent-data.sock");
-  EXPECT_EQ(c.envs().at("TOKENMEM_CONTROL_SOCKET"), container_dir + "/agent.sock");
+  EXPECT_EQ(c.envs().count("TOKENMEM_CONTROL_SOCKET"), 0u);
+  for (const auto& [name, value] : c.envs()) {
+    EXPECT_EQ(value.find("agent.sock"), std::string::npos) << name << "=" << value;
+  }
   EXPECT_EQ(c.envs().at("TOKENMEM_QUOTA_BYTES"), std::to_string(2 * kUnit));
   EXPECT_EQ(c.envs().at("TOKENMEM_DEFAULT_POOL"), "kv");
   EXPECT_EQ(c.envs().at("TOKENMEM_REMOTE_ENDPOINTS"), "127.0.0.1:7070");
@@ -268,8 +274,11 @@ TEST_F(DevicePluginIntegrationTest, PreferredAllocationAndAllocate) {
   ASSERT_TRUE(lease.ok());
   ASSERT_EQ(c.mounts_size(), 1);
   EXPECT_EQ(c.mounts(0).container_path(), container_dir);
-  EXPECT_EQ(c.mounts(0).host_path(), agent_->dir().string());
+  // Only the data socket's directory, which holds no control socket.
+  EXPECT_EQ(c.mounts(0).host_path(), (agent_->dir() / "data").string());
   EXPECT_TRUE(c.mounts(0).read_only());
+  EXPECT_FALSE(fs::exists(fs::path(c.mounts(0).host_path()) / "agent.sock"));
+  EXPECT_NE(fs::path(c.mounts(0).host_path()), fs::path(agent_->socket_path()).parent_path());
   ASSERT_EQ(c.devices_size(), 2);
   EXPECT_EQ(c.devices(0).container_path(), "/dev/infiniband/uverbs0");
   EXPECT_EQ(c.devices(0).host_path(), (root_ / "dev").string() + "/infiniband/uverbs0");
@@ -510,17 +519,52 @@ void RunContainerWithinQuota(DevicePluginIntegrationTest* test, const std::strin
             << "\n";
 }
 
-// DP_CONTAINER_BINARY uses the SDK (Client::FromEnv) when the SDK is built
-// in this tree, else the control API.
+// DP_CONTAINER_BINARY uses the SDK (Client::FromEnv), when the SDK is built
+// in this tree: the data socket is the only way a container has.
 TEST_F(DevicePluginIntegrationTest, ContainerUsesItsLeaseWithinQuota) {
+  if (std::string(DP_CONTAINER_KIND) != "device_plugin_container_sdk") {
+    GTEST_SKIP() << "the SDK is not built in this tree";
+  }
   ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
   RunContainerWithinQuota(this, DP_CONTAINER_BINARY, DP_CONTAINER_KIND, "tokenmem-n0-3");
 }
 
-TEST_F(DevicePluginIntegrationTest, ContainerUsesItsLeaseThroughTheControlApi) {
+// A container given exactly Allocate's answer finds no way to the admin
+// plane: no control socket in its environment or its mount, and the one
+// socket it has refuses control calls. The agent's leases and pools are as
+// they were.
+TEST_F(DevicePluginIntegrationTest, ContainerCannotReachTheControlApi) {
   ASSERT_NO_FATAL_FAILURE(StartPlugin(MakeConfig()));
-  RunContainerWithinQuota(this, DP_CONTAINER_GRPC_BINARY, "device_plugin_container_grpc",
-                          "tokenmem-n0-4");
+  auto response = Allocate({"tokenmem-n0-4"});
+  ASSERT_TRUE(response.ok()) << response.status().ToString();
+  const auto& c = response->container_responses(0);
+  auto list_leases = [&] {
+    grpc::ClientContext ctx;
+    wire::SetTimeout(&ctx, 5s);
+    v1::ListLeasesReply reply;
+    EXPECT_TRUE(agent_->stub().ListLeases(&ctx, v1::ListLeasesRequest(), &reply).ok());
+    std::vector<std::string> ids;
+    for (const auto& l : reply.leases()) ids.push_back(l.id());
+    return ids;
+  };
+  const auto leases_before = list_leases();
+  ASSERT_EQ(leases_before.size(), 1u);
+  std::map<std::string, std::string> env(c.envs().begin(), c.envs().end());
+  std::vector<testing::MountSpec> mounts;
+  for (const auto& m : c.mounts()) {
+    mounts.push_back({m.container_path(), m.host_path(), m.read_only()});
+  }
+  auto run = testing::RunContainer(DP_CONTAINER_PROBE_BINARY, {}, env, mounts, 8s);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->exit_code, 0) << run->output;
+  EXPECT_NE(run->output.find("admin plane: unreachable"), std::string::npos) << run->output;
+  EXPECT_EQ(list_leases(), leases_before);
+  grpc::ClientContext ctx;
+  wire::SetTimeout(&ctx, 5s);
+  v1::GetPoolRequest req;
+  req.set_name("kv");
+  v1::PoolInfo pool;
+  EXPECT_TRUE(agent_->stub().GetPool(&ctx, req, &pool).ok()) << "the pool survived";
 }
 
 TEST_F(DevicePluginIntegrationTest, KubeletRestartMeansRegisterAgain) {
@@ -721,6 +765,7 @@ TEST_F(DevicePluginIntegrationTest, BinaryRegistersServesHealthAndStopsCleanly) 
       "--device-plugin-dir=" + c.device_plugin_dir,
       "--pod-resources-socket=" + c.pod_resources_socket,
       "--agent-socket=" + c.agent_socket,
+      "--agent-data-socket=" + c.agent_data_socket,
       "--unit=1MiB",
       "--rdma=off",
       "--agent-poll-interval=50ms",
