@@ -400,7 +400,9 @@ def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="clu
         check("remote" not in cfg, f"{where}: remote section although the remote path is off")
         check(not svc_port and not ctr_port, f"{where}: remote port although the remote path is off")
 
-    secret_vols = [v for v in pod["spec"].get("volumes", []) if "secret" in v]
+    # The control API's token and TLS Secrets are check_admin_plane's.
+    secret_vols = [v for v in pod["spec"].get("volumes", [])
+                   if "secret" in v and not v["name"].startswith("control-")]
     secrets = find(docs, "Secret")
     if not expect_cluster:
         check("cluster" not in cfg, f"{where}: cluster section although the cluster is off")
@@ -511,6 +513,68 @@ def build_renderer(source, out):
     return True
 
 
+def check_admin_plane(docs, where, expect_tcp=False, expect_mtls=False):
+    """The control socket stays with the agent and the device plugin; pods get only the data
+    socket's directory (docs/security-admin-plane.md). With the TCP control listener, its token
+    and TLS files are mounted from their Secrets where the config names them."""
+    cfg = agent_config(docs, where)
+    dss = find(docs, "DaemonSet")
+    if cfg is None or not check(len(dss) == 1, f"{where}: {len(dss)} DaemonSets"):
+        return
+    ctl = cfg.get("control") or {}
+    sock, data = str(ctl.get("socket", "")), str(ctl.get("data_socket", ""))
+    sock_dir, data_dir = os.path.dirname(sock), os.path.dirname(data)
+    check(sock and data and sock_dir != data_dir,
+          f"{where}: control.socket {sock!r} and control.data_socket {data!r} share a directory")
+    check(str(ctl.get("socket_mode")) == "0600", f"{where}: control.socket_mode {ctl.get('socket_mode')!r}")
+    spec = dss[0]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in spec["containers"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+
+    def host_dirs(container):
+        out = {}
+        for m in container.get("volumeMounts", []):
+            hp = volumes.get(m["name"], {}).get("hostPath")
+            if hp:
+                out[m["mountPath"]] = hp["path"]
+        return out
+
+    agent_dirs = host_dirs(containers["agent"])
+    check(agent_dirs.get(sock_dir) == sock_dir, f"{where}: the agent does not mount {sock_dir}")
+    check(agent_dirs.get(data_dir) == data_dir, f"{where}: the agent does not mount {data_dir}")
+    dp = containers.get("device-plugin")
+    if dp is not None:
+        args = dp.get("args", [])
+        check(f"--agent-socket={sock}" in args, f"{where}: device plugin --agent-socket is not {sock}")
+        check(f"--agent-data-socket={data}" in args,
+              f"{where}: device plugin --agent-data-socket is not {data}: pods would get the wrong directory")
+        check(host_dirs(dp).get(sock_dir) == sock_dir, f"{where}: the device plugin does not mount {sock_dir}")
+        check(not any(e.get("name") == "TOKENMEM_CONTROL_SOCKET" for e in dp.get("env", []) or []),
+              f"{where}: TOKENMEM_CONTROL_SOCKET in the device plugin's environment")
+    if not expect_tcp:
+        check(not ctl.get("tcp_listen"), f"{where}: control.tcp_listen set although controlTcp is off")
+        check(not any(n.startswith("control-") for n in volumes), f"{where}: control Secret volumes although off")
+        return
+    mounts = {m["name"]: m for m in containers["agent"].get("volumeMounts", [])}
+    for key, vol in (("admin_token_file", "control-token"), ("tls_cert_file", "control-tls"),
+                     ("tls_key_file", "control-tls"), ("tls_client_ca_file", "control-tls")):
+        if key.startswith("tls_client_ca") and not expect_mtls:
+            check(not ctl.get(key), f"{where}: control.{key} although client certificates are not required")
+            continue
+        path = str(ctl.get(key, ""))
+        m = mounts.get(vol)
+        if not (check(path, f"{where}: control.{key} missing") and check(m, f"{where}: no {vol} mount")):
+            continue
+        check(os.path.dirname(path) == m["mountPath"] and m.get("readOnly") is True,
+              f"{where}: control.{key} {path} is not in the read-only mount {m['mountPath']}")
+        items = volumes[vol]["secret"].get("items") or []
+        check(any(i["path"] == os.path.basename(path) for i in items),
+              f"{where}: no item of Secret volume {vol} gives {os.path.basename(path)}")
+    port = named_port(containers["agent"].get("ports"), "control")
+    check(port and str(ctl.get("tcp_listen", "")).endswith(f":{port['containerPort']}"),
+          f"{where}: containerPort control does not match control.tcp_listen {ctl.get('tcp_listen')!r}")
+
+
 def check_with_agent(agent, agent_configs):
     """tokenmem-agent --check-config on every config, the cluster secret in a temporary file."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -530,6 +594,10 @@ def check_with_agent(agent, agent_configs):
             has_cluster = isinstance(cfg.get("cluster"), dict) and bool(cfg["cluster"].get("secret_file"))
             if has_cluster:
                 cfg["cluster"]["secret_file"] = secret
+            # The control API's Secret files, with stand-ins (their content is not parsed here).
+            for key in ("admin_token_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+                if (cfg.get("control") or {}).get(key):
+                    cfg["control"][key] = secret
             r = run(cfg)
             if check(r.returncode == 0, f"{where}: tokenmem-agent --check-config refused it:\n{r.stdout}{r.stderr}"):
                 if has_cluster and clustered is None:
@@ -687,10 +755,14 @@ def main():
     for k in ("CustomResourceDefinition", "ServiceAccount", "ClusterRole", "DaemonSet", "Service", "ConfigMap",
               "ServiceMonitor", "PrometheusRule", "Pod", "TokenMemoryPool"):
         check(k in om_kinds, f"operator_manifests has no {k}")
+    om_docs = []
     for path in glob.glob(os.path.join(om, "**", "*.yaml"), recursive=True):
         for d in load(path):
             if d and d.get("kind") == "DaemonSet":
                 check_daemonset(d, os.path.relpath(path, src))
+            if d and (d.get("kind") == "DaemonSet" or "agent.yaml" in d.get("data", {})):
+                om_docs.append(d)
+    check_admin_plane(om_docs, "operator_manifests")
     with open(os.path.join(om, "monitoring", "grafana-dashboard.json")) as f:
         dashboard = f.read()
     cm = load(os.path.join(om, "monitoring", "grafana-dashboard-configmap.yaml"))[0]
@@ -739,6 +811,8 @@ def main():
             if d["kind"] == "ConfigMap" and "tokenmem.json" in d.get("data", {}):
                 check(d["data"]["tokenmem.json"] == dashboard, f"chart ({label}): dashboard differs")
                 check(d["metadata"]["labels"].get("grafana_dashboard") == "1", f"chart ({label}): dashboard label")
+        check_admin_plane(docs, f"chart[{label}]", expect_tcp=label == "values-alt",
+                          expect_mtls=label == "values-alt")
         if label == "values-alt":
             ds = next(d for d in docs if d and d["kind"] == "DaemonSet")
             c = ds["spec"]["template"]["spec"]["containers"]

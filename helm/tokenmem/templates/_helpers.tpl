@@ -62,6 +62,22 @@ it off too.
 {{/* Where the agent container mounts that Secret. */}}
 {{- define "tokenmem.clusterSecretDir" -}}/etc/tokenmem/cluster{{- end -}}
 
+{{/* Where the control API's TCP token and TLS Secrets are mounted in the agent. */}}
+{{- define "tokenmem.controlTokenDir" -}}/etc/tokenmem/control-token{{- end -}}
+{{- define "tokenmem.controlTlsDir" -}}/etc/tokenmem/control-tls{{- end -}}
+
+{{/*
+The data socket: the only socket pods get (the device plugin mounts its
+directory into them). Its directory must not be the control socket's.
+*/}}
+{{- define "tokenmem.dataSocketDir" -}}
+{{- $a := .Values.agent -}}
+{{- if eq (clean $a.dataSocketDir) (clean $a.socketDir) -}}
+{{- fail "agent.dataSocketDir must differ from agent.socketDir: pods get the data socket's directory mounted, and the control socket must not be in it" -}}
+{{- end -}}
+{{- clean $a.dataSocketDir -}}
+{{- end -}}
+
 {{/* The agent's config file (docs/configuration.md). */}}
 {{- define "tokenmem.agentConfig" -}}
 {{- $a := .Values.agent -}}
@@ -77,13 +93,26 @@ it off too.
 {{- end -}}
 {{- $cfg := dict
   "log_level" $a.logLevel
-  "control" (dict "socket" (printf "%s/agent.sock" $a.socketDir) "socket_mode" (toString $a.socketMode))
+  "control" (dict "socket" (printf "%s/agent.sock" $a.socketDir) "socket_mode" (toString $a.socketMode) "data_socket" (printf "%s/agent-data.sock" (include "tokenmem.dataSocketDir" .)) "data_socket_mode" (toString $a.dataSocketMode) "admin_uids" $a.adminUids "admin_gids" $a.adminGids)
   "http" (dict "listen" (printf "0.0.0.0:%d" (int $a.port)))
   "tiers" (dict
     "dram" (dict "capacity" (toString $a.tiers.dram.capacity) "numa_nodes" $a.tiers.dram.numaNodes)
     "cxl" (dict "capacity" (toString $a.tiers.cxl.capacity) "numa_nodes" $a.tiers.cxl.numaNodes)
     "nvme" (dict "directory" $a.tiers.nvme.directory "capacity" $nvmeCapacity "segment_size" (toString $a.tiers.nvme.segmentSize) "queue_depth" (int $a.tiers.nvme.queueDepth) "create_directory" true))
   "pools" $pools -}}
+{{- $t := $a.controlTcp -}}
+{{- if $t.enabled -}}
+{{- $ctl := $cfg.control -}}
+{{- $_ := set $ctl "tcp_listen" (printf "0.0.0.0:%d" (int $t.port)) -}}
+{{- $_ := set $ctl "admin_token_file" (printf "%s/%s" (include "tokenmem.controlTokenDir" .) (required "agent.controlTcp.tokenSecret.key is required" $t.tokenSecret.key)) -}}
+{{- if $t.tls.secretName -}}
+{{- $_ := set $ctl "tls_cert_file" (printf "%s/tls.crt" (include "tokenmem.controlTlsDir" .)) -}}
+{{- $_ := set $ctl "tls_key_file" (printf "%s/tls.key" (include "tokenmem.controlTlsDir" .)) -}}
+{{- if $t.tls.requireClientCert -}}
+{{- $_ := set $ctl "tls_client_ca_file" (printf "%s/ca.crt" (include "tokenmem.controlTlsDir" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $r := .Values.remote -}}
 {{- if $r.enabled -}}
 {{- $_ := set $cfg "remote" (dict "listen" (printf "0.0.0.0:%d" (int $r.port)) "max_connections" (int $r.maxConnections) "workers" (int $r.workers)) -}}
