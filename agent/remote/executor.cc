@@ -4,7 +4,8 @@
 
 namespace tokenmem::remote {
 
-Executor::Executor(unsigned threads, const std::string& name) {
+Executor::Executor(unsigned threads, const std::string& name, size_t max_queued)
+    : max_queued_(max_queued) {
   for (unsigned i = 0; i < std::max(1u, threads); ++i) {
     threads_.emplace_back([this] { Run(); });
     std::string thread_name = (name + "-" + std::to_string(i)).substr(0, 15);
@@ -14,14 +15,15 @@ Executor::Executor(unsigned threads, const std::string& name) {
 
 Executor::~Executor() { Stop(); }
 
-bool Executor::Submit(std::function<void()> task) {
+Executor::Submitted Executor::Submit(std::function<void()> task) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return Submitted::kStopped;
+    if (max_queued_ != 0 && tasks_.size() >= max_queued_) return Submitted::kFull;
     tasks_.push_back(std::move(task));
   }
   cv_.notify_one();
-  return true;
+  return Submitted::kQueued;
 }
 
 void Executor::Stop() {

@@ -1,4 +1,6 @@
-// A fixed set of threads running submitted tasks in order of submission.
+// A fixed set of threads running submitted tasks in order of submission,
+// with a bounded queue: a task beyond it is refused, not queued, so a
+// flood of requests cannot grow the agent's memory without bound.
 #pragma once
 
 #include <condition_variable>
@@ -13,13 +15,16 @@ namespace tokenmem::remote {
 
 class Executor {
  public:
-  Executor(unsigned threads, const std::string& name);
+  // `max_queued`: tasks waiting (not running) at most; 0 = unbounded.
+  Executor(unsigned threads, const std::string& name, size_t max_queued = 0);
   ~Executor();  // Stop()
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  // False (and the task dropped) after Stop().
-  bool Submit(std::function<void()> task);
+  enum class Submitted { kQueued, kFull, kStopped };
+  // kFull when max_queued tasks wait already, kStopped after Stop(); the
+  // task is dropped in both cases.
+  Submitted Submit(std::function<void()> task);
   // Runs what was submitted, then joins the threads.
   void Stop();
 
@@ -29,6 +34,7 @@ class Executor {
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;
+  size_t max_queued_;
   std::vector<std::thread> threads_;
 };
 

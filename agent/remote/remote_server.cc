@@ -1,8 +1,12 @@
 #include "remote/remote_server.h"
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -21,9 +25,13 @@ namespace {
 
 struct Connection {
   uint64_t number = 0;
-  std::string peer;       // the client's address, for logs
-  ucp_ep_h ep = nullptr;  // progress thread only
-  bool closing = false;   // progress thread only
+  std::string peer;                                // the client's address, for logs
+  std::string host;                                // ... without the port: the per-peer limit's key
+  std::chrono::steady_clock::time_point accepted;  // for the HELLO deadline
+  std::string lease_key;                           // the lease it presented; empty for peer agents
+  std::atomic<uint64_t> buffered{0};               // payload bytes held for its requests
+  ucp_ep_h ep = nullptr;                           // progress thread only
+  bool closing = false;                            // progress thread only
   std::atomic<uint32_t> in_flight{0};
   Session session;
 };
@@ -37,15 +45,21 @@ struct Work {
   std::optional<SlotPut> slots;   // a PUT received into pool slots instead
   std::vector<ucp_dt_iov_t> iov;  // where UCX writes the slots' bytes
   std::chrono::steady_clock::time_point started;
+  uint64_t charged = 0;  // bytes of `data` counted against the budgets
 
   Work() = default;
   Work(const Work&) = delete;
   Work& operator=(const Work&) = delete;
-  // Slots not committed (the transfer failed, or the server stopped) go back.
-  ~Work() {
-    if (slots) RequestHandler::AbortSlots(*slots);
-  }
+  // Slots not committed (the transfer failed, or the server stopped) go
+  // back; buffered bytes leave the budgets.
+  ~Work();
 };
+
+// The address without its port ("10.0.0.7:51234" -> "10.0.0.7").
+std::string HostOf(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
 
 // Pool reservations of remote connections; the local path's owners are
 // small connection numbers, so the top bit keeps the two apart.
@@ -75,7 +89,15 @@ struct RemoteServer::Impl {
   uint64_t next_number = 1;
   RemoteServerStats stats;
   Observer observer;
-  std::atomic<int> executor_tasks{0};  // submitted and not finished
+  std::atomic<int> executor_tasks{0};                  // submitted and not finished
+  std::unordered_map<std::string, uint32_t> per_host;  // open connections; progress thread
+  std::mutex lease_mu;
+  std::unordered_map<std::string, uint64_t> lease_bytes;  // buffered per lease; lease_mu
+  // Closes connections that sent no HELLO in time (posts to the progress thread).
+  std::mutex sweep_mu;
+  std::condition_variable sweep_cv;
+  bool sweep_stop = false;  // sweep_mu
+  std::thread sweeper;
 
   Impl(RemoteServerOptions o, HandlerOptions h) : options(std::move(o)), handler(std::move(h)) {}
 
@@ -92,6 +114,12 @@ struct RemoteServer::Impl {
   void Refuse(const std::shared_ptr<Connection>& conn, const Request* request, const Status& why,
               bool close);
   void Dispatch(std::unique_ptr<Work> work);
+  // Counts `bytes` against the connection's and its lease's budgets; a
+  // status naming the limit when either would pass it.
+  Status ChargeBytes(Connection& conn, uint64_t bytes);
+  void ReleaseBytes(Connection& conn, uint64_t bytes);
+  void SweepSilent();  // progress thread
+  void SweepLoop();
   // Runs one request and observes it (metrics); the caller sends the reply.
   Reply Answer(Work& work, Payload* payload);
 };
@@ -104,8 +132,19 @@ void RemoteServer::Impl::OnConnectionRequest(ucp_conn_request_h request, void* a
   if (ucp_conn_request_query(request, &attr) == UCS_OK) {
     peer = transport::FormatAddress(reinterpret_cast<const sockaddr*>(&attr.client_address));
   }
+  const std::string host = HostOf(peer);
+  if (self->per_host[host] >= self->options.max_connections_per_peer) {
+    self->stats.connections_rejected++;
+    limits::Note(self->options.limits, limits::Limit::kRemotePeerConnections);
+    TM_LOG(WARN, "remote") << "refused a connection from " << peer << ": " << self->per_host[host]
+                           << " connections from " << host
+                           << " are open (limits.remote_max_connections_per_peer)";
+    ucp_listener_reject(self->listener, request);
+    return;
+  }
   if (self->connections.size() >= self->options.max_connections) {
     self->stats.connections_rejected++;
+    limits::Note(self->options.limits, limits::Limit::kRemoteConnections);
     TM_LOG(WARN, "remote") << "refused a connection from " << peer << ": "
                            << self->options.max_connections << " connections are open";
     ucp_listener_reject(self->listener, request);
@@ -127,7 +166,10 @@ void RemoteServer::Impl::OnConnectionRequest(ucp_conn_request_h request, void* a
   auto conn = std::make_shared<Connection>();
   conn->number = self->next_number++;
   conn->peer = peer;
+  conn->host = host;
+  conn->accepted = std::chrono::steady_clock::now();
   conn->ep = ep;
+  self->per_host[host]++;
   self->connections.emplace(ep, conn);
   self->stats.connections = self->connections.size();
   self->stats.connections_accepted++;
@@ -148,6 +190,9 @@ void RemoteServer::Impl::Close(const std::shared_ptr<Connection>& conn, bool for
   if (conn->closing) return;
   conn->closing = true;
   connections.erase(conn->ep);
+  if (auto it = per_host.find(conn->host); it != per_host.end() && --it->second == 0) {
+    per_host.erase(it);
+  }
   stats.connections = connections.size();
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK;
@@ -244,6 +289,7 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
   }
   Request& request = *decoded;
   if (length > self->options.max_batch_bytes) {
+    limits::Note(self->options.limits, limits::Limit::kRequestSize);
     self->Refuse(conn, &request,
                  Status(StatusCode::kInvalidArgument,
                         "payload of " + std::to_string(length) + " bytes is over the limit of " +
@@ -267,6 +313,9 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
       TM_LOG(INFO, "remote") << "connection " << conn->number << " from " << conn->peer
                              << " refused: " << reply.message;
     }
+    if (request.op == Op::kHello && !refused && !conn->session.is_peer()) {
+      conn->lease_key = request.lease_id;
+    }
     self->Send(conn, reply, Payload{}, refused);
     return UCS_OK;
   }
@@ -276,6 +325,7 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
     return UCS_OK;
   }
   if (conn->in_flight.load() >= self->options.max_in_flight) {
+    limits::Note(self->options.limits, limits::Limit::kRemoteRequestsInFlight);
     self->Refuse(
         conn, &request,
         Status(StatusCode::kResourceExhausted, std::to_string(self->options.max_in_flight) +
@@ -295,6 +345,16 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
     return UCS_OK;
   }
   const bool rndv = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  // Permission and quota before a byte of the payload is taken in: a
+  // lease that may not write, or has no room left, costs no buffer.
+  if (Status admitted = self->handler.AdmitPut(conn->session, work->request); !admitted.ok()) {
+    if (admitted.code() == StatusCode::kResourceExhausted) {
+      limits::Note(self->options.limits, limits::Limit::kRemoteQuota);
+    }
+    conn->in_flight--;
+    self->Refuse(conn, &work->request, admitted, false);
+    return UCS_OK;
+  }
   // A PUT goes straight into reserved pool slots when it can; otherwise
   // into a buffer that the pool copies from.
   work->slots = self->handler.ReserveSlots(conn->session, work->request, SlotOwner(*conn));
@@ -305,6 +365,12 @@ ucs_status_t RemoteServer::Impl::OnRequest(void* arg, const void* header, size_t
       if (n > 0) work->iov.push_back({work->slots->grants[i].bytes.data(), n});
     }
   } else {
+    if (Status charged = self->ChargeBytes(*conn, length); !charged.ok()) {
+      conn->in_flight--;
+      self->Refuse(conn, &work->request, charged, false);
+      return UCS_OK;
+    }
+    work->charged = length;
     if (work->request.op == Op::kPut) self->stats.put_blocks_buffered += work->request.puts.size();
     work->data.data.reset(new std::byte[length]);
     work->data.size = length;
@@ -378,7 +444,7 @@ void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
   }
   std::shared_ptr<Work> shared(std::move(work));
   executor_tasks++;
-  bool queued = executor->Submit([this, shared] {
+  Executor::Submitted queued = executor->Submit([this, shared] {
     Payload payload;
     Reply reply = Answer(*shared, &payload);
     auto boxed = std::make_shared<std::pair<Reply, Payload>>(std::move(reply), std::move(payload));
@@ -388,9 +454,90 @@ void RemoteServer::Impl::Dispatch(std::unique_ptr<Work> work) {
       Send(shared->conn, boxed->first, std::move(boxed->second), false);
     });
   });
-  if (!queued) {
+  if (queued != Executor::Submitted::kQueued) {
     executor_tasks--;
     shared->conn->in_flight--;
+    if (queued == Executor::Submitted::kFull) {
+      limits::Note(options.limits, limits::Limit::kRemoteQueue);
+      Refuse(shared->conn, &shared->request,
+             Status(StatusCode::kResourceExhausted,
+                    std::to_string(options.max_queued) +
+                        " requests are waiting for the agent's executors "
+                        "(limits.remote_max_queued_requests): retry later"),
+             false);
+    }
+  }
+}
+
+Work::~Work() {
+  if (slots) RequestHandler::AbortSlots(*slots);
+  if (charged != 0) static_cast<RemoteServer::Impl*>(server)->ReleaseBytes(*conn, charged);
+}
+
+Status RemoteServer::Impl::ChargeBytes(Connection& conn, uint64_t bytes) {
+  if (conn.buffered.load() + bytes > options.max_bytes_per_connection) {
+    limits::Note(options.limits, limits::Limit::kRemoteBytesInFlight);
+    return Status(StatusCode::kResourceExhausted,
+                  std::to_string(conn.buffered.load()) +
+                      " payload bytes are in flight on this connection; " + std::to_string(bytes) +
+                      " more would pass " + std::to_string(options.max_bytes_per_connection) +
+                      " (limits.remote_max_bytes_per_connection): wait for replies");
+  }
+  if (!conn.lease_key.empty()) {
+    std::lock_guard lock(lease_mu);
+    uint64_t& used = lease_bytes[conn.lease_key];
+    if (used + bytes > options.max_bytes_per_lease) {
+      if (used == 0) lease_bytes.erase(conn.lease_key);
+      limits::Note(options.limits, limits::Limit::kRemoteLeaseBytesInFlight);
+      return Status(StatusCode::kResourceExhausted,
+                    "lease '" + conn.lease_key + "' has " + std::to_string(used) +
+                        " payload bytes in flight; " + std::to_string(bytes) + " more would pass " +
+                        std::to_string(options.max_bytes_per_lease) +
+                        " (limits.remote_max_bytes_per_lease): wait for replies");
+    }
+    used += bytes;
+  }
+  conn.buffered += bytes;
+  return Status::Ok();
+}
+
+void RemoteServer::Impl::ReleaseBytes(Connection& conn, uint64_t bytes) {
+  conn.buffered -= bytes;
+  if (conn.lease_key.empty()) return;
+  std::lock_guard lock(lease_mu);
+  auto it = lease_bytes.find(conn.lease_key);
+  if (it == lease_bytes.end()) return;
+  it->second -= std::min(it->second, bytes);
+  if (it->second == 0) lease_bytes.erase(it);
+}
+
+void RemoteServer::Impl::SweepSilent() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Connection>> silent;
+  for (const auto& [ep, conn] : connections) {
+    if (!conn->closing && now - conn->accepted >= options.hello_timeout &&
+        !conn->session.authenticated()) {
+      silent.push_back(conn);
+    }
+  }
+  for (const auto& conn : silent) {
+    limits::Note(options.limits, limits::Limit::kRemoteHelloTimeout);
+    Refuse(conn, nullptr,
+           Status(StatusCode::kFailedPrecondition,
+                  "no HELLO within " + std::to_string(options.hello_timeout.count()) +
+                      " ms (limits.hello_timeout_ms)"),
+           true);
+  }
+}
+
+void RemoteServer::Impl::SweepLoop() {
+  // A quarter of the deadline between sweeps: a silent connection lives at
+  // most 1.25 deadlines.
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      options.hello_timeout / 4, std::chrono::milliseconds(20), std::chrono::milliseconds(1000));
+  std::unique_lock lock(sweep_mu);
+  while (!sweep_cv.wait_for(lock, period, [&] { return sweep_stop; })) {
+    runtime->Post([this] { SweepSilent(); });
   }
 }
 
@@ -398,6 +545,12 @@ RemoteServer::RemoteServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 RemoteServer::~RemoteServer() {
   Impl* impl = impl_.get();
+  {
+    std::lock_guard lock(impl->sweep_mu);
+    impl->sweep_stop = true;
+  }
+  impl->sweep_cv.notify_all();
+  if (impl->sweeper.joinable()) impl->sweeper.join();
   impl->runtime->Stop([impl] {
     if (impl->listener != nullptr) ucp_listener_destroy(impl->listener);
     impl->listener = nullptr;
@@ -422,7 +575,8 @@ Result<std::unique_ptr<RemoteServer>> RemoteServer::Start(RemoteServerOptions op
   auto impl = std::make_unique<Impl>(options, std::move(handler));
   TM_ASSIGN_OR_RETURN(impl->runtime, transport::UcxRuntime::Create(transport::RuntimeOptions{
                                          .name = "tm-remote", .reuse_address = true}));
-  impl->executor = std::make_unique<Executor>(options.workers, "tm-remote-exec");
+  impl->executor =
+      std::make_unique<Executor>(options.workers, "tm-remote-exec", options.max_queued);
 
   ucp_am_handler_param_t hp{};
   hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
@@ -448,6 +602,7 @@ Result<std::unique_ptr<RemoteServer>> RemoteServer::Start(RemoteServerOptions op
   if (st != UCS_OK) return transport::UcsError("querying the listener", st);
   impl->address = transport::FormatAddress(reinterpret_cast<const sockaddr*>(&la.sockaddr));
   TM_RETURN_IF_ERROR(impl->runtime->Start());
+  impl->sweeper = std::thread([raw = impl.get()] { raw->SweepLoop(); });
   TM_LOG(INFO, "remote") << "remote data path listening on " << impl->address;
   return std::unique_ptr<RemoteServer>(new RemoteServer(std::move(impl)));
 }

@@ -10,16 +10,23 @@
 //     payload does not match its items gets an error reply and the
 //     connection is closed; everyone else is unaffected;
 //   - at most `max_in_flight` requests run at once; more are refused
-//     (RESOURCE_EXHAUSTED) rather than queued without bound.
+//     (RESOURCE_EXHAUSTED) rather than queued without bound;
+//   - limits for hostile tenants (docs/limits.md): connections per address,
+//     a HELLO deadline, buffered payload bytes per connection and per lease,
+//     a bounded executor queue, and a PUT's permission and quota checked
+//     before its payload is received; each refusal is a clear error reply
+//     and a limits::Limit report.
 // A peer that vanishes mid-transfer only ends its own connection: UCX
 // completes its requests with an error and the connection is dropped.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "limits/limits.h"
 #include "remote/request_handler.h"
 #include "tokenmem/common/status.h"
 
@@ -29,8 +36,14 @@ struct RemoteServerOptions {
   std::string listen;  // "host:port"; port 0 picks a free one
   uint32_t max_connections = 1024;
   uint32_t workers = 2;
-  uint64_t max_batch_bytes = 64ull << 20;  // largest PUT payload accepted
-  uint32_t max_in_flight = 256;            // per connection
+  uint64_t max_batch_bytes = 64ull << 20;   // largest PUT payload accepted
+  uint32_t max_in_flight = 256;             // per connection
+  uint32_t max_connections_per_peer = 256;  // per client address
+  std::chrono::milliseconds hello_timeout{5000};
+  uint64_t max_bytes_per_connection = 256ull << 20;  // payloads buffered at once
+  uint64_t max_bytes_per_lease = 1ull << 30;         // ... over a lease's connections
+  uint32_t max_queued = 4096;                        // requests waiting for an executor
+  limits::LimitObserver* limits = nullptr;           // told of each refusal
 };
 
 // Counters for /metrics; monotonic except `connections`.

@@ -366,6 +366,27 @@ std::optional<SlotPut> RequestHandler::ReserveSlots(Session& session, const Requ
   return SlotPut{pool, owner, std::move(grants).value()};
 }
 
+Status RequestHandler::AdmitPut(Session& session, const Request& request) {
+  if (request.op != Op::kPut) return Status::Ok();
+  TM_ASSIGN_OR_RETURN(std::shared_ptr<pool::Pool> pool,
+                      PoolFor(session, request.pool, /*write=*/true));
+  std::shared_ptr<pool::LeaseAccount> lease;
+  {
+    std::lock_guard lock(session.mu_);
+    if (session.peer_) return Status::Ok();  // the cluster's capacity, not a quota
+    lease = session.lease_;
+  }
+  const uint64_t block = pool->spec().block_size;
+  const uint64_t quota = lease->options().quota_bytes;
+  if (lease->used_bytes() + block > quota) {
+    return Status(StatusCode::kResourceExhausted,
+                  "lease '" + lease->id() + "' quota of " + std::to_string(quota) +
+                      " bytes is used up (" + std::to_string(lease->used_bytes()) +
+                      " charged): the PUT was refused before its payload was received");
+  }
+  return Status::Ok();
+}
+
 Reply RequestHandler::CommitSlots(const Request& request, SlotPut& put) {
   std::vector<pool::Pool::CommitItem> items;
   items.reserve(request.puts.size());

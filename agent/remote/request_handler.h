@@ -103,6 +103,11 @@ class RequestHandler {
   // answers each item on its own.
   std::optional<SlotPut> ReserveSlots(Session& session, const transport::Request& request,
                                       uint64_t owner);
+  // Whether a PUT may be received at all: OK unless the connection may not
+  // write to the pool (PERMISSION_DENIED, INVALID_ARGUMENT for a pool not
+  // attached) or its lease has no room for even one more block
+  // (RESOURCE_EXHAUSTED). Checked before the payload is buffered.
+  Status AdmitPut(Session& session, const transport::Request& request);
   // Publishes the received slots; the reply is the one Handle() would give.
   transport::Reply CommitSlots(const transport::Request& request, SlotPut& put);
   // Frees the slots of a put whose bytes did not arrive.

@@ -195,6 +195,19 @@ class RemoteServerTest : public ::testing::Test {
     return r.has_value() && r->status == StatusCode::kOk;
   }
 
+  // Replaces the server by one with these options (limits reported to counters_).
+  void Restart(RemoteServerOptions options) {
+    server_.reset();
+    options.listen = "127.0.0.1:0";
+    options.limits = &counters_;
+    auto server = RemoteServer::Start(options, {.pools = pools_.get(),
+                                                .leases = &leases_,
+                                                .node_name = "node-a",
+                                                .cluster_secret = "cluster-secret"});
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+  }
+
   static uint32_t Attach(RemoteConnection& c, const std::string& pool) {
     auto r = c.Call(Request{.op = Op::kAttach, .pool_name = pool});
     EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -204,6 +217,7 @@ class RemoteServerTest : public ::testing::Test {
   std::unique_ptr<pool::PoolManager> pools_;
   pool::LeaseTable leases_;
   pool::CreatedLease lease_;
+  limits::LimitCounters counters_;
   std::unique_ptr<RemoteServer> server_;
 };
 
@@ -533,6 +547,65 @@ TEST_F(RemoteServerTest, ServerGoneGivesUnavailable) {
                                          .lease_secret = "y",
                                          .timeout = std::chrono::seconds(2)});
   EXPECT_EQ(none.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(RemoteServerTest, SilentConnectionsAreClosedAtTheHelloDeadline) {
+  Restart({.max_batch_bytes = 8 * kBlock, .hello_timeout = std::chrono::milliseconds(200)});
+  std::vector<std::unique_ptr<RawClient>> silent;
+  for (int i = 0; i < 4; ++i) silent.push_back(std::make_unique<RawClient>(server_->address()));
+  for (auto& raw : silent) {
+    auto r = raw->Next(std::chrono::seconds(3));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->status, StatusCode::kFailedPrecondition) << r->message;
+    EXPECT_TRUE(raw->WaitBroken(std::chrono::seconds(3)));
+  }
+  EXPECT_EQ(counters_.count(limits::Limit::kRemoteHelloTimeout), 4u);
+  // A client that says HELLO at once is served, and stays after the deadline.
+  auto conn = Connect(lease_).value();
+  uint32_t pool = Attach(*conn, "kv");
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto found = conn->Call(Request{.op = Op::kExists, .pool = pool, .keys = {{1, 1}}});
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(found->status, StatusCode::kOk);
+}
+
+TEST_F(RemoteServerTest, ConnectionsPerAddressAreBounded) {
+  Restart({.max_batch_bytes = 8 * kBlock, .max_connections_per_peer = 2});
+  auto a = Connect(lease_);
+  auto b = Connect(lease_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto c = Connect(lease_);
+  EXPECT_FALSE(c.ok());
+  EXPECT_GE(counters_.count(limits::Limit::kRemotePeerConnections), 1u);
+  // The two admitted connections keep working.
+  EXPECT_NE(Attach(**a, "kv"), 0u);
+  EXPECT_NE(Attach(**b, "kv"), 0u);
+}
+
+TEST_F(RemoteServerTest, PutOverAUsedUpQuotaIsRefusedBeforeItsPayload) {
+  Restart({.max_batch_bytes = 8 * kBlock});
+  auto small = Lease(kBlock, {"kv"}, false);
+  auto conn = Connect(small).value();
+  uint32_t pool = Attach(*conn, "kv");
+  auto data = Pattern(kBlock, 3);
+  std::vector<Piece> one = {{data.data(), data.size()}};
+  auto first = conn->Call(Request{.op = Op::kPut, .pool = pool, .puts = {{{1, 1}, kBlock}}}, one);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->items[0].code, StatusCode::kOk);
+  const uint64_t buffered = server_->stats().put_blocks_buffered.load();
+  const uint64_t in_place = server_->stats().put_blocks_in_place.load();
+  for (uint64_t k = 2; k < 6; ++k) {
+    auto over = conn->Call(Request{.op = Op::kPut, .pool = pool, .puts = {{{k, k}, kBlock}}}, one);
+    ASSERT_FALSE(over.ok());
+    EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted) << over.status().ToString();
+  }
+  EXPECT_EQ(counters_.count(limits::Limit::kRemoteQuota), 4u);
+  // Nothing was buffered or reserved for them, and the connection is alive.
+  EXPECT_EQ(server_->stats().put_blocks_buffered.load(), buffered);
+  EXPECT_EQ(server_->stats().put_blocks_in_place.load(), in_place);
+  auto found = conn->Call(Request{.op = Op::kExists, .pool = pool, .keys = {{1, 1}}});
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->items[0].code, StatusCode::kOk);
 }
 
 }  // namespace
