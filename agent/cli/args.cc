@@ -14,8 +14,10 @@ struct GlobalFlag {
   bool takes_value;
 };
 constexpr GlobalFlag kGlobalFlags[] = {
-    {"socket", true},  {"address", true}, {"admin-token-file", true},
-    {"timeout", true}, {"json", false},   {"help", false},
+    {"socket", true},     {"address", true},         {"admin-token-file", true},
+    {"token-file", true}, {"tls-ca", true},          {"tls-cert", true},
+    {"tls-key", true},    {"tls-server-name", true}, {"timeout", true},
+    {"json", false},      {"help", false},
 };
 
 const GlobalFlag* FindGlobal(std::string_view name) {
@@ -67,8 +69,16 @@ Status ApplyGlobal(std::string_view name, const std::string& value, GlobalOption
     g->socket = value;
   } else if (name == "address") {
     g->address = value;
-  } else if (name == "admin-token-file") {
+  } else if (name == "admin-token-file" || name == "token-file") {
     g->admin_token_file = value;
+  } else if (name == "tls-ca") {
+    g->tls_ca = value;
+  } else if (name == "tls-cert") {
+    g->tls_cert = value;
+  } else if (name == "tls-key") {
+    g->tls_key = value;
+  } else if (name == "tls-server-name") {
+    g->tls_server_name = value;
   } else if (name == "timeout") {
     TM_ASSIGN_OR_RETURN(g->timeout, ParseTimeout(value));
   } else if (name == "json") {
@@ -261,12 +271,25 @@ Result<Invocation> ParseArgs(const std::vector<std::string>& args) {
   if (!inv.global.socket.empty() && !inv.global.address.empty()) {
     return InvalidArgument("give --socket or --address, not both");
   }
+  const GlobalOptions& g = inv.global;
+  const bool tls =
+      !g.tls_ca.empty() || !g.tls_cert.empty() || !g.tls_key.empty() || !g.tls_server_name.empty();
+  if (tls && g.address.empty()) {
+    return InvalidArgument("--tls-* options apply to --address (TCP) only");
+  }
+  if (g.tls_cert.empty() != g.tls_key.empty()) {
+    return InvalidArgument("give --tls-cert and --tls-key together");
+  }
+  if (tls && g.tls_ca.empty()) {
+    return InvalidArgument("TLS needs --tls-ca, the CA that signed the agent's certificate");
+  }
   return inv;
 }
 
 std::string UsageText() {
   std::string out =
-      "Usage: tokenmemctl [--socket PATH | --address HOST:PORT --admin-token-file FILE]\n"
+      "Usage: tokenmemctl [--socket PATH | --address HOST:PORT --token-file FILE\n"
+      "                    [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]]\n"
       "                   [--json] [--timeout SECONDS] COMMAND [ARGS]\n"
       "\n"
       "Commands:\n";
@@ -287,7 +310,13 @@ std::string UsageText() {
       "  --socket PATH            the agent's Unix socket (default: $TOKENMEM_CONTROL_SOCKET,\n"
       "                           else /run/tokenmem/agent.sock)\n"
       "  --address HOST:PORT      reach the agent over TCP instead\n"
-      "  --admin-token-file FILE  admin token sent with every call (needed over TCP)\n"
+      "  --token-file FILE        admin token sent with every call (needed over TCP);\n"
+      "                           also spelled --admin-token-file\n"
+      "  --tls-ca FILE            TCP over TLS: the CA that signed the agent's certificate\n"
+      "  --tls-cert FILE          client certificate for an agent that requires mTLS\n"
+      "  --tls-key FILE           the client certificate's private key\n"
+      "  --tls-server-name NAME   name to check the agent's certificate against\n"
+      "                           (default: the host of --address)\n"
       "  --json                   print one JSON object instead of tables\n"
       "  --timeout SECONDS        deadline of each call to the agent (default 10)\n"
       "  --lease ID:SECRET        data commands; default: $TOKENMEM_LEASE\n"

@@ -38,7 +38,11 @@ const std::vector<CommandSpec>& Commands();
 struct GlobalOptions {
   std::string socket;            // --socket; empty: $TOKENMEM_CONTROL_SOCKET or the default
   std::string address;           // --address HOST:PORT
-  std::string admin_token_file;  // --admin-token-file
+  std::string admin_token_file;  // --admin-token-file (or --token-file)
+  std::string tls_ca;            // --tls-ca: CA that signed the agent's certificate (TLS on)
+  std::string tls_cert;          // --tls-cert: client certificate, for mTLS
+  std::string tls_key;           // --tls-key: its private key
+  std::string tls_server_name;   // --tls-server-name: name to verify instead of the host
   bool json = false;             // --json
   std::chrono::milliseconds timeout{10'000};  // --timeout SECONDS, per call
 };
@@ -60,7 +64,8 @@ struct Invocation {
 // Parses the arguments after the program name. "-h" and "--help" select the
 // help command. Errors are kInvalidArgument with a message for the user
 // (unknown command or flag, missing value or argument, bad --timeout,
-// --socket together with --address).
+// --socket together with --address, TLS flags without --address, --tls-cert
+// without --tls-key or the other way round, either without --tls-ca).
 Result<Invocation> ParseArgs(const std::vector<std::string>& args);
 
 // The full usage text, ending with a newline.

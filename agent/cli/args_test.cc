@@ -16,6 +16,37 @@ TEST(ArgsTest, ParsesGlobalOptionsAnywhere) {
   EXPECT_EQ(inv->global.timeout, std::chrono::milliseconds(2500));
 }
 
+TEST(ArgsTest, ParsesTokenAndTlsOptions) {
+  auto inv = Parse({"--address", "node:7070", "--token-file", "/etc/t", "--tls-ca=/etc/ca.crt",
+                    "--tls-cert", "/etc/c.crt", "--tls-key", "/etc/c.key", "--tls-server-name",
+                    "agent.local", "status"});
+  ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+  EXPECT_EQ(inv->global.admin_token_file, "/etc/t");
+  EXPECT_EQ(inv->global.tls_ca, "/etc/ca.crt");
+  EXPECT_EQ(inv->global.tls_cert, "/etc/c.crt");
+  EXPECT_EQ(inv->global.tls_key, "/etc/c.key");
+  EXPECT_EQ(inv->global.tls_server_name, "agent.local");
+  // The older spelling still works.
+  inv = Parse({"--address", "node:7070", "--admin-token-file", "/etc/t", "status"});
+  ASSERT_TRUE(inv.ok());
+  EXPECT_EQ(inv->global.admin_token_file, "/etc/t");
+}
+
+TEST(ArgsTest, RejectsHalfTls) {
+  auto message = [](std::vector<std::string> args) {
+    auto inv = Parse(args);
+    EXPECT_FALSE(inv.ok());
+    return inv.ok() ? std::string() : inv.status().message();
+  };
+  EXPECT_NE(message({"--tls-ca", "/ca", "status"}).find("--address"), std::string::npos);
+  EXPECT_NE(message({"--address", "n:1", "--tls-ca", "/ca", "--tls-cert", "/c", "status"})
+                .find("--tls-key"),
+            std::string::npos);
+  EXPECT_NE(message({"--address", "n:1", "--tls-cert", "/c", "--tls-key", "/k", "status"})
+                .find("--tls-ca"),
+            std::string::npos);
+}
+
 TEST(ArgsTest, DefaultsTimeoutToTenSeconds) {
   auto inv = Parse({"status"});
   ASSERT_TRUE(inv.ok());

@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
 
   wire::Endpoint endpoint;
   endpoint.address = inv->global.address;
+  endpoint.tls_ca_file = inv->global.tls_ca;
+  endpoint.tls_cert_file = inv->global.tls_cert;
+  endpoint.tls_key_file = inv->global.tls_key;
+  endpoint.tls_server_name = inv->global.tls_server_name;
   endpoint.socket_path =
       inv->global.socket.empty() ? wire::DefaultSocketPath() : inv->global.socket;
   if (!inv->global.admin_token_file.empty()) {

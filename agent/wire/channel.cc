@@ -56,6 +56,27 @@ std::string Trim(std::string s) {
   return s.substr(begin, end - begin + 1);
 }
 
+Result<std::string> ReadWholeFile(const std::string& path, const std::string& what) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("cannot open " + what + " file '" + path + "'", errno);
+  std::string content;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return ErrnoError("cannot read " + what + " file '" + path + "'", err);
+    }
+    if (n == 0) break;
+    content.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (content.empty()) return InvalidArgument(what + " file '" + path + "' is empty");
+  return content;
+}
+
 }  // namespace
 
 std::string DefaultSocketPath() {
@@ -80,10 +101,30 @@ Result<std::shared_ptr<grpc::Channel>> CreateChannel(const Endpoint& endpoint) {
                              " bytes, the limit of a Unix socket address");
     }
   }
+  const bool tls = !endpoint.tls_ca_file.empty() || !endpoint.tls_cert_file.empty() ||
+                   !endpoint.tls_key_file.empty() || !endpoint.tls_server_name.empty();
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   auto credentials = grpc::InsecureChannelCredentials();
+  if (tls) {
+    if (endpoint.address.empty()) return InvalidArgument("TLS applies to TCP addresses only");
+    if (endpoint.tls_cert_file.empty() != endpoint.tls_key_file.empty()) {
+      return InvalidArgument("a TLS client certificate needs its key, and a key its certificate");
+    }
+    if (endpoint.tls_ca_file.empty()) {
+      return InvalidArgument("TLS needs the CA that signed the agent's certificate");
+    }
+    grpc::SslCredentialsOptions ssl;
+    TM_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadWholeFile(endpoint.tls_ca_file, "TLS CA"));
+    if (!endpoint.tls_cert_file.empty()) {
+      TM_ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                          ReadWholeFile(endpoint.tls_cert_file, "TLS certificate"));
+      TM_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadWholeFile(endpoint.tls_key_file, "TLS key"));
+    }
+    credentials = grpc::SslCredentials(ssl);
+    if (!endpoint.tls_server_name.empty()) args.SetSslTargetNameOverride(endpoint.tls_server_name);
+  }
   if (endpoint.admin_token.empty()) {
     return grpc::CreateCustomChannel(TargetOf(endpoint), credentials, args);
   }
@@ -94,23 +135,9 @@ Result<std::shared_ptr<grpc::Channel>> CreateChannel(const Endpoint& endpoint) {
 }
 
 Result<std::string> ReadAdminTokenFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot open admin token file '" + path + "'", errno);
-  std::string content;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoError("cannot read admin token file '" + path + "'", err);
-    }
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  std::string token = Trim(std::move(content));
+  auto content = ReadWholeFile(path, "admin token");
+  if (!content.ok()) return content.status();
+  std::string token = Trim(std::move(content).value());
   if (token.empty()) return InvalidArgument("admin token file '" + path + "' is empty");
   return token;
 }

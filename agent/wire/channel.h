@@ -25,6 +25,14 @@ struct Endpoint {
   std::string socket_path{};  // the agent's Unix socket; used when `address` is empty
   std::string address{};      // HOST:PORT for TCP
   std::string admin_token{};  // when set, every call carries "authorization: Bearer <token>"
+  // TCP over TLS (PEM files): set tls_ca_file to verify the agent's
+  // certificate; add the client certificate and key for an agent that
+  // requires mTLS. tls_server_name: the name checked against the agent's
+  // certificate instead of the host in `address`.
+  std::string tls_ca_file{};
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+  std::string tls_server_name{};
 };
 
 // $TOKENMEM_CONTROL_SOCKET when set and non-empty, else kDefaultSocketPath.
@@ -34,8 +42,10 @@ std::string DefaultSocketPath();
 std::string TargetOf(const Endpoint& endpoint);
 
 // A channel to `endpoint` (not yet connected). kInvalidArgument when neither
-// a socket nor an address is given or the socket path is too long for a
-// Unix socket address. Messages received may be of any size.
+// a socket nor an address is given, the socket path is too long for a Unix
+// socket address, or TLS files are given for a Unix socket, a certificate
+// without its key (or the reverse) or either without a CA; kIoError when a
+// TLS file cannot be read. Messages received may be of any size.
 Result<std::shared_ptr<grpc::Channel>> CreateChannel(const Endpoint& endpoint);
 
 // The admin token stored in `path`, surrounding whitespace removed.
