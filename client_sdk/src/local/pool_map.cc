@@ -24,7 +24,10 @@ Result<Mapping> MapFd(int fd, uint64_t bytes, int prot, std::string_view what) {
     return Internal("the agent sent a " + std::string(what) + " of " + std::to_string(size) +
                     " bytes, expected " + std::to_string(bytes));
   }
-  void* base = ::mmap(nullptr, bytes, prot, MAP_SHARED, fd, 0);
+  // MAP_POPULATE: the page tables are filled now, not by faults during the
+  // first gets (a writer used to fault them in by writing its slots; with
+  // staging nobody in this process touches a segment before reading it).
+  void* base = ::mmap(nullptr, bytes, prot, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (base == MAP_FAILED) return ErrnoError("mmap of the " + std::string(what), errno);
   return Mapping(base, bytes);
 }
