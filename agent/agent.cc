@@ -250,8 +250,8 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
       agent->control_,
       control::ControlServer::Start(server, agent->pools_.get(), &agent->leases_, &agent->info_));
   const std::filesystem::path data_socket = config::EffectiveDataSocket(config.control);
-  if (data_socket.parent_path().lexically_normal() ==
-      config.control.socket_path.parent_path().lexically_normal()) {
+  if (data_socket.lexically_normal().parent_path() ==
+      config.control.socket_path.lexically_normal().parent_path()) {
     TM_LOG(WARN, "agent") << "the data socket " << data_socket.string()
                           << " shares its directory with the control socket: never mount that "
                              "directory into pods (set control.data_socket to a directory of "

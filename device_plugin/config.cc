@@ -338,8 +338,8 @@ Status Validate(const Config& c) {
   // Containers get the data socket's whole directory: were the control
   // socket in it, every pod could reach the admin plane (and a pod running
   // as root would pass the agent's peer-credential check).
-  if (fs::path(AgentDataSocketPath(c)).parent_path().lexically_normal() ==
-      fs::path(c.agent_socket).parent_path().lexically_normal()) {
+  if (fs::path(AgentDataSocketPath(c)).lexically_normal().parent_path() ==
+      fs::path(c.agent_socket).lexically_normal().parent_path()) {
     return InvalidArgument(
         "--agent-data-socket " + AgentDataSocketPath(c) +
         " shares its directory with the control socket " + c.agent_socket +

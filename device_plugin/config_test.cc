@@ -89,7 +89,7 @@ TEST(DevicePluginConfigTest, RefusesBadValuesNamingTheFlag) {
       {{"--plugin-socket=kubelet.sock"}, "--plugin-socket"},
       {{"--resource-name=memory"}, "--resource-name"},
       {{"--agent-socket=/" + std::string(120, 'x')}, "--agent-socket"},
-      {{"--agent-data-socket=/elsewhere/d.sock"}, "--agent-data-socket"},
+      {{"--agent-data-socket=/run/tokenmem/d.sock"}, "--agent-data-socket"},
       {{"--cdi-devices=nonsense"}, "--cdi-devices"},
       {{"--rdma=maybe"}, "--rdma"},
       {{"--capacity-source=disks"}, "--capacity-source"},

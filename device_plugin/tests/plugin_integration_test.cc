@@ -702,6 +702,7 @@ class DevicePluginMultiNodeTest : public DevicePluginIntegrationTest {
         std::string(TOKENMEM_SOURCE_DIR) + "/tests/fixtures/sysfs/two_dram_one_cxl";
     options.dram = "64MiB";
     options.cxl = "16MiB";
+    options.separate_data_dir = true;
     return options;
   }
 };
