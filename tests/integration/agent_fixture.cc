@@ -131,6 +131,7 @@ std::string AgentProcess::ConfigYaml() const {
     y << ", tcp_listen: " << Quote(tcp_address_)
       << ", admin_token_file: " << Quote(admin_token_path());
   }
+  if (!options_.control_yaml.empty()) y << ", " << options_.control_yaml;
   y << "}\n"
     << "http: {listen: " << Quote(options_.http_listen) << "}\n"
     << "tiers:\n"

@@ -58,6 +58,9 @@ struct AgentOptions {
   // The data socket in a directory of its own, dir()/data/agent-data.sock,
   // as deployed; false: dir()/agent-data.sock, beside the control socket.
   bool separate_data_dir = false;
+  // More keys of the control section, as YAML flow text
+  // ("tls_cert_file: /x, tls_key_file: /y"); empty: none.
+  std::string control_yaml;
 };
 
 // A TCP port on 127.0.0.1 that nobody listens on right now.

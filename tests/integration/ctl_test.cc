@@ -3,10 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 
 #include "agent_fixture.h"
+#include "tokenmem/common/testing/temp_dir.h"
 
 namespace tokenmem::testing {
 namespace {
@@ -325,6 +327,69 @@ TEST(CtlTcpTest, AdminTokenOpensTheTcpListener) {
   r = run({"--admin-token-file", (agent.dir() / "absent").string(), "status"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("IO_ERROR"), std::string::npos) << r.err;
+}
+
+// mTLS on the TCP listener: tokenmemctl needs the CA, its own certificate
+// and the token; each missing piece is refused with a clear message.
+TEST(CtlTcpTest, MtlsNeedsCertificateAndToken) {
+  tokenmem::testing::TempDir certs;
+  const std::string d = certs.path().string();
+  const std::string script =
+      "set -e; cd '" + d +
+      "'\n"
+      "key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $1 "
+      "2>/dev/null; }\n"
+      "key ca.key; openssl req -x509 -new -key ca.key -out ca.crt -days 2 -subj /CN=ca "
+      "2>/dev/null\n"
+      "leaf() { key $1.key; openssl req -new -key $1.key -out $1.csr -subj /CN=$1 2>/dev/null;\n"
+      "  printf 'subjectAltName=%s\\n' \"$2\" > $1.ext;\n"
+      "  openssl x509 -req -in $1.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $1.crt "
+      "-days 2 -extfile $1.ext 2>/dev/null; }\n"
+      "leaf server DNS:localhost,IP:127.0.0.1\n"
+      "leaf admin DNS:admin\n";
+  std::ofstream(d + "/make.sh") << script;
+  if (std::system(("bash '" + d + "/make.sh'").c_str()) != 0) {
+    GTEST_SKIP() << "the openssl command-line tool could not make test certificates";
+  }
+  AgentProcess agent({.dram = "16MiB",
+                      .nvme = "16MiB",
+                      .tcp = true,
+                      .control_yaml = "tls_cert_file: '" + d + "/server.crt', tls_key_file: '" + d +
+                                      "/server.key', tls_client_ca_file: '" + d + "/ca.crt'"});
+  Status started = agent.Start();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {TOKENMEM_CTL_BINARY, "--address", agent.tcp_address(),
+                                     "--timeout", "5"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = RunCommand(argv);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : CommandResult{};
+  };
+  const std::vector<std::string> ca = {"--tls-ca", d + "/ca.crt"};
+  const std::vector<std::string> cert = {"--tls-cert", d + "/admin.crt", "--tls-key",
+                                         d + "/admin.key"};
+  const std::vector<std::string> token = {"--token-file", agent.admin_token_path()};
+  auto with = [](std::vector<std::vector<std::string>> parts, std::vector<std::string> tail) {
+    std::vector<std::string> out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    out.insert(out.end(), tail.begin(), tail.end());
+    return out;
+  };
+  CommandResult r = run(with({ca, cert, token}, {"lease", "list"}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run(with({ca, token}, {"lease", "list"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tokenmemctl: UNAUTHENTICATED: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("client certificate"), std::string::npos) << r.err;
+  r = run(with({ca, cert}, {"lease", "list"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tokenmemctl: UNAUTHENTICATED: ", 0), 0u) << r.err;
+  r = run(with({token}, {"lease", "list"}));  // plain TCP to a TLS listener
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  r = run(with({cert, token}, {"status"}));  // a certificate without the CA
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--tls-ca"), std::string::npos) << r.err;
 }
 
 std::vector<std::string> DemoArgs(const AgentProcess& agent) {
