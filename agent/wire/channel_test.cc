@@ -85,6 +85,29 @@ TEST_F(ChannelTest, RejectsMissingOrOverlongSocket) {
             StatusCode::kInvalidArgument);
 }
 
+TEST_F(ChannelTest, RejectsHalfTls) {
+  std::ofstream(dir_ + "/ca.crt") << "-----BEGIN CERTIFICATE-----\n";
+  const std::string ca = dir_ + "/ca.crt";
+  // TLS is for TCP only.
+  EXPECT_EQ(CreateChannel({.socket_path = socket_, .tls_ca_file = ca}).status().code(),
+            StatusCode::kInvalidArgument);
+  // A certificate needs its key, and the agent's CA.
+  EXPECT_EQ(CreateChannel({.address = "127.0.0.1:1", .tls_ca_file = ca, .tls_cert_file = ca})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateChannel({.address = "127.0.0.1:1", .tls_cert_file = ca, .tls_key_file = ca})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  // Unreadable files are I/O errors naming the file.
+  Status missing =
+      CreateChannel({.address = "127.0.0.1:1", .tls_ca_file = dir_ + "/absent.crt"}).status();
+  EXPECT_EQ(missing.code(), StatusCode::kIoError);
+  EXPECT_NE(missing.message().find("absent.crt"), std::string::npos) << missing.ToString();
+  EXPECT_TRUE(CreateChannel({.address = "127.0.0.1:1", .tls_ca_file = ca}).ok());
+}
+
 TEST_F(ChannelTest, ReadsAndTrimsTheTokenFile) {
   std::string path = dir_ + "/token";
   std::ofstream(path) << "  secret-token\n";
