@@ -184,7 +184,12 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   options.low_watermark = config.movement.low_watermark;
   options.high_watermark = config.movement.high_watermark;
   options.ttl_sweep_ms = config.movement.ttl_sweep_ms;
+  options.max_pinned_blocks_per_lease = config.limits.max_pinned_blocks_per_lease;
+  options.limits = agent->metrics_.get();
   TM_ASSIGN_OR_RETURN(agent->pools_, pool::PoolManager::Open(options));
+  // A released lease's pins go with it, in every pool.
+  agent->leases_.OnRelease(
+      [pools = agent->pools_.get()](pool::LeaseAccount& lease) { pools->ReleasePinsOf(lease); });
   if (!nvme_root.empty()) {
     // Leases outlive the process, as the pods holding them do.
     TM_RETURN_IF_ERROR(agent->leases_.PersistTo(nvme_root / "leases"));

@@ -366,7 +366,7 @@ grpc::Status ControlService::PinOrUnpin(grpc::ServerContext* ctx, const v1::PinR
   if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), true, &access); !s.ok()) return s;
   uint32_t changed = 0;
   for (const auto& key : access.keys) {
-    Status s = pin ? access.pool->Pin(key) : access.pool->Unpin(key);
+    Status s = pin ? access.pool->Pin(key, access.lease) : access.pool->Unpin(key, access.lease);
     if (s.ok()) {
       ++changed;
     } else if (!s.IsNotFound()) {

@@ -528,8 +528,8 @@ Status LocalSession::KeysCall(const Message& m) {
     default:
       for (const BlockKey& key : keys) {
         results.push_back(m.header.type == L::kRemove ? (*pool)->Remove(key)
-                          : m.header.type == L::kPin  ? (*pool)->Pin(key)
-                                                      : (*pool)->Unpin(key));
+                          : m.header.type == L::kPin  ? (*pool)->Pin(key, lease_)
+                                                      : (*pool)->Unpin(key, lease_));
       }
   }
   std::vector<std::byte> payload;

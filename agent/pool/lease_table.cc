@@ -88,6 +88,21 @@ void LeaseAccount::Refund(uint64_t bytes) {
   } while (!used_.compare_exchange_weak(used, next, std::memory_order_relaxed));
 }
 
+bool LeaseAccount::TryPin(uint64_t max) {
+  uint64_t pinned = pinned_.load(std::memory_order_relaxed);
+  do {
+    if (max != 0 && pinned >= max) return false;
+  } while (!pinned_.compare_exchange_weak(pinned, pinned + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void LeaseAccount::Unpinned() {
+  uint64_t pinned = pinned_.load(std::memory_order_relaxed);
+  while (pinned != 0 &&
+         !pinned_.compare_exchange_weak(pinned, pinned - 1, std::memory_order_relaxed)) {
+  }
+}
+
 Status LeaseTable::PersistTo(const std::filesystem::path& file) {
   std::lock_guard lock(mu_);
   auto stored = ReadLeaseFile(file);
@@ -200,13 +215,20 @@ void LeaseAccount::MarkReleased() {
   }
 }
 
+void LeaseTable::OnRelease(std::function<void(LeaseAccount&)> hook) {
+  std::lock_guard lock(mu_);
+  on_release_ = std::move(hook);
+}
+
 Status LeaseTable::Release(const std::string& id) {
   std::shared_ptr<LeaseAccount> account;
+  std::function<void(LeaseAccount&)> hook;
   {
     std::lock_guard lock(mu_);
     auto it = leases_.find(id);
     if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
     account = it->second;
+    hook = on_release_;
     leases_.erase(it);
     if (Status saved = Save(); !saved.ok()) {
       // Released in memory; the file still names the lease until the next
@@ -215,6 +237,10 @@ Status LeaseTable::Release(const std::string& id) {
     }
   }
   account->MarkReleased();
+  // After MarkReleased: a pool that records a pin checks released() under
+  // its own lock, so a pin racing with this release is either refused or
+  // seen (and dropped) by the hook.
+  if (hook) hook(*account);
   TM_LOG(INFO, "lease") << "released " << id << " (" << FormatByteSize(account->used_bytes())
                         << " charged)";
   return Status::Ok();

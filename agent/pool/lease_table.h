@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,15 @@ class LeaseAccount {
   bool TryCharge(uint64_t bytes);
   void Refund(uint64_t bytes);
 
+  // Blocks pinned on behalf of this lease, over every pool. A pool counts
+  // a pin here when it records the lease as the block's pinner and uncounts
+  // it when the pin goes (unpin, removal, replacement, lease release).
+  uint64_t pinned_blocks() const { return pinned_.load(std::memory_order_relaxed); }
+  // Counts one more pin when fewer than `max` are held (0: no limit);
+  // false (and no change) otherwise.
+  bool TryPin(uint64_t max);
+  void Unpinned();
+
  private:
   friend class LeaseTable;
   // Sets released() and tells the clients through the state page.
@@ -81,6 +91,7 @@ class LeaseAccount {
   LeaseOptions options_;
   int64_t created_unix_s_;
   std::atomic<uint64_t> used_{0};
+  std::atomic<uint64_t> pinned_{0};
   std::atomic<bool> released_{false};
   mutable std::mutex namespace_mu_;
   std::string namespace_;   // guarded by namespace_mu_
@@ -109,8 +120,13 @@ class LeaseTable {
   Result<std::shared_ptr<LeaseAccount>> Bind(const std::string& id, const std::string& ns);
 
   // Marks the lease released and forgets it. Blocks charged to it stay in
-  // their pools (they are cache contents); their charge is dropped.
+  // their pools (they are cache contents); their charge is dropped. The
+  // release hook then runs (outside the table's lock).
   Status Release(const std::string& id);
+
+  // Called with every lease Release forgets, after it is marked released:
+  // the agent drops the lease's pins there. Set before serving.
+  void OnRelease(std::function<void(LeaseAccount&)> hook);
 
   // The lease, if `secret` is its secret (a connection presenting it).
   // NOT_FOUND / PERMISSION_DENIED otherwise.
@@ -131,7 +147,8 @@ class LeaseTable {
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<LeaseAccount>> leases_;
-  std::filesystem::path file_;  // empty: not persisted
+  std::filesystem::path file_;                     // empty: not persisted
+  std::function<void(LeaseAccount&)> on_release_;  // guarded by mu_
 };
 
 }  // namespace tokenmem::pool

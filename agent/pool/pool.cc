@@ -84,6 +84,9 @@ struct Pool::Impl {
   PoolCounters counters;
   std::array<uint64_t, kTierCount> tier_blocks{};
   std::array<uint64_t, kTierCount> tier_pinned{};
+  // Who pinned each pinned block (and only those): a side map, so the many
+  // unpinned blocks carry nothing for it. A null lease: pinned by the agent.
+  std::unordered_map<BlockKey, std::shared_ptr<LeaseAccount>, BlockKeyHash> pin_owners;
 
   int64_t Now() const {
     if (env.now_ms) return env.now_ms();
@@ -179,10 +182,46 @@ struct Pool::Impl {
     }
   }
 
+  // Forgets who pinned `key` and gives that lease its pin back. The block's
+  // own pinned flag is the caller's to change.
+  void ForgetPin(const BlockKey& key) {
+    auto it = pin_owners.find(key);
+    if (it == pin_owners.end()) return;
+    if (it->second) it->second->Unpinned();
+    pin_owners.erase(it);
+  }
+
+  void UnpinBlock(const BlockKey& key, Block& b) {
+    if (!b.pinned) return;
+    ForgetPin(key);
+    b.pinned = false;
+    --tier_pinned[Index(b.tier)];
+    b.lru = lru[Index(b.tier)].Insert(key);
+  }
+
+  // Unpins the blocks of every lease `matches` names; returns how many.
+  template <typename Match>
+  uint64_t UnpinWhere(Match&& matches) {
+    std::vector<BlockKey> keys;
+    for (const auto& [key, owner] : pin_owners) {
+      if (owner && matches(*owner)) keys.push_back(key);
+    }
+    for (const BlockKey& key : keys) {
+      auto it = index.find(key);
+      if (it != index.end()) {
+        UnpinBlock(key, it->second);
+      } else {
+        ForgetPin(key);
+      }
+    }
+    return keys.size();
+  }
+
   // The entry goes before the slot: a reader that copied the slot sees the
   // entry change and discards its copy.
   void Drop(BlockMap::iterator it) {
     Block& b = it->second;
+    if (b.pinned) ForgetPin(it->first);
     Unlink(b);
     if (b.position != kNoPosition) shared->Remove(b.position);
     ReleaseSlot(b.tier, b.slot);
@@ -786,13 +825,28 @@ Status Pool::Remove(const BlockKey& key) {
   return Status::Ok();
 }
 
-Status Pool::Pin(const BlockKey& key) {
+Status Pool::Pin(const BlockKey& key, const std::shared_ptr<LeaseAccount>& lease) {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
   auto it = d.index.find(key);
   if (it == d.index.end()) return d.Missing(key);
   Block& b = it->second;
   if (!b.pinned) {
+    if (lease) {
+      // Checked under the pool's lock: LeaseTable::Release marks the lease
+      // released before it asks the pools to drop its pins.
+      if (lease->released()) {
+        return FailedPrecondition("lease '" + lease->id() + "' was released");
+      }
+      if (!lease->TryPin(d.env.max_pinned_blocks_per_lease)) {
+        limits::Note(d.env.limits, limits::Limit::kPins);
+        return ResourceExhausted(
+            "lease '" + lease->id() + "' has " + std::to_string(lease->pinned_blocks()) +
+            " blocks pinned, the most limits.max_pinned_blocks_per_lease allows (" +
+            std::to_string(d.env.max_pinned_blocks_per_lease) + "): unpin some first");
+      }
+    }
+    d.pin_owners.emplace(key, lease);
     d.lru[Index(b.tier)].Erase(b.lru);
     b.pinned = true;
     ++d.tier_pinned[Index(b.tier)];
@@ -806,23 +860,39 @@ Status Pool::Pin(const BlockKey& key) {
   return Status::Ok();
 }
 
-Status Pool::Unpin(const BlockKey& key) {
+Status Pool::Unpin(const BlockKey& key, const std::shared_ptr<LeaseAccount>& lease) {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
   auto it = d.index.find(key);
   if (it == d.index.end()) return d.Missing(key);
   Block& b = it->second;
-  if (b.pinned) {
-    b.pinned = false;
-    --d.tier_pinned[Index(b.tier)];
-    b.lru = d.lru[Index(b.tier)].Insert(key);
+  if (!b.pinned) return Status::Ok();
+  if (lease) {
+    auto owner = d.pin_owners.find(key);
+    const LeaseAccount* pinner = owner == d.pin_owners.end() ? nullptr : owner->second.get();
+    if (pinner != lease.get()) {
+      // One tenant must not undo another's pin (DESIGN.md, trust boundaries).
+      return PermissionDenied("block " + key.ToHex() + " was pinned by " +
+                              (pinner ? "another lease" : "the agent") + ", not by lease '" +
+                              lease->id() + "'");
+    }
   }
+  d.UnpinBlock(key, b);
   return Status::Ok();
+}
+
+uint64_t Pool::ReleasePinsOf(const LeaseAccount& lease) {
+  Impl& d = *impl_;
+  std::lock_guard lock(d.mu);
+  return d.UnpinWhere([&](const LeaseAccount& owner) { return &owner == &lease; });
 }
 
 void Pool::Maintain() {
   Impl& d = *impl_;
   std::unique_lock lock(d.mu);
+  // Pins of a lease released without the release hook (ReleasePinsOf) would
+  // otherwise hold their blocks for ever.
+  d.UnpinWhere([](const LeaseAccount& owner) { return owner.released(); });
   d.RunQueuedPromotions(lock);
   for (TierKind t : {TierKind::kDram, TierKind::kCxl}) {
     if (!d.HasTier(t) || !d.Lower(t)) continue;
@@ -861,6 +931,10 @@ PoolSnapshot Pool::Snapshot() const {
 void Pool::RefundAll() {
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);
+  for (auto& [key, owner] : d.pin_owners) {
+    if (owner) owner->Unpinned();
+  }
+  d.pin_owners.clear();
   for (auto& [key, b] : d.index) {
     if (b.owner) {
       b.owner->Refund(spec_.block_size);

@@ -24,6 +24,7 @@
 #include <span>
 #include <vector>
 
+#include "limits/limits.h"
 #include "pool/lease_table.h"
 #include "pool/pool_spec.h"
 #include "pool/pool_stats.h"
@@ -45,6 +46,10 @@ struct PoolEnvironment {
   double high_watermark = 0.20;     // free fraction demotion restores
   uint32_t ttl_sweep_ms = 1000;     // how often Maintain() looks for expired blocks
   std::function<int64_t()> now_ms;  // wall clock, ms; empty: the system clock
+  // Blocks one lease may keep pinned over all pools (limits.md, `pins`);
+  // 0: no limit.
+  uint32_t max_pinned_blocks_per_lease = 0;
+  limits::LimitObserver* limits = nullptr;  // told of each refused pin; may be null
 };
 
 struct ReadResult {
@@ -106,8 +111,21 @@ class Pool {
 
   // A pinned block is never demoted, dropped or expired; pinning a block on
   // NVMe brings it into memory when the pool has a memory tier.
-  Status Pin(const BlockKey& key);
-  Status Unpin(const BlockKey& key);
+  //
+  // A block has at most one pin, counted against the lease that pinned it
+  // first (`lease`; null: nobody's, for the agent's own callers). Pinning a
+  // block that is pinned already is OK and counts nothing.
+  // RESOURCE_EXHAUSTED when the lease holds max_pinned_blocks_per_lease pins
+  // already; FAILED_PRECONDITION when the lease is released. The pin goes,
+  // and the lease's count with it, on Unpin, when the block is removed or
+  // replaced, and when the lease is released (ReleasePinsOf, or Maintain for
+  // a release nobody announced).
+  Status Pin(const BlockKey& key, const std::shared_ptr<LeaseAccount>& lease = nullptr);
+  // PERMISSION_DENIED when `lease` is not the lease that pinned the block
+  // (a null `lease` may unpin any block). Unpinning an unpinned block is OK.
+  Status Unpin(const BlockKey& key, const std::shared_ptr<LeaseAccount>& lease = nullptr);
+  // Unpins every block `lease` pinned here; returns how many.
+  uint64_t ReleasePinsOf(const LeaseAccount& lease);
 
   // One pass of background work: restores watermarks by demotion, drops
   // expired blocks, and writes tombstones for freed NVMe slots.

@@ -67,6 +67,8 @@ PoolEnvironment PoolManager::EnvironmentFor(const std::string& name) const {
   env.high_watermark = options_.high_watermark;
   env.ttl_sweep_ms = options_.ttl_sweep_ms;
   env.now_ms = options_.now_ms;
+  env.max_pinned_blocks_per_lease = options_.max_pinned_blocks_per_lease;
+  env.limits = options_.limits;
   return env;
 }
 
@@ -189,6 +191,12 @@ TierCapacities PoolManager::Reserved() const {
 
 void PoolManager::MaintainAll() {
   for (const auto& pool : List()) pool->Maintain();
+}
+
+uint64_t PoolManager::ReleasePinsOf(const LeaseAccount& lease) {
+  uint64_t released = 0;
+  for (const auto& pool : List()) released += pool->ReleasePinsOf(lease);
+  return released;
 }
 
 }  // namespace tokenmem::pool

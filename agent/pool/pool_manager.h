@@ -31,7 +31,9 @@ struct PoolManagerOptions {
   double low_watermark = 0.10;
   double high_watermark = 0.20;
   uint32_t ttl_sweep_ms = 1000;
-  std::function<int64_t()> now_ms;  // empty: the system clock
+  std::function<int64_t()> now_ms;           // empty: the system clock
+  uint32_t max_pinned_blocks_per_lease = 0;  // PoolEnvironment's; 0: no limit
+  limits::LimitObserver* limits = nullptr;   // may be null
 };
 
 class PoolManager {
@@ -61,6 +63,10 @@ class PoolManager {
 
   // One maintenance pass over every pool (the mover calls this).
   void MaintainAll();
+
+  // Drops every pin `lease` holds, in every pool (the lease table's release
+  // hook). Returns how many blocks were unpinned.
+  uint64_t ReleasePinsOf(const LeaseAccount& lease);
 
  private:
   explicit PoolManager(PoolManagerOptions options) : options_(std::move(options)) {}
