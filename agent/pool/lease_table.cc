@@ -103,34 +103,54 @@ void LeaseAccount::Unpinned() {
   }
 }
 
-Status LeaseTable::PersistTo(const std::filesystem::path& file) {
-  std::lock_guard lock(mu_);
-  auto stored = ReadLeaseFile(file);
-  if (!stored.ok() && !stored.status().IsNotFound()) return stored.status();
-  if (stored.ok()) {
-    for (auto& l : *stored) {
-      auto account =
-          std::make_shared<LeaseAccount>(l.id, l.secret, std::move(l.options), l.created_unix_s);
-      leases_.emplace(l.id, std::move(account));
-    }
-    TM_LOG(INFO, "lease") << "loaded " << stored->size() << " leases from " << file.string();
+Status LeaseTable::PersistTo(const std::filesystem::path& file, LeaseFileWriter writer) {
+  {
+    std::lock_guard lock(write_mu_);
+    writer_ = writer ? std::move(writer) : LeaseFileWriter(WriteLeaseFile);
   }
-  file_ = file;
-  return Save();
+  Snapshot snapshot;
+  {
+    std::lock_guard lock(mu_);
+    auto stored = ReadLeaseFile(file);
+    if (!stored.ok() && !stored.status().IsNotFound()) return stored.status();
+    if (stored.ok()) {
+      for (auto& l : *stored) {
+        auto account =
+            std::make_shared<LeaseAccount>(l.id, l.secret, std::move(l.options), l.created_unix_s);
+        leases_.emplace(l.id, std::move(account));
+      }
+      TM_LOG(INFO, "lease") << "loaded " << stored->size() << " leases from " << file.string();
+    }
+    file_ = file;
+    snapshot = TakeSnapshot();
+  }
+  return Write(std::move(snapshot));
 }
 
-Status LeaseTable::Save() const {
-  if (file_.empty()) return Status::Ok();
-  std::vector<StoredLease> all;
-  all.reserve(leases_.size());
+LeaseTable::Snapshot LeaseTable::TakeSnapshot() const {
+  if (file_.empty()) return {};
+  Snapshot snapshot{.sequence = ++snapshots_, .file = file_, .leases = {}};
+  snapshot.leases.reserve(leases_.size());
   for (const auto& [id, account] : leases_) {
     StoredLease l{account->id_, account->secret_, account->options_, account->created_unix_s_};
     l.options.namespace_name = account->namespace_name();
     l.options.namespace_pending = account->namespace_pending();
-    all.push_back(std::move(l));
+    snapshot.leases.push_back(std::move(l));
   }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-  return WriteLeaseFile(file_, all).WithContext("cannot save leases");
+  std::sort(snapshot.leases.begin(), snapshot.leases.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  return snapshot;
+}
+
+Status LeaseTable::Write(Snapshot snapshot) const {
+  if (snapshot.sequence == 0) return Status::Ok();
+  std::lock_guard lock(write_mu_);
+  // A later snapshot was taken after this one's change, so it holds it:
+  // the file is at least as new as this caller needs.
+  if (snapshot.sequence <= written_) return Status::Ok();
+  TM_RETURN_IF_ERROR(writer_(snapshot.file, snapshot.leases).WithContext("cannot save leases"));
+  written_ = snapshot.sequence;
+  return Status::Ok();
 }
 
 Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
@@ -148,13 +168,18 @@ Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
   auto account = std::make_shared<LeaseAccount>(id, secret, std::move(options), now);
+  Snapshot snapshot;
   {
     std::lock_guard lock(mu_);
     if (!leases_.emplace(id, account).second) return Internal("lease id collision, try again");
-    if (Status saved = Save(); !saved.ok()) {
-      leases_.erase(id);  // a lease that would vanish at restart is not handed out
-      return saved;
-    }
+    snapshot = TakeSnapshot();
+  }
+  if (Status saved = Write(std::move(snapshot)); !saved.ok()) {
+    // A lease that would vanish at restart is not handed out. A newer
+    // snapshot may have written it meanwhile; the next save drops it.
+    std::lock_guard lock(mu_);
+    leases_.erase(id);
+    return saved;
   }
   TM_LOG(INFO, "lease") << "created " << id << " quota "
                         << FormatByteSize(account->options().quota_bytes)
@@ -168,27 +193,33 @@ Result<CreatedLease> LeaseTable::Create(LeaseOptions options) {
 Result<std::shared_ptr<LeaseAccount>> LeaseTable::Bind(const std::string& id,
                                                        const std::string& ns) {
   TM_RETURN_IF_ERROR(ValidateNamespaceName(ns).WithContext("lease namespace"));
-  std::lock_guard lock(mu_);
-  auto it = leases_.find(id);
-  if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
-  LeaseAccount& account = *it->second;
+  std::shared_ptr<LeaseAccount> bound;
+  Snapshot snapshot;
   {
-    std::lock_guard ns_lock(account.namespace_mu_);
-    if (account.namespace_ == ns) return it->second;
-    if (!account.namespace_.empty()) {
-      return FailedPrecondition("lease '" + id + "' is in namespace '" + account.namespace_ +
-                                "' already");
+    std::lock_guard lock(mu_);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) return NotFound("lease '" + id + "' does not exist");
+    bound = it->second;
+    LeaseAccount& account = *bound;
+    {
+      std::lock_guard ns_lock(account.namespace_mu_);
+      if (account.namespace_ == ns) return bound;
+      if (!account.namespace_.empty()) {
+        return FailedPrecondition("lease '" + id + "' is in namespace '" + account.namespace_ +
+                                  "' already");
+      }
+      account.namespace_ = ns;
+      account.namespace_pending_ = false;
     }
-    account.namespace_ = ns;
-    account.namespace_pending_ = false;
+    snapshot = TakeSnapshot();
   }
-  if (Status saved = Save(); !saved.ok()) {
+  if (Status saved = Write(std::move(snapshot)); !saved.ok()) {
     // Bound in memory; a restart before the next good save forgets it, and
     // the device plugin binds it again.
     TM_LOG(ERROR, "lease") << saved.ToString();
   }
   TM_LOG(INFO, "lease") << "bound " << id << " to namespace " << ns;
-  return it->second;
+  return bound;
 }
 
 Result<int> LeaseAccount::StateFd() {
@@ -223,6 +254,7 @@ void LeaseTable::OnRelease(std::function<void(LeaseAccount&)> hook) {
 Status LeaseTable::Release(const std::string& id) {
   std::shared_ptr<LeaseAccount> account;
   std::function<void(LeaseAccount&)> hook;
+  Snapshot snapshot;
   {
     std::lock_guard lock(mu_);
     auto it = leases_.find(id);
@@ -230,11 +262,12 @@ Status LeaseTable::Release(const std::string& id) {
     account = it->second;
     hook = on_release_;
     leases_.erase(it);
-    if (Status saved = Save(); !saved.ok()) {
-      // Released in memory; the file still names the lease until the next
-      // successful save, so it could come back after a restart.
-      TM_LOG(ERROR, "lease") << saved.ToString();
-    }
+    snapshot = TakeSnapshot();
+  }
+  if (Status saved = Write(std::move(snapshot)); !saved.ok()) {
+    // Released in memory; the file still names the lease until the next
+    // successful save, so it could come back after a restart.
+    TM_LOG(ERROR, "lease") << saved.ToString();
   }
   account->MarkReleased();
   // After MarkReleased: a pool that records a pin checks released() under

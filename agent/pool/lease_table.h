@@ -100,6 +100,13 @@ class LeaseAccount {
   std::optional<tier::MemorySegment> state_page_;  // guarded by state_mu_
 };
 
+struct StoredLease;  // pool/lease_file.h
+
+// Writes the whole lease list to the file (WriteLeaseFile); replaceable for
+// tests that need a slow or failing disk.
+using LeaseFileWriter =
+    std::function<Status(const std::filesystem::path&, const std::vector<StoredLease>&)>;
+
 struct CreatedLease {
   std::shared_ptr<LeaseAccount> account;
   std::string secret;  // handed out once
@@ -108,9 +115,17 @@ struct CreatedLease {
 class LeaseTable {
  public:
   // Loads the leases kept in `file` (if it exists) and keeps the file up
-  // to date from now on: every Create and Release rewrites it before it
-  // answers. Without a call, leases live in memory only.
-  Status PersistTo(const std::filesystem::path& file);
+  // to date from now on: every Create, Bind and Release rewrites it before
+  // it answers. Without a call, leases live in memory only. `writer`
+  // (empty: WriteLeaseFile) does the writing.
+  //
+  // The file is written outside the table's lock: a change takes a
+  // numbered snapshot under the lock, and the write (with its fsync) runs
+  // under a writer lock of its own, so Login and Authenticate (taken on the
+  // remote server's network thread at HELLO) never wait for the disk. A
+  // snapshot older than the one last written is skipped: the newer one
+  // holds its change already.
+  Status PersistTo(const std::filesystem::path& file, LeaseFileWriter writer = {});
 
   Result<CreatedLease> Create(LeaseOptions options);
 
@@ -143,11 +158,23 @@ class LeaseTable {
   size_t size() const;
 
  private:
-  Status Save() const;  // mu_ held
+  struct Snapshot {
+    uint64_t sequence = 0;  // 0: nothing to write (not persisted)
+    std::filesystem::path file;
+    std::vector<StoredLease> leases;
+  };
+  Snapshot TakeSnapshot() const;  // mu_ held
+  // Writes `snapshot` unless a newer one was written already; mu_ not held.
+  Status Write(Snapshot snapshot) const;
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<LeaseAccount>> leases_;
-  std::filesystem::path file_;                     // empty: not persisted
+  std::filesystem::path file_;      // guarded by mu_; empty: not persisted
+  mutable uint64_t snapshots_ = 0;  // guarded by mu_: the last snapshot's number
+  // mu_ and write_mu_ are never held together.
+  mutable std::mutex write_mu_;
+  mutable uint64_t written_ = 0;  // guarded by write_mu_: the last snapshot written
+  LeaseFileWriter writer_;        // guarded by write_mu_
   std::function<void(LeaseAccount&)> on_release_;  // guarded by mu_
 };
 
