@@ -161,6 +161,8 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   agent->metrics_ = std::make_unique<http::AgentMetrics>();
   nvme::SetIoObserver(agent->metrics_.get());
   agent->info_.observe_operation = agent->metrics_->OperationRecorder(http::DataPath::kControl);
+  agent->info_.max_reply_bytes = config.control.max_message_bytes;
+  agent->info_.limits = agent->metrics_.get();
 
   std::filesystem::path nvme_root;
   if (config.nvme.capacity_bytes != 0) {

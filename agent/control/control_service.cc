@@ -2,6 +2,10 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include <algorithm>
+#include <span>
+#include <vector>
+
 #include "control/proto_convert.h"
 #include "tokenmem/common/log.h"
 
@@ -110,10 +114,7 @@ grpc::Status ControlService::Open(const grpc::ServerContext* ctx, const v1::Leas
   if (auto auth = Authorize(ctx); !auth.ok()) return auth;
   if (creds.id().empty()) return Invalid("a lease id is required");
   if (Status s = pool::ValidatePoolName(pool_name); !s.ok()) return ToGrpc(s);
-  if (keys.size() > static_cast<int>(kMaxKeysPerCall)) {
-    return Invalid("at most " + std::to_string(kMaxKeysPerCall) + " keys per call, got " +
-                   std::to_string(keys.size()));
-  }
+  if (auto s = CheckKeyCount(static_cast<size_t>(keys.size())); !s.ok()) return s;
   access->keys.reserve(keys.size());
   for (int i = 0; i < keys.size(); ++i) {
     auto key = KeyFromBytes(keys[i]);
@@ -130,6 +131,31 @@ grpc::Status ControlService::Open(const grpc::ServerContext* ctx, const v1::Leas
   access->lease = std::move(lease).value();
   access->pool = std::move(pool).value();
   return grpc::Status::OK;
+}
+
+grpc::Status ControlService::CheckKeyCount(size_t count) const {
+  if (count <= kMaxKeysPerCall) return grpc::Status::OK;
+  limits::Note(info_ != nullptr ? info_->limits : nullptr, limits::Limit::kRequestSize);
+  return Invalid("at most " + std::to_string(kMaxKeysPerCall) + " keys per call, got " +
+                 std::to_string(count));
+}
+
+grpc::Status ControlService::CheckReplyBytes(size_t keys, uint64_t block_size) const {
+  const uint64_t limit = info_ != nullptr ? info_->max_reply_bytes : 0;
+  // Every key may hit a full block, and each block's framing in the reply
+  // (message tag and length, data tag and length, found, tier) stays under
+  // 16 bytes. keys <= kMaxKeysPerCall and block_size < 2^32: no overflow.
+  constexpr uint64_t kFramingPerBlock = 16;
+  const uint64_t worst = static_cast<uint64_t>(keys) * (block_size + kFramingPerBlock);
+  if (limit == 0 || worst <= limit) return grpc::Status::OK;
+  limits::Note(info_->limits, limits::Limit::kRequestSize);
+  return Invalid("a get of " + std::to_string(keys) + " blocks of " + std::to_string(block_size) +
+                 " bytes could answer " + std::to_string(worst) +
+                 " bytes, more than the control API sends in one message "
+                 "(control.max_message_size = " +
+                 std::to_string(limit) + "): ask for at most " +
+                 std::to_string(std::max<uint64_t>(limit / (block_size + kFramingPerBlock), 1)) +
+                 " keys per call");
 }
 
 grpc::Status ControlService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest*,
@@ -253,6 +279,10 @@ grpc::Status ControlService::ListLeases(grpc::ServerContext* ctx, const v1::List
 grpc::Status ControlService::Put(grpc::ServerContext* ctx, const v1::PutRequest* req,
                                  v1::PutReply* reply) {
   return Observed("put", [&]() -> grpc::Status {
+    // Counted before a single key is copied: the request is in memory
+    // already (gRPC bounds it by control.max_message_size), nothing more
+    // is allocated for a call that will be refused.
+    if (auto s = CheckKeyCount(static_cast<size_t>(req->blocks_size())); !s.ok()) return s;
     google::protobuf::RepeatedPtrField<std::string> keys;
     keys.Reserve(req->blocks_size());
     for (const auto& block : req->blocks()) *keys.Add() = block.key();
@@ -262,6 +292,7 @@ grpc::Status ControlService::Put(grpc::ServerContext* ctx, const v1::PutRequest*
     const auto& spec = access.pool->spec();
     for (int i = 0; i < req->blocks_size(); ++i) {
       if (req->blocks(i).data().size() > spec.block_size) {
+        limits::Note(info_ != nullptr ? info_->limits : nullptr, limits::Limit::kRequestSize);
         return Invalid("block " + std::to_string(i) + " has " +
                        std::to_string(req->blocks(i).data().size()) + " bytes; pool '" + spec.name +
                        "' holds at most " + std::to_string(spec.block_size));
@@ -277,6 +308,7 @@ grpc::Status ControlService::Put(grpc::ServerContext* ctx, const v1::PutRequest*
                                  std::min(lease.used_bytes(), lease.options().quota_bytes)) +
                   " are left"};
     }
+    reply->mutable_results()->Reserve(req->blocks_size());
     for (int i = 0; i < req->blocks_size(); ++i) {
       const std::string& data = req->blocks(i).data();
       auto put = access.pool->Put(access.keys[i],
@@ -300,21 +332,20 @@ grpc::Status ControlService::Get(grpc::ServerContext* ctx, const v1::GetRequest*
     if (auto s = Open(ctx, req->lease(), req->pool(), req->keys(), false, &access); !s.ok())
       return s;
     const uint64_t block_size = access.pool->spec().block_size;
+    if (auto s = CheckReplyBytes(access.keys.size(), block_size); !s.ok()) return s;
     for (size_t i = 0; i < access.keys.size(); ++i) reply->add_blocks();
+    // One block-sized buffer for the call; each hit is copied out at its
+    // own length, so the reply holds what was found, not keys x block size.
+    std::vector<std::byte> scratch(block_size);
     // Tail first: the head of a chain ends up the most recently used.
     for (size_t i = access.keys.size(); i-- > 0;) {
       auto* block = reply->mutable_blocks(static_cast<int>(i));
-      std::string* data = block->mutable_data();
-      data->resize(block_size);
-      auto got = access.pool->Get(access.keys[i],
-                                  std::as_writable_bytes(std::span(data->data(), data->size())));
+      auto got = access.pool->Get(access.keys[i], scratch);
       if (got.ok()) {
-        data->resize(got->length);
+        block->set_data(reinterpret_cast<const char*>(scratch.data()), got->length);
         block->set_found(true);
         block->set_tier(ToProto(got->tier));
-      } else if (got.status().IsNotFound()) {
-        data->clear();
-      } else {
+      } else if (!got.status().IsNotFound()) {
         return ToGrpc(got.status().WithContext("key " + std::to_string(i)));
       }
     }

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "limits/limits.h"
 #include "pool/lease_table.h"
 #include "pool/pool_manager.h"
 #include "tokenmem/v1/control.grpc.pb.h"
@@ -38,6 +39,12 @@ struct AgentInfo {
   std::vector<Tier> tiers;
   // Not reported: where the service sends its call latencies; empty: nowhere.
   OperationObserver observe_operation;
+  // Not reported: the largest message the server sends (its
+  // control.max_message_size); 0: no limit. A Get whose reply could be
+  // larger is refused before anything is allocated for it.
+  uint64_t max_reply_bytes = 0;
+  // Not reported: told of each request refused for its size; may be null.
+  limits::LimitObserver* limits = nullptr;
 };
 
 inline constexpr size_t kMaxKeysPerCall = 65536;
@@ -141,6 +148,12 @@ class ControlService final : public tokenmem::v1::Control::Service {
   grpc::Status Observed(std::string_view operation, Body&& body);
   grpc::Status PinOrUnpin(grpc::ServerContext* ctx, const v1::PinRequest* req, v1::PinReply* reply,
                           bool pin);
+  // INVALID_ARGUMENT (and a `request_size` report) for a call of `count`
+  // keys, more than kMaxKeysPerCall; checked before any key is copied.
+  grpc::Status CheckKeyCount(size_t count) const;
+  // INVALID_ARGUMENT when the reply to a Get of `keys` blocks of
+  // `block_size` bytes could exceed max_reply_bytes.
+  grpc::Status CheckReplyBytes(size_t keys, uint64_t block_size) const;
 
   pool::PoolManager* pools_;
   pool::LeaseTable* leases_;

@@ -12,16 +12,23 @@ namespace {
 
 class ControlServiceTest : public ::testing::Test {
  protected:
+  static constexpr uint32_t kMaxPins = 4;
+  static constexpr uint64_t kMaxReply = 1 << 20;  // 255 blocks of 4 KiB with framing
+
   void SetUp() override {
     pool::PoolManagerOptions options;
     options.tier_capacity = {.dram = 1 << 20, .nvme = 4 << 20};
     options.nvme_root = dir_ / "nvme";
     options.nvme_segment_bytes = 1 << 20;
+    options.max_pinned_blocks_per_lease = kMaxPins;
+    options.limits = &limits_;
     std::filesystem::create_directory(options.nvme_root);
     auto pools = pool::PoolManager::Open(options);
     ASSERT_TRUE(pools.ok());
     pools_ = std::move(pools).value();
     info_.version = "test";
+    info_.max_reply_bytes = kMaxReply;
+    info_.limits = &limits_;
     ControlServerOptions server;
     server.socket_path = dir_ / "agent.sock";
     server.tcp_listen = "127.0.0.1:0";
@@ -71,6 +78,16 @@ class ControlServiceTest : public ::testing::Test {
     return stub_->Put(&ctx, req, reply);
   }
 
+  v1::GetRequest GetOf(const v1::LeaseInfo& lease, uint64_t keys) {
+    v1::GetRequest get;
+    get.mutable_lease()->set_id(lease.id());
+    get.mutable_lease()->set_secret(lease.secret());
+    get.set_pool("p");
+    for (uint64_t i = 0; i < keys; ++i) get.add_keys(KeyToBytes({7, i}));
+    return get;
+  }
+
+  limits::LimitCounters limits_;  // outlives the server
   testing::TempDir dir_;
   std::unique_ptr<pool::PoolManager> pools_;
   pool::LeaseTable leases_;
@@ -277,6 +294,98 @@ TEST_F(ControlServiceTest, ListLeasesNeverShowsSecrets) {
   ASSERT_EQ(reply.leases_size(), 1);
   EXPECT_TRUE(reply.leases(0).secret().empty());
   EXPECT_EQ(reply.leases(0).quota_bytes(), 8u * 4096);
+}
+
+}  // namespace
+}  // namespace tokenmem::control
+
+namespace tokenmem::control {
+namespace {
+
+TEST_F(ControlServiceTest, AGetWhoseReplyCouldPassTheMessageLimitIsRefusedUpFront) {
+  v1::PutReply put;
+  ASSERT_TRUE(Put(lease_, "p", {{{7, 0}, std::string(4096, 'a')}}, &put).ok());
+
+  // 255 keys of 4 KiB blocks fit in 1 MiB with their framing; 256 do not.
+  grpc::ClientContext ok_ctx;
+  v1::GetReply got;
+  ASSERT_TRUE(stub_->Get(&ok_ctx, GetOf(lease_, 255), &got).ok());
+  ASSERT_EQ(got.blocks_size(), 255);
+  EXPECT_EQ(got.blocks(0).data(), std::string(4096, 'a'));
+  EXPECT_FALSE(got.blocks(1).found());
+  EXPECT_TRUE(got.blocks(1).data().empty());  // a miss carries no bytes
+  EXPECT_EQ(limits_.count(limits::Limit::kRequestSize), 0u);
+
+  grpc::ClientContext ctx;
+  v1::GetReply refused;
+  auto status = stub_->Get(&ctx, GetOf(lease_, 256), &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("control.max_message_size"), std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("at most 255 keys"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(refused.blocks_size(), 0);
+  EXPECT_EQ(limits_.count(limits::Limit::kRequestSize), 1u);
+}
+
+TEST_F(ControlServiceTest, TooManyKeysAreRefusedBeforeAnyIsCopied) {
+  grpc::ClientContext ctx;
+  v1::GetReply got;
+  auto status = stub_->Get(&ctx, GetOf(lease_, kMaxKeysPerCall + 1), &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("keys per call"), std::string::npos);
+
+  std::vector<std::pair<BlockKey, std::string>> blocks;
+  for (uint64_t i = 0; i <= kMaxKeysPerCall; ++i) blocks.push_back({{8, i}, ""});
+  v1::PutReply put;
+  status = Put(lease_, "p", blocks, &put);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("keys per call"), std::string::npos);
+  EXPECT_EQ(put.results_size(), 0);
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].blocks, 0u);
+  EXPECT_EQ(limits_.count(limits::Limit::kRequestSize), 2u);
+
+  // An oversized block is a request-size refusal too.
+  EXPECT_EQ(Put(lease_, "p", {{{8, 0}, std::string(4097, 'x')}}, &put).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(limits_.count(limits::Limit::kRequestSize), 3u);
+}
+
+TEST_F(ControlServiceTest, PinsStopAtTheLeaseQuotaAndOnlyItsLeaseUnpins) {
+  std::vector<std::pair<BlockKey, std::string>> blocks;
+  for (uint64_t i = 0; i < 6; ++i) blocks.push_back({{9, i}, "data"});
+  v1::PutReply put;
+  ASSERT_TRUE(Put(lease_, "p", blocks, &put).ok());
+
+  auto pin = [&](const v1::LeaseInfo& lease, uint64_t first, uint64_t count, bool on) {
+    grpc::ClientContext ctx;
+    v1::PinRequest req;
+    req.mutable_lease()->set_id(lease.id());
+    req.mutable_lease()->set_secret(lease.secret());
+    req.set_pool("p");
+    for (uint64_t i = first; i < first + count; ++i) req.add_keys(KeyToBytes({9, i}));
+    v1::PinReply reply;
+    return on ? stub_->Pin(&ctx, req, &reply) : stub_->Unpin(&ctx, req, &reply);
+  };
+  ASSERT_TRUE(pin(lease_, 0, kMaxPins, true).ok());
+  auto over = pin(lease_, kMaxPins, 1, true);
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(over.error_message().find("max_pinned_blocks_per_lease"), std::string::npos);
+  EXPECT_EQ(limits_.count(limits::Limit::kPins), 1u);
+
+  v1::LeaseInfo other = CreateLease(4096);
+  EXPECT_EQ(pin(other, 0, 1, false).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(pin(lease_, 0, 1, false).ok());
+  EXPECT_TRUE(pin(lease_, kMaxPins, 1, true).ok());
+
+  // Releasing the lease gives its pins back, once the agent's hook is set.
+  leases_.OnRelease([this](pool::LeaseAccount& a) { pools_->ReleasePinsOf(a); });
+  grpc::ClientContext ctx;
+  v1::ReleaseLeaseRequest release;
+  release.set_id(lease_.id());
+  v1::ReleaseLeaseReply released;
+  ASSERT_TRUE(stub_->ReleaseLease(&ctx, release, &released).ok());
+  EXPECT_EQ(pools_->Find("p").value()->Snapshot().usage[0].pinned_blocks, 0u);
 }
 
 }  // namespace
