@@ -273,6 +273,7 @@ Result<std::unique_ptr<Agent>> Agent::Start(const config::AgentConfig& config) {
   if (!config.http.listen.empty()) {
     http::AgentHttpOptions web{
         .listen = config.http.listen,
+        .probe_listen = config.http.probe_listen,
         .facts = {.version = kVersion,
                   .node_name = config.node_name,
                   .started = started,

@@ -137,6 +137,17 @@ Status CheckControl(const ControlConfig& c) {
 }
 
 Status CheckHttp(const HttpConfig& h) {
+  if (!h.probe_listen.empty()) {
+    if (h.listen.empty()) {
+      return InvalidArgument(
+          "http.probe_listen needs http.listen (the probes' answers come "
+          "from the HTTP server)");
+    }
+    TM_RETURN_IF_ERROR(CheckListenAddress("http.probe_listen", h.probe_listen));
+    if (h.probe_listen == h.listen) {
+      return InvalidArgument("http.probe_listen must be another port than http.listen");
+    }
+  }
   if (h.listen.empty()) return Status::Ok();
   // Port 0 (any free port) is fine here, unlike for the control API:
   // scrapers find the port through service discovery or the log.

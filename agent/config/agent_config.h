@@ -61,6 +61,10 @@ struct HttpConfig {
   // "host:port" of the HTTP server (/metrics, /healthz, /readyz, /v1/status);
   // port 0 picks a free port (logged); empty = off.
   std::string listen = "127.0.0.1:9464";
+  // "host:port" of a second port that answers only /healthz and /readyz,
+  // one thread polling every connection with a short deadline, so that slow
+  // clients of `listen` cannot starve the kubelet's probes; empty = off.
+  std::string probe_listen;
 
   bool operator==(const HttpConfig&) const = default;
 };

@@ -534,6 +534,19 @@ TEST_F(ValidateTest, HttpListenIsHostPortOrEmpty) {
   }
 }
 
+TEST_F(ValidateTest, HttpProbeListenIsAnotherPortOfAServerThatIsOn) {
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) { c.http.probe_listen = "0.0.0.0:9465"; }).ok());
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.http.probe_listen = "9465"; }),
+                        "http.probe_listen: "));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.http.probe_listen = c.http.listen; }),
+                        "http.probe_listen must be another port"));
+  EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) {
+                          c.http.listen = "";
+                          c.http.probe_listen = "127.0.0.1:9465";
+                        }),
+                        "http.probe_listen needs http.listen"));
+}
+
 TEST(ParseHostPortTest, SplitsHostAndPort) {
   auto hp = ParseHostPort("example.org:65535");
   ASSERT_TRUE(hp.ok()) << hp.status().ToString();

@@ -269,9 +269,12 @@ class Reader {
 
   Status Http(const YAML::Node& n, const std::string& path, const YAML::Mark& at,
               HttpConfig* h) const {
-    return ForEachKey(n, path, at, {"listen"},
-                      [&](const std::string&, const YAML::Node& v, const std::string& p,
-                          const YAML::Mark& m) -> Status { return String(v, p, m, &h->listen); });
+    return ForEachKey(n, path, at, {"listen", "probe_listen"},
+                      [&](const std::string& key, const YAML::Node& v, const std::string& p,
+                          const YAML::Mark& m) -> Status {
+                        if (key == "probe_listen") return String(v, p, m, &h->probe_listen);
+                        return String(v, p, m, &h->listen);
+                      });
   }
 
   Status Tiers(const YAML::Node& n, const std::string& path, const YAML::Mark& at,

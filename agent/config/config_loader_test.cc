@@ -53,7 +53,7 @@ control:
   tcp_listen: "[::]:7070"
   admin_token_file: /etc/token
   max_message_size: 64MiB
-http: {listen: "0.0.0.0:9100"}
+http: {listen: "0.0.0.0:9100", probe_listen: "0.0.0.0:9101"}
 tiers:
   dram: {capacity: 3GiB, numa_nodes: [0, 1]}
   cxl: {capacity: 1.5GiB, numa_nodes: [2]}
@@ -78,6 +78,7 @@ pools:
   EXPECT_EQ(c->control.admin_token_file, "/etc/token");
   EXPECT_EQ(c->control.max_message_bytes, 64ull << 20);
   EXPECT_EQ(c->http.listen, "0.0.0.0:9100");
+  EXPECT_EQ(c->http.probe_listen, "0.0.0.0:9101");
   EXPECT_EQ(c->dram.capacity_bytes, 3ull << 30);
   EXPECT_EQ(c->dram.numa_nodes, (std::vector<int>{0, 1}));
   EXPECT_EQ(c->cxl.capacity_bytes, 3ull << 29);
@@ -176,7 +177,7 @@ TEST(LoadConfigYamlTest, UnknownKeysNameTheirPathAndLine) {
       IsInvalid(s, "test.yaml:3: tiers.dram.capcity: unknown key (known: capacity, numa_nodes)"));
   EXPECT_TRUE(IsInvalid(LoadError("nodename: x\n"), "test.yaml:1: nodename: unknown key"));
   EXPECT_TRUE(IsInvalid(LoadError("http:\n  listn: x\n"),
-                        "test.yaml:2: http.listn: unknown key (known: listen)"));
+                        "test.yaml:2: http.listn: unknown key (known: listen, probe_listen)"));
   EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    evict: lru\n"),
                         "test.yaml:3: pools[0].evict: unknown key"));
   EXPECT_TRUE(IsInvalid(LoadError("pools:\n  - name: a\n    capacity: {ssd: 1GiB}\n"),

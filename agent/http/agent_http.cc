@@ -42,6 +42,13 @@ Result<std::unique_ptr<AgentHttp>> AgentHttp::Start(AgentHttpOptions options) {
   server.routes["/readyz"] = [raw] { return raw->Ready(); };
   server.routes["/v1/status"] = [raw] { return raw->Status(); };
   TM_ASSIGN_OR_RETURN(self->server_, HttpServer::Start(std::move(server)));
+  if (!raw->options_.probe_listen.empty()) {
+    ProbeServerOptions probes;
+    probes.listen = raw->options_.probe_listen;
+    probes.routes["/healthz"] = [] { return HttpResponse{.body = "ok\n"}; };
+    probes.routes["/readyz"] = [raw] { return raw->Ready(); };
+    TM_ASSIGN_OR_RETURN(self->probes_, ProbeServer::Start(std::move(probes)));
+  }
   return self;
 }
 
@@ -49,6 +56,7 @@ AgentHttp::~AgentHttp() { Stop(); }
 
 void AgentHttp::Stop() {
   stopping_.store(true);
+  if (probes_) probes_->Stop();
   if (server_) server_->Stop();
 }
 

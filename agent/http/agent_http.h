@@ -24,6 +24,7 @@
 
 #include "http/agent_metrics.h"
 #include "http/http_server.h"
+#include "http/probe_server.h"
 #include "http/pool_collector.h"
 #include "http/remote_collector.h"
 #include "http/status_page.h"
@@ -32,6 +33,9 @@ namespace tokenmem::http {
 
 struct AgentHttpOptions {
   std::string listen;  // "host:port"; port 0 picks one
+  // "host:port" of a port answering only /healthz and /readyz (ProbeServer),
+  // which slow clients of `listen` cannot starve; empty: none.
+  std::string probe_listen;
   AgentFacts facts;
   const pool::PoolManager* pools = nullptr;  // must outlive the AgentHttp
   const pool::LeaseTable* leases = nullptr;  // must outlive the AgentHttp
@@ -56,6 +60,8 @@ class AgentHttp {
 
   int port() const { return server_->port(); }
   const std::string& address() const { return server_->address(); }
+  // The probe port; 0 without probe_listen.
+  int probe_port() const { return probes_ ? probes_->port() : 0; }
 
   // What the endpoints answer, without HTTP (for tests and tools).
   HttpResponse Metrics() const;
@@ -75,7 +81,8 @@ class AgentHttp {
   std::mutex ready_mu_;
   bool was_ready_ = false;              // guarded by ready_mu_
   bool checked_ = false;                // guarded by ready_mu_
-  std::unique_ptr<HttpServer> server_;  // last: stopped first, while the rest lives
+  std::unique_ptr<ProbeServer> probes_;  // with options_.probe_listen
+  std::unique_ptr<HttpServer> server_;   // last: stopped first, while the rest lives
 };
 
 }  // namespace tokenmem::http

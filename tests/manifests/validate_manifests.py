@@ -358,6 +358,21 @@ def named_port(ports, name):
     return next((p for p in ports or [] if p.get("name") == name), None)
 
 
+def check_probes(where, agent, cfg):
+    """The kubelet's probes go to http.probe_listen's port, which slow clients of the main
+    HTTP port cannot starve (docs/limits.md)."""
+    listen = str((cfg.get("http") or {}).get("probe_listen", ""))
+    host, _, port = listen.rpartition(":")
+    if not check(host == "0.0.0.0" and port.isdigit(), f"{where}: http.probe_listen {listen!r} is not 0.0.0.0:<port>"):
+        return
+    probes = named_port(agent.get("ports"), "probes")
+    if check(probes, f"{where}: agent container has no containerPort 'probes'"):
+        check(str(probes["containerPort"]) == port, f"{where}: containerPort probes {probes} differs from {listen}")
+    for kind in ("livenessProbe", "readinessProbe"):
+        got = agent[kind]["httpGet"].get("port")
+        check(got in ("probes", int(port)), f"{where}: {kind} goes to port {got!r}, not the probe port")
+
+
 def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="cluster.local", existing_secret=None):
     """Checks that config, DaemonSet, headless Service and Secret agree; returns the agent config.
 
@@ -382,6 +397,7 @@ def check_wiring(docs, where, expect_remote, expect_cluster, cluster_domain="clu
     svc_port = named_port(svc["spec"].get("ports"), "remote")
     ctr_port = named_port(agent.get("ports"), "remote")
     check_network_policy(docs, where, pod, agent, cfg, expect_remote)
+    check_probes(where, agent, cfg)
     if expect_remote:
         remote = cfg.get("remote") or {}
         listen = str(remote.get("listen", ""))

@@ -94,7 +94,7 @@ directory into them). Its directory must not be the control socket's.
 {{- $cfg := dict
   "log_level" $a.logLevel
   "control" (dict "socket" (printf "%s/agent.sock" $a.socketDir) "socket_mode" (toString $a.socketMode) "data_socket" (printf "%s/agent-data.sock" (include "tokenmem.dataSocketDir" .)) "data_socket_mode" (toString $a.dataSocketMode) "admin_uids" $a.adminUids "admin_gids" $a.adminGids)
-  "http" (dict "listen" (printf "0.0.0.0:%d" (int $a.port)))
+  "http" (dict "listen" (printf "0.0.0.0:%d" (int $a.port)) "probe_listen" (printf "0.0.0.0:%d" (int $a.probePort)))
   "tiers" (dict
     "dram" (dict "capacity" (toString $a.tiers.dram.capacity) "numa_nodes" $a.tiers.dram.numaNodes)
     "cxl" (dict "capacity" (toString $a.tiers.cxl.capacity) "numa_nodes" $a.tiers.cxl.numaNodes)
