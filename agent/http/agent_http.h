@@ -24,8 +24,8 @@
 
 #include "http/agent_metrics.h"
 #include "http/http_server.h"
-#include "http/probe_server.h"
 #include "http/pool_collector.h"
+#include "http/probe_server.h"
 #include "http/remote_collector.h"
 #include "http/status_page.h"
 
@@ -79,8 +79,8 @@ class AgentHttp {
   std::unique_ptr<RemoteCollector> remote_collector_;  // with options_.remote
   std::atomic<bool> stopping_{false};
   std::mutex ready_mu_;
-  bool was_ready_ = false;              // guarded by ready_mu_
-  bool checked_ = false;                // guarded by ready_mu_
+  bool was_ready_ = false;               // guarded by ready_mu_
+  bool checked_ = false;                 // guarded by ready_mu_
   std::unique_ptr<ProbeServer> probes_;  // with options_.probe_listen
   std::unique_ptr<HttpServer> server_;   // last: stopped first, while the rest lives
 };
