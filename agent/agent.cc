@@ -320,7 +320,7 @@ Status Agent::StartRemote(const config::AgentConfig& config) {
   if (clustered) {
     TM_ASSIGN_OR_RETURN(secret, ReadToken(config.cluster.secret_file));
   }
-  const config::LimitsConfig& l = config.limits;
+  const config::LimitsConfig l = config::EffectiveLimits(config);
   remote::RemoteServerOptions options{
       .listen = config.remote.listen,
       .max_connections = config.remote.max_connections,

@@ -183,21 +183,20 @@ Status CheckLimits(const AgentConfig& a) {
   TM_RETURN_IF_ERROR(CheckRange("local_max_connections_per_client",
                                 l.local_max_connections_per_client, 1, l.local_max_connections));
   TM_RETURN_IF_ERROR(CheckRange("hello_timeout_ms", l.hello_timeout_ms, 100, 600000));
-  TM_RETURN_IF_ERROR(CheckRange("remote_max_connections_per_peer",
-                                l.remote_max_connections_per_peer, 1, a.remote.max_connections));
+  // The per-address and byte budgets are bounded by the remote settings
+  // they sit under (EffectiveLimits), so that changing remote.* alone never
+  // makes a configuration with default limits invalid.
+  TM_RETURN_IF_ERROR(
+      CheckRange("remote_max_connections_per_peer", l.remote_max_connections_per_peer, 1, 65536));
   TM_RETURN_IF_ERROR(CheckRange("remote_max_requests_per_connection",
                                 l.remote_max_requests_per_connection, 1, 65536));
-  if (l.remote_max_bytes_per_connection < a.remote.max_batch_bytes) {
+  if (l.remote_max_bytes_per_connection < (1ull << 20)) {
     return Bad("limits.remote_max_bytes_per_connection",
-               FormatByteSize(l.remote_max_bytes_per_connection) +
-                   " is less than remote.max_batch_size (" +
-                   FormatByteSize(a.remote.max_batch_bytes) + "): no batch could be received");
+               FormatByteSize(l.remote_max_bytes_per_connection) + " is less than 1MiB");
   }
-  if (l.remote_max_bytes_per_lease < l.remote_max_bytes_per_connection) {
+  if (l.remote_max_bytes_per_lease < (1ull << 20)) {
     return Bad("limits.remote_max_bytes_per_lease",
-               FormatByteSize(l.remote_max_bytes_per_lease) +
-                   " is less than limits.remote_max_bytes_per_connection (" +
-                   FormatByteSize(l.remote_max_bytes_per_connection) + ")");
+               FormatByteSize(l.remote_max_bytes_per_lease) + " is less than 1MiB");
   }
   TM_RETURN_IF_ERROR(
       CheckRange("remote_max_queued_requests", l.remote_max_queued_requests, 1, 1u << 20));
@@ -472,6 +471,18 @@ Result<HostPort> ParseHostPort(std::string_view text) {
     return bad("the port must be a number in 1..65535");
   }
   return HostPort{std::string(host), static_cast<uint16_t>(value)};
+}
+
+LimitsConfig EffectiveLimits(const AgentConfig& c) {
+  LimitsConfig l = c.limits;
+  l.remote_max_connections_per_peer =
+      std::min(l.remote_max_connections_per_peer, c.remote.max_connections);
+  // A budget below one batch could never admit a batch.
+  l.remote_max_bytes_per_connection =
+      std::max(l.remote_max_bytes_per_connection, c.remote.max_batch_bytes);
+  l.remote_max_bytes_per_lease =
+      std::max(l.remote_max_bytes_per_lease, l.remote_max_bytes_per_connection);
+  return l;
 }
 
 Status Validate(const AgentConfig& c) {

@@ -236,4 +236,9 @@ Result<HostPort> ParseHostPort(std::string_view text);
 // create_directory its nearest existing ancestor is. Reads the filesystem only; changes nothing.
 Status Validate(const AgentConfig& config);
 
+// The limits as enforced: the per-address UCX cap at most
+// remote.max_connections, the byte budgets at least one batch
+// (remote.max_batch_size) and the per-lease one at least the per-connection one.
+LimitsConfig EffectiveLimits(const AgentConfig& config);
+
 }  // namespace tokenmem::config

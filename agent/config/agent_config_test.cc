@@ -139,15 +139,14 @@ TEST_F(ValidateTest, LimitValues) {
                         "limits.local_max_connections_per_client: 11 is outside 1..10"));
   EXPECT_TRUE(IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.hello_timeout_ms = 99; }),
                         "limits.hello_timeout_ms"));
+  EXPECT_TRUE(
+      IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.remote_max_connections_per_peer = 0; }),
+                "limits.remote_max_connections_per_peer: 0 is outside 1..65536"));
   EXPECT_TRUE(IsInvalid(
-      ValidateWith([](AgentConfig& c) { c.limits.remote_max_connections_per_peer = 2000; }),
-      "limits.remote_max_connections_per_peer: 2000 is outside 1..1024"));
+      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_connection = 1ull << 19; }),
+      "limits.remote_max_bytes_per_connection: 512KiB is less than 1MiB"));
   EXPECT_TRUE(IsInvalid(
-      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_connection = 1ull << 20; }),
-      "limits.remote_max_bytes_per_connection: 1MiB is less than "
-      "remote.max_batch_size"));
-  EXPECT_TRUE(IsInvalid(
-      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_lease = 128ull << 20; }),
+      ValidateWith([](AgentConfig& c) { c.limits.remote_max_bytes_per_lease = 1ull << 19; }),
       "limits.remote_max_bytes_per_lease"));
   EXPECT_TRUE(
       IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.remote_max_queued_requests = 0; }),
@@ -166,6 +165,24 @@ TEST_F(ValidateTest, LimitValues) {
   EXPECT_TRUE(
       IsInvalid(ValidateWith([](AgentConfig& c) { c.limits.http_connection_timeout_ms = 600001; }),
                 "limits.http_connection_timeout_ms"));
+}
+
+TEST_F(ValidateTest, RemoteSettingsBoundTheirLimits) {
+  // remote.* alone never invalidates the default limits.
+  EXPECT_TRUE(ValidateWith([](AgentConfig& c) {
+                c.remote.max_connections = 16;
+                c.remote.max_batch_bytes = 1ull << 30;
+              }).ok());
+  AgentConfig c;
+  c.remote.max_connections = 16;
+  c.remote.max_batch_bytes = 1ull << 30;
+  const LimitsConfig l = EffectiveLimits(c);
+  EXPECT_EQ(l.remote_max_connections_per_peer, 16u);
+  EXPECT_EQ(l.remote_max_bytes_per_connection, 1ull << 30);
+  EXPECT_EQ(l.remote_max_bytes_per_lease, 1ull << 30);
+  c.remote.max_batch_bytes = 1ull << 20;
+  EXPECT_EQ(EffectiveLimits(c).remote_max_bytes_per_connection,
+            c.limits.remote_max_bytes_per_connection);
 }
 
 TEST_F(ValidateTest, RemoteValues) {
