@@ -113,8 +113,9 @@ TEST_F(PoolCollectorTest, FollowsPrometheusConventions) {
     EXPECT_EQ(name.find("millis"), std::string::npos) << name;
   }
   // Bounded labels only.
-  const std::set<std::string> allowed = {"pool", "tier", "reason",  "eviction", "operation",
-                                         "path", "le",   "version", "node_name"};
+  const std::set<std::string> allowed = {"pool",      "tier",  "reason",   "eviction",
+                                         "operation", "path",  "le",       "version",
+                                         "node_name", "limit", "transport"};
   for (const auto& s : ParseSamples(text)) {
     for (const auto& [label, value] : s.labels) {
       EXPECT_TRUE(allowed.count(label)) << s.name << " has label " << label;

@@ -165,7 +165,14 @@ TEST_F(LocalServerTest, AttachReserveWriteCommitAndReadInPlace) {
   auto attach = Attach(c, "a", &fds);
   ASSERT_EQ(Code(attach), 0);
   auto reply = Read<L::AttachReply>(attach);
-  ASSERT_EQ(fds.size(), 2u + reply.segment_count);
+  // Index, client area, the segments and (a writer's) staging segment.
+  ASSERT_NE(reply.flags & L::kAttachStaging, 0u);
+  ASSERT_EQ(fds.size(), 3u + reply.segment_count);
+  const auto staging = Read<L::StagingInfo>(
+      attach, sizeof(L::AttachReply) + reply.segment_count * sizeof(L::SegmentInfo));
+  auto* stage = static_cast<std::byte*>(
+      ::mmap(nullptr, staging.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds.back(), 0));
+  ASSERT_NE(stage, MAP_FAILED);
   void* index = ::mmap(nullptr, reply.index_bytes, PROT_READ, MAP_SHARED, fds[0], 0);
   ASSERT_NE(index, MAP_FAILED);
   // The index is read-only for clients.
@@ -187,13 +194,17 @@ TEST_F(LocalServerTest, AttachReserveWriteCommitAndReadInPlace) {
   ASSERT_EQ(Code(segments), 0);
   ASSERT_GE(seg_fds.size(), 1u);
   auto info = Read<L::SegmentInfo>(segments, sizeof(L::SegmentsReply));
-  auto* seg = static_cast<std::byte*>(
-      ::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, seg_fds[0], 0));
+  // The pool's segments are sealed: only the agent writes them.
+  EXPECT_EQ(::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, seg_fds[0], 0),
+            MAP_FAILED);
+  auto* seg =
+      static_cast<std::byte*>(::mmap(nullptr, info.bytes, PROT_READ, MAP_SHARED, seg_fds[0], 0));
   ASSERT_NE(seg, MAP_FAILED);
   const auto* header = static_cast<const L::IndexHeader*>(index);
   const uint64_t slot_bytes = header->tiers[0].slot_bytes;
   std::string data = "hello from the client";
-  std::memcpy(seg + g0.slot * slot_bytes, data.data(), data.size());
+  EXPECT_EQ(g0.tier, L::kStagingTier);  // grants name staging slots
+  std::memcpy(stage + g0.slot * staging.slot_bytes, data.data(), data.size());
 
   std::vector<std::byte> commit = Bytes(L::CommitRequest{reply.pool_id, 2});
   auto good = Bytes(L::CommitItem{g0.reservation, 7, 8, static_cast<uint32_t>(data.size()),
@@ -216,6 +227,7 @@ TEST_F(LocalServerTest, AttachReserveWriteCommitAndReadInPlace) {
   EXPECT_EQ(back, data);
   EXPECT_EQ(L::FindEntry(index, 7, 9, &v), L::FindResult::kMissing);
   ::munmap(seg, info.bytes);
+  ::munmap(stage, staging.bytes);
   ::munmap(index, reply.index_bytes);
   for (int fd : fds) ::close(fd);
   for (int fd : seg_fds) ::close(fd);
@@ -380,7 +392,10 @@ class LocalClusterTest : public LocalServerTest {
                     .ok());
     server_->SetCluster(&hooks_);
   }
-  void TearDown() override { server_->Shutdown(); }  // before hooks_ goes
+  void TearDown() override {
+    server_->Shutdown();  // before hooks_ goes
+    TearDownStaging();
+  }
 
   // A connection with pool `pool` attached; its AttachReply in *reply.
   std::unique_ptr<RawClient> Connect(const std::string& pool, L::AttachReply* reply) {
@@ -391,8 +406,20 @@ class LocalClusterTest : public LocalServerTest {
     auto attach = Attach(*c, pool, &fds);
     EXPECT_EQ(Code(attach), 0);
     *reply = Read<L::AttachReply>(attach);
+    if ((reply->flags & L::kAttachStaging) != 0 && !fds.empty()) {
+      // Writes go through the connection's staging segment (the last fd).
+      const auto info = Read<L::StagingInfo>(
+          attach, sizeof(L::AttachReply) + reply->segment_count * sizeof(L::SegmentInfo));
+      void* p = ::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds.back(), 0);
+      EXPECT_NE(p, MAP_FAILED);
+      staging_[c.get()] = {static_cast<std::byte*>(p), info};
+    }
     for (int fd : fds) ::close(fd);
     return c;
+  }
+  void TearDownStaging() {
+    for (auto& [client, st] : staging_) ::munmap(st.first, st.second.bytes);
+    staging_.clear();
   }
 
   // Puts `data` under `key` as a client does (reserve, write the slot,
@@ -402,17 +429,10 @@ class LocalClusterTest : public LocalServerTest {
     auto granted = c.Call(L::kReserve, Bytes(L::ReserveRequest{pool_id, 1}));
     if (Code(granted) != 0) return Code(granted);
     auto g = Read<L::SlotGrant>(granted, sizeof(L::ReserveReply));
-    std::vector<int> fds;
-    auto segments = c.Call(L::kSegments, Bytes(L::SegmentsRequest{pool_id, 0, 0, 0}), &fds);
-    EXPECT_EQ(Code(segments), 0);
-    EXPECT_GE(fds.size(), 1u);
-    auto info = Read<L::SegmentInfo>(segments, sizeof(L::SegmentsReply));
-    auto* seg = static_cast<std::byte*>(
-        ::mmap(nullptr, info.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0));
-    EXPECT_NE(seg, MAP_FAILED);
-    std::memcpy(seg + g.slot * 4096, data.data(), data.size());  // slots are block_size apart
-    ::munmap(seg, info.bytes);
-    for (int fd : fds) ::close(fd);
+    auto st = staging_.find(&c);
+    EXPECT_NE(st, staging_.end());
+    if (st == staging_.end()) return -1;
+    std::memcpy(st->second.first + g.slot * st->second.second.slot_bytes, data.data(), data.size());
     std::vector<std::byte> commit = Bytes(L::CommitRequest{pool_id, 1});
     const uint32_t crc = Crc32c(std::as_bytes(std::span(data))) + (bad_checksum ? 1 : 0);
     auto item = Bytes(
@@ -441,21 +461,22 @@ class LocalClusterTest : public LocalServerTest {
   }
 
   FakeHooks hooks_;
+  std::map<const RawClient*, std::pair<std::byte*, L::StagingInfo>> staging_;
 };
 
 TEST_F(LocalClusterTest, AttachTellsTheClientWhichPoolsAreClusterPools) {
   L::AttachReply reply{};
   auto c = Connect("c", &reply);
-  EXPECT_EQ(reply.flags, L::kAttachClusterScope);
+  EXPECT_EQ(reply.flags & ~L::kAttachStaging, L::kAttachClusterScope);
   auto a = Connect("a", &reply);
-  EXPECT_EQ(reply.flags, 0u);
+  EXPECT_EQ(reply.flags & ~L::kAttachStaging, 0u);
 }
 
 TEST_F(LocalClusterTest, WithoutHooksAClusterPoolBehavesAsALocalOne) {
   server_->SetCluster(nullptr);
   L::AttachReply reply{};
   auto c = Connect("c", &reply);
-  EXPECT_EQ(reply.flags, L::kAttachClusterScope);  // the scope, whatever runs now
+  EXPECT_EQ(reply.flags & ~L::kAttachStaging, L::kAttachClusterScope);  // whatever runs now
   hooks_.OwnerHolds({4, 1}, "elsewhere");
   ASSERT_EQ(Put(*c, reply.pool_id, {4, 2}, "here"), 0);
   EXPECT_EQ(Fetch(*c, reply.pool_id, {{4, 1}}),

@@ -20,8 +20,8 @@ constexpr uint64_t kPage = 4096;
 // A second, independent mapping of a segment's fd, as a client would make.
 class ClientMapping {
  public:
-  ClientMapping(int fd, uint64_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ClientMapping(int fd, uint64_t size, int prot = PROT_READ | PROT_WRITE) : size_(size) {
+    void* p = ::mmap(nullptr, size, prot, MAP_SHARED, fd, 0);
     EXPECT_NE(p, MAP_FAILED) << std::strerror(errno);
     data_ = p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
   }
@@ -86,8 +86,8 @@ TEST(MemorySegmentTest, FdIsNamedAndCloseOnExec) {
 }
 
 TEST(MemorySegmentTest, SecondMappingOfTheFdSharesTheBytes) {
-  Result<MemorySegment> seg = MemorySegment::Create("tokenmem:test:share", 4 * kPage, {},
-                                                    SegmentWriters::kAnyHolder);
+  Result<MemorySegment> seg =
+      MemorySegment::Create("tokenmem:test:share", 4 * kPage, {}, SegmentWriters::kAnyHolder);
   ASSERT_TRUE(seg.ok()) << seg.status().ToString();
   std::memset(seg->data(), 0x5a, seg->size());
   std::memcpy(seg->data() + kPage, "tokenmem", 8);
@@ -156,7 +156,7 @@ TEST(MemorySegmentTest, MappingOfAPassedFdOutlivesTheSegment) {
     ASSERT_GE(client_fd, 0);
   }
   {
-    ClientMapping client(client_fd, kPage);
+    ClientMapping client(client_fd, kPage, PROT_READ);  // sealed: clients map read-only
     ASSERT_NE(client.data(), nullptr);
     EXPECT_EQ(std::memcmp(client.data(), "kept", 4), 0);
   }

@@ -292,6 +292,8 @@ TEST_F(AgentIntegrationTest, AgentKilledGivesUnavailableWithoutHanging) {
   ASSERT_TRUE(pool.ok());
   const std::string data = Bytes(kBlock, 5);
   ASSERT_TRUE((*pool)->Put(K(1), AsBytes(data)).ok());
+  std::string mapped(kBlock, '\0');
+  ASSERT_TRUE((*pool)->Get(K(1), AsWritable(mapped)).ok());  // maps its segment (writers stage)
   ASSERT_TRUE(agent_->Kill(SIGKILL).ok());
 
   const auto t0 = std::chrono::steady_clock::now();
@@ -300,7 +302,7 @@ TEST_F(AgentIntegrationTest, AgentKilledGivesUnavailableWithoutHanging) {
   EXPECT_FALSE(client->connected());
   std::string out(kBlock, '\0');
   auto n = (*pool)->Get(K(1), AsWritable(out));  // mapped memory outlives the agent
-  ASSERT_TRUE(n.ok());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
   EXPECT_EQ(out, data);
 
   // Back again: a new client works.
