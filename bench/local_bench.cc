@@ -174,22 +174,32 @@ Status RunLocalBench(const LocalBenchOptions& o, wire::JsonWriter& out) {
     // The machine's limit is taken before and after the gets; the better
     // of the two is the one gets are held to.
     const double memcpy_before = MemcpyBandwidth(src, dst, block, order);
-    start = std::chrono::steady_clock::now();
-    for (uint64_t i : order) {
-      auto got = pool->Get(KeyOf(i), {dst.data, block});
-      if (!got.ok()) return got.status().WithContext("get " + std::to_string(i));
+    // Two passes: the first maps the pool's segments into this process
+    // (pages written by the agent are mapped on first use, like the
+    // source buffer memcpy reads was by its writes); the target is held to
+    // the second, the steady state of a reader.
+    double pass_bw[2] = {0, 0};
+    for (double& bw : pass_bw) {
+      start = std::chrono::steady_clock::now();
+      for (uint64_t i : order) {
+        auto got = pool->Get(KeyOf(i), {dst.data, block});
+        if (!got.ok()) return got.status().WithContext("get " + std::to_string(i));
+      }
+      bw = static_cast<double>(blocks * block) / SecondsSince(start);
     }
-    const double get_bw = static_cast<double>(blocks * block) / SecondsSince(start);
+    const double get_bw = pass_bw[1];
+    const double get_first_bw = pass_bw[0];
     const double memcpy_bw = std::max(memcpy_before, MemcpyBandwidth(src, dst, block, order));
     const double ratio = get_bw / memcpy_bw;
     if (block >= (256u << 10) && ratio < 0.85) bandwidth_met = false;
-    Progress("local " + FormatByteSize(block) + ": get " + HumanBytes(get_bw) + "/s, put " +
+    Progress("local " + FormatByteSize(block) + ": get " + HumanBytes(get_bw) + "/s (first pass " + HumanBytes(get_first_bw) + "/s), put " +
              HumanBytes(put_bw) + "/s (batched " + HumanBytes(put_batched_bw) + "/s), memcpy " +
              HumanBytes(memcpy_bw) + "/s (get/memcpy " + std::to_string(ratio).substr(0, 5) + ")");
     out.BeginObject();
     out.UintField("block_size", block);
     out.UintField("blocks", blocks);
     out.DoubleField("get_bytes_per_second", get_bw);
+    out.DoubleField("get_first_pass_bytes_per_second", get_first_bw);
     out.DoubleField("put_bytes_per_second", put_bw);
     out.DoubleField("put_batched_bytes_per_second", put_batched_bw);
     out.DoubleField("memcpy_bytes_per_second", memcpy_bw);

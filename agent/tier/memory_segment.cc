@@ -12,6 +12,9 @@
 #include <cstring>
 #include <utility>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older libc headers lack it
+#endif
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010  // Linux 5.1; older libc headers lack it
 #endif
@@ -168,6 +171,17 @@ Result<MemorySegment> MemorySegment::Create(const std::string& name, uint64_t by
           std::strerror(err));
     }
     return fail("fallocate", err);
+  }
+  // fallocate leaves shmem pages "not yet written": a client's read-only
+  // MAP_POPULATE skips them, and every first read of a page would fault.
+  // Faulting them in writable here (zero-filled, as fallocate promised)
+  // lets clients map the whole segment at attach.
+  if (::madvise(addr, size, MADV_POPULATE_WRITE) != 0) {
+    const int err = errno;
+    if (err != EINVAL) return fail("madvise(MADV_POPULATE_WRITE)", err);
+    // Kernels before 5.14: touch one byte per page.
+    auto* bytes = static_cast<volatile std::byte*>(addr);
+    for (uint64_t off = 0; off < size; off += 4096) bytes[off] = std::byte{0};
   }
   // F_SEAL_SEAL last, in the same call: nobody can add or drop seals later.
   const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL |
