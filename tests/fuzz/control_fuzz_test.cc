@@ -16,10 +16,10 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <condition_variable>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -36,9 +36,9 @@ namespace tokenmem::control {
 namespace {
 
 constexpr const char* kMethods[] = {
-    "GetStatus", "CreatePool", "GetPool", "ListPools", "DeletePool", "CreateLease",
-    "ReleaseLease", "ListLeases", "BindLease", "Put", "Get", "Exists",
-    "LookupPrefix", "Delete", "Pin", "Unpin", "GetStats"};
+    "GetStatus",    "CreatePool", "GetPool",   "ListPools", "DeletePool", "CreateLease",
+    "ReleaseLease", "ListLeases", "BindLease", "Put",       "Get",        "Exists",
+    "LookupPrefix", "Delete",     "Pin",       "Unpin",     "GetStats"};
 constexpr size_t kNumMethods = std::size(kMethods);
 
 struct Input {
@@ -264,7 +264,8 @@ TEST_F(ControlFuzz, EveryRpcAnswersMutatedRequestsAndTheAgentKeepsServing) {
     ASSERT_NE(code, grpc::StatusCode::UNAVAILABLE) << "the server went away";
     ++codes[code];
     ++runs;
-    if (code == grpc::StatusCode::OK && runs % 64 == 0) corpus.push_back(in);  // keep some that parse
+    if (code == grpc::StatusCode::OK && runs % 64 == 0)
+      corpus.push_back(in);  // keep some that parse
     // A fuzzed DeletePool may take the pool (and fuzzed CreatePools the
     // room for it): put it back when it can be, to keep reaching the data
     // handlers.
@@ -275,10 +276,12 @@ TEST_F(ControlFuzz, EveryRpcAnswersMutatedRequestsAndTheAgentKeepsServing) {
   v1::StatusReply status;
   ASSERT_TRUE(stub_->GetStatus(&ctx, v1::StatusRequest(), &status).ok());
   std::string summary;
-  for (const auto& [code, n] : codes) summary += " " + std::to_string(code) + ":" + std::to_string(n);
+  for (const auto& [code, n] : codes)
+    summary += " " + std::to_string(code) + ":" + std::to_string(n);
   RecordProperty("executions", static_cast<int>(runs));
-  std::printf("control fuzz: %zu corpus inputs replayed, %zu executions in %lld s, status codes%s\n",
-              replayed, runs, static_cast<long long>(budget.count()), summary.c_str());
+  std::printf(
+      "control fuzz: %zu corpus inputs replayed, %zu executions in %lld s, status codes%s\n",
+      replayed, runs, static_cast<long long>(budget.count()), summary.c_str());
   EXPECT_GT(runs, 100u);
 }
 
