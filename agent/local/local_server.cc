@@ -161,6 +161,12 @@ void LocalServer::Refuse(int fd, limits::Limit limit, const std::string& why) {
     TM_LOG(DEBUG, "local") << "SO_SNDTIMEO: " << std::strerror(errno);
   }
   SendError(fd, layout::kReply, 0, ResourceExhausted(why)).ok();
+  // A client that already sent its HELLO would otherwise see the close as a
+  // reset (unread data) and lose the message above: drop what it sent.
+  std::byte sink[512];
+  while (::recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0) {
+  }
+  ::shutdown(fd, SHUT_RDWR);
   ::close(fd);
 }
 

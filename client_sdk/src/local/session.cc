@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "local/wire.h"
@@ -126,6 +127,38 @@ Status Session::Hello(const ClientOptions& options) {
   return Status::Ok();
 }
 
+// A message the agent sends before it closes a connection it refuses (a
+// limit, a HELLO deadline): a reply of no request (type kReply, id 0)
+// carrying a StatusReply. Its status, or nothing when `message` is another
+// kind of message.
+std::optional<Status> Session::RefusalIn(std::span<const std::byte> message) {
+  PayloadReader r(message);
+  layout::MessageHeader h{};
+  if (!r.Get(&h) || h.magic != layout::kProtocolMagic || h.type != layout::kReply ||
+      h.request_id != 0) {
+    return std::nullopt;
+  }
+  int32_t code = 0;
+  uint32_t length = 0;
+  if (!r.Get(&code) || code == 0) return std::nullopt;
+  std::string text = "the agent closed the connection";
+  if (r.Get(&length) && length <= r.remaining()) {
+    const auto* begin =
+        reinterpret_cast<const char*>(message.data()) + sizeof(h) + sizeof(layout::StatusReply);
+    text.assign(begin, length);
+  }
+  return Status(CodeFromWire(code), "agent: " + text);
+}
+
+std::optional<Status> Session::PendingRefusal() {
+  ssize_t got;
+  do {
+    got = ::recv(fd_.get(), recv_buffer_.data(), recv_buffer_.size(), MSG_DONTWAIT);
+  } while (got < 0 && errno == EINTR);
+  if (got <= 0) return std::nullopt;
+  return RefusalIn(std::span<const std::byte>(recv_buffer_.data(), static_cast<size_t>(got)));
+}
+
 Status Session::Break(Status why) {
   if (!broken_.load(std::memory_order_relaxed)) {
     broken_reason_ = why.ToString();
@@ -167,6 +200,9 @@ Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> p
                                std::to_string(timeout_.count()) + " ms"));
     }
     if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+      // The agent may have refused the connection (a limit) and said why
+      // before it closed: that reason beats the bare error.
+      if (std::optional<Status> why = PendingRefusal(); why.has_value()) return Break(*why);
       return Break(
           Unavailable(std::string("the agent closed the data connection: ") + std::strerror(err)));
     }
@@ -215,7 +251,9 @@ Result<Session::Reply> Session::Call(uint16_t type, std::span<const std::byte> p
     // The message itself is whole: the session goes on, this call fails.
     return IoError("file descriptors from the agent were lost (too many open files?)");
   }
-  PayloadReader r(std::span<const std::byte>(recv_buffer_.data(), static_cast<size_t>(got)));
+  const std::span<const std::byte> message(recv_buffer_.data(), static_cast<size_t>(got));
+  if (std::optional<Status> why = RefusalIn(message); why.has_value()) return Break(*why);
+  PayloadReader r(message);
   layout::MessageHeader rh{};
   if (!r.Get(&rh) || rh.magic != layout::kProtocolMagic || rh.version != layout::kProtocolVersion ||
       rh.type != (type | layout::kReply) || rh.request_id != id || rh.length != r.remaining()) {

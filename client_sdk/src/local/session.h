@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -51,8 +52,7 @@ class Session {
   // sends no state page.
   Status LeaseStatus() const {
     const auto* page = static_cast<const layout::LeaseStatePage*>(lease_state_.base());
-    if (page == nullptr ||
-        page->state.load(std::memory_order_acquire) == layout::kLeaseActive) {
+    if (page == nullptr || page->state.load(std::memory_order_acquire) == layout::kLeaseActive) {
       return Status::Ok();
     }
     return PermissionDenied("lease '" + lease_id_ + "' was released by the agent's operator");
@@ -63,16 +63,20 @@ class Session {
   Session(std::string path, client_internal::UniqueFd fd, std::chrono::milliseconds timeout);
   // Ends the session (caller holds mu_) and returns `why`.
   Status Break(Status why);
+  // The agent's reason for closing the connection, in `message` or waiting
+  // on the socket (see session.cc).
+  static std::optional<Status> RefusalIn(std::span<const std::byte> message);
+  std::optional<Status> PendingRefusal();
   Status Hello(const ClientOptions& options);
 
   const std::string path_;
   const std::chrono::milliseconds timeout_;
   std::mutex mu_;
-  client_internal::UniqueFd fd_;        // guarded by mu_
-  uint32_t next_request_id_ = 1;        // guarded by mu_
-  std::vector<std::byte> recv_buffer_;  // guarded by mu_
-  std::string broken_reason_;           // guarded by mu_
-  std::string lease_id_;                // set by Hello, then constant
+  client_internal::UniqueFd fd_;          // guarded by mu_
+  uint32_t next_request_id_ = 1;          // guarded by mu_
+  std::vector<std::byte> recv_buffer_;    // guarded by mu_
+  std::string broken_reason_;             // guarded by mu_
+  std::string lease_id_;                  // set by Hello, then constant
   client_internal::Mapping lease_state_;  // read-only; set by Hello, then constant
   std::atomic<bool> broken_{false};
 };
