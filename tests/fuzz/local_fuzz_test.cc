@@ -117,17 +117,21 @@ class LocalFuzz : public ::testing::Test {
     pools_ = std::move(pools).value();
     ASSERT_TRUE(
         pools_->Create({.name = "a", .block_size = 4096, .capacity = {.dram = 256 * 4096}}).ok());
+    // The other lease's pool: the fuzzing lease may not use it (it may
+    // legitimately remove or evict anything in "a").
+    ASSERT_TRUE(
+        pools_->Create({.name = "v", .block_size = 4096, .capacity = {.dram = 16 * 4096}}).ok());
     auto server = LocalServer::Start(dir_ / "data.sock", 0660, pools_.get(), &leases_);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
-    auto lease = leases_.Create({.quota_bytes = 1 << 20});
+    auto lease = leases_.Create({.quota_bytes = 1 << 20, .pools = {"a"}});
     ASSERT_TRUE(lease.ok());
     id_ = lease->account->id();
     secret_ = lease->secret;
-    auto victim = leases_.Create({.quota_bytes = 1 << 20});
+    auto victim = leases_.Create({.quota_bytes = 1 << 20, .pools = {"v"}});
     ASSERT_TRUE(victim.ok());
     victim_ = victim->account->id() + ":" + victim->secret;
-    ASSERT_TRUE(WellBehavedPutOrGet(true));
+    ASSERT_EQ(WellBehavedPutOrGet(true), "");
   }
 
   std::vector<std::byte> Hello() const {
@@ -137,22 +141,27 @@ class LocalFuzz : public ::testing::Test {
     return Bytes(req);
   }
 
-  // A client of another lease: puts (first) or reads back its block.
-  bool WellBehavedPutOrGet(bool put) {
+  // A client of another lease: puts (first) or reads back its block; what
+  // went wrong, or "" when it went well.
+  std::string WellBehavedPutOrGet(bool put) {
     ClientOptions o;
     o.socket_path = (dir_ / "data.sock").string();
     const auto colon = victim_.find(':');
     o.lease_id = victim_.substr(0, colon);
     o.lease_secret = victim_.substr(colon + 1);
     auto client = Client::Connect(o);
-    if (!client.ok()) return false;
-    auto pool = (*client)->Attach("a");
-    if (!pool.ok()) return false;
+    if (!client.ok()) return "connect: " + client.status().ToString();
+    auto pool = (*client)->Attach("v");
+    if (!pool.ok()) return "attach: " + pool.status().ToString();
     const std::string data(3000, 'v');
-    if (put) return (*pool)->Put(BlockKey{77, 77}, std::as_bytes(std::span(data))).ok();
+    if (put) {
+      Status s = (*pool)->Put(BlockKey{77, 77}, std::as_bytes(std::span(data)));
+      return s.ok() ? "" : "put: " + s.ToString();
+    }
     std::string out(4096, '\0');
     auto n = (*pool)->Get(BlockKey{77, 77}, std::as_writable_bytes(std::span(out)));
-    return n.ok() && out.substr(0, *n) == data;
+    if (!n.ok()) return "get: " + n.status().ToString();
+    return out.substr(0, *n) == data ? "" : "get: other bytes";
   }
 
   std::vector<Seed> Seeds() const {
@@ -268,12 +277,12 @@ TEST_F(LocalFuzz, EveryMessageIsAnsweredOrEndsItsConnectionAndOthersKeepBeingSer
     ++runs;
     if (o == Outcome::kClosed || rng() % 64 == 0) c.reset();
     if (runs % 500 == 0) {
-      ASSERT_TRUE(WellBehavedPutOrGet(false)) << "after " << runs << " messages";
+      ASSERT_EQ(WellBehavedPutOrGet(false), "") << "after " << runs << " messages";
       ++checks;
     }
   }
   c.reset();
-  EXPECT_TRUE(WellBehavedPutOrGet(false));
+  EXPECT_EQ(WellBehavedPutOrGet(false), "");
   std::printf(
       "local fuzz: %zu messages on %zu connections in %lld s (%zu replies, %zu closes), "
       "%zu checks by another lease passed\n",
