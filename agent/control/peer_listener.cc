@@ -66,37 +66,7 @@ Result<PeerCredentials> ReadPeerCredentials(int fd) {
 
 Result<std::unique_ptr<PeerListener>> PeerListener::Start(const std::filesystem::path& path,
                                                           uint32_t mode, Handler handler) {
-  TM_RETURN_IF_ERROR(PrepareSocketPath(path, SOCK_STREAM));
-  sockaddr_un addr{};
-  if (path.native().size() >= sizeof(addr.sun_path)) {
-    return InvalidArgument("socket path " + path.string() + " is too long");
-  }
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.native().size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError("socket", errno);
-  // The socket file is created with the process umask: narrow it for the
-  // window before chmod so the socket is never wider than asked.
-  mode_t old_mask = ::umask(0177);
-  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  int bind_errno = errno;
-  ::umask(old_mask);
-  if (rc != 0) {
-    ::close(fd);
-    return ErrnoError("bind " + path.string(), bind_errno);
-  }
-  if (::chmod(path.c_str(), mode) != 0) {
-    Status s = ErrnoError("chmod " + path.string(), errno);
-    ::close(fd);
-    ::unlink(path.c_str());
-    return s;
-  }
-  if (::listen(fd, 128) != 0) {
-    Status s = ErrnoError("listen on " + path.string(), errno);
-    ::close(fd);
-    ::unlink(path.c_str());
-    return s;
-  }
+  TM_ASSIGN_OR_RETURN(int fd, ListenUnixSocket(path, SOCK_STREAM, mode, 128));
   std::unique_ptr<PeerListener> listener(new PeerListener(path, fd, std::move(handler)));
   listener->acceptor_ = std::thread([l = listener.get()] { l->AcceptLoop(); });
   return listener;

@@ -18,13 +18,6 @@
 namespace tokenmem::local {
 namespace {
 
-sockaddr_un Address(const std::filesystem::path& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  return addr;
-}
-
 // The peer's process and user, one key for the per-client limit; 0 when
 // the kernel cannot tell (every such connection then shares one budget).
 uint64_t ClientOf(int fd) {
@@ -39,24 +32,7 @@ uint64_t ClientOf(int fd) {
 Result<std::unique_ptr<LocalServer>> LocalServer::Start(
     const std::filesystem::path& socket_path, uint32_t socket_mode, pool::PoolManager* pools,
     pool::LeaseTable* leases, RequestObserver observer, LocalLimits limits) {
-  TM_RETURN_IF_ERROR(PrepareSocketPath(socket_path, SOCK_SEQPACKET));
-  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError("socket", errno);
-  sockaddr_un addr = Address(socket_path);
-  mode_t old_mask = ::umask(0177);
-  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  int bind_errno = errno;
-  ::umask(old_mask);
-  if (rc != 0) {
-    ::close(fd);
-    return ErrnoError("bind " + socket_path.string(), bind_errno);
-  }
-  if (::chmod(socket_path.c_str(), socket_mode) != 0 || ::listen(fd, 64) != 0) {
-    Status s = ErrnoError("listen on " + socket_path.string(), errno);
-    ::close(fd);
-    ::unlink(socket_path.c_str());
-    return s;
-  }
+  TM_ASSIGN_OR_RETURN(int fd, ListenUnixSocket(socket_path, SOCK_SEQPACKET, socket_mode, 64));
   std::unique_ptr<LocalServer> server(
       new LocalServer(socket_path, fd, pools, leases, std::move(observer), limits));
   server->acceptor_ = std::thread([s = server.get()] { s->AcceptLoop(); });

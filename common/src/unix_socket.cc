@@ -52,4 +52,37 @@ Status PrepareSocketPath(const std::filesystem::path& path, int socket_type) {
   return Status::Ok();
 }
 
+Result<int> ListenUnixSocket(const std::filesystem::path& path, int socket_type, uint32_t mode,
+                             int backlog) {
+  TM_RETURN_IF_ERROR(PrepareSocketPath(path, socket_type));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size() + 1);  // fits: prepared
+  int fd = ::socket(AF_UNIX, socket_type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError("socket", errno);
+  // The socket file is created with the process umask: narrow it for the
+  // window before chmod so the socket is never wider than asked.
+  const mode_t old_mask = ::umask(0177);
+  const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  const int bind_errno = errno;
+  ::umask(old_mask);
+  if (rc != 0) {
+    ::close(fd);
+    return ErrnoError("bind " + path.string(), bind_errno);
+  }
+  const char* step = nullptr;
+  if (::chmod(path.c_str(), mode) != 0) {
+    step = "chmod ";
+  } else if (::listen(fd, backlog) != 0) {
+    step = "listen on ";
+  }
+  if (step != nullptr) {
+    Status s = ErrnoError(step + path.string(), errno);
+    ::close(fd);
+    ::unlink(path.c_str());
+    return s;
+  }
+  return fd;
+}
+
 }  // namespace tokenmem

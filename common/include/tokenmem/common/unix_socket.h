@@ -1,6 +1,7 @@
 // Making room for a listening Unix socket.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 
 #include "tokenmem/common/status.h"
@@ -13,5 +14,12 @@ namespace tokenmem {
 // socket is there, or when a live server of `socket_type` (SOCK_STREAM,
 // SOCK_SEQPACKET) still answers on it. Nothing is removed in those cases.
 Status PrepareSocketPath(const std::filesystem::path& path, int socket_type);
+
+// A listening Unix socket of `socket_type` at `path` (prepared as above)
+// whose file has `mode` from the start: bound under a narrowed umask, so it
+// is never wider than asked, then chmod-ed. The listening fd, or an error
+// naming the step; a socket file it created is removed again on failure.
+Result<int> ListenUnixSocket(const std::filesystem::path& path, int socket_type, uint32_t mode,
+                             int backlog);
 
 }  // namespace tokenmem
