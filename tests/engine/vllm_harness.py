@@ -483,7 +483,9 @@ class Scheduler:
         self.preemptions += 1
         self.waiting.appendleft(req)
 
-    def update(self, out: SchedulerOutput, result) -> None:
+    def update(self, out: SchedulerOutput, result) -> set:
+        """Applies a step's result; returns the requests whose output was
+        skipped because a load failed (they are recomputed)."""
         skip = set()
         if result.invalid_block_ids:
             skip = self._invalid_blocks(result.invalid_block_ids)
@@ -502,6 +504,7 @@ class Scheduler:
         for rid in result.finished_sending or ():
             req = self.held.pop(rid)
             self.kv.free_request(req)
+        return skip
 
     def _invalid_blocks(self, invalid):
         affected = set()
@@ -770,15 +773,10 @@ class Engine:
                     del self._sending[rid]
         if invalid:
             self.loads_failed += 1
-        res = StepResult(sampled, logits, finished or None, invalid)
-        skip = self.scheduler._invalid_blocks(invalid) if invalid else set()
+        skipped = self.scheduler.update(out, StepResult(sampled, logits, finished or None, invalid))
         for rid, lg in logits.items():
-            if rid not in skip:
+            if rid not in skipped:   # vLLM drops the outputs of a step it recomputes
                 self.logits.setdefault(rid, []).append(lg)
-        res.invalid_block_ids = set()   # handled above, with the outputs it skipped
-        for rid in skip:
-            sampled.pop(rid, None)
-        self.scheduler.update(out, res)
         return out
 
     # -- the forward: layer-major over the batch, one token row at a time --

@@ -57,32 +57,26 @@ class KeySchedule:
             breaks = multimodal_breaks(extras, self.block_tokens, blocks)
             for layer in range(self.num_layers):
                 seed = request_seed(self._seeds[layer], extras)
-                self._chain(tokens, seed, out[layer], 0, blocks, breaks)
+                self._chain(tokens, seed, out[layer], breaks)
         return np.ascontiguousarray(out.transpose(1, 0, 2))
 
-    def _chain(self, tokens, seed, out, start, end, breaks) -> None:
-        """Keys of blocks [start, end) into out, the chain re-seeded at
-        every multimodal break."""
-        segments = [b for b, _ in breaks if start < b < end] + [end]
+    def _chain(self, tokens, seed, out, breaks) -> None:
+        """Keys of every block into out (a C-contiguous [blocks, 2] array),
+        the chain re-seeded at each multimodal break: a segment's seed is
+        the key before it (the request's seed for the first), mixed with
+        the identifiers of the inputs starting there."""
         mixes = dict(breaks)
-        at = start
-        for stop in segments:
-            if at in mixes:
-                prev = seed if at == 0 else out[at - 1]
-                seed = prev
-                for ident in mixes[at]:
-                    seed = mix_seed(seed, b"mm", ident)
-            elif at > 0:
-                seed = out[at - 1]
-            seed = np.ascontiguousarray(seed, dtype=np.uint64)
+        bounds = [0] + [b for b, _ in breaks if b > 0] + [len(out)]
+        for at, stop in zip(bounds, bounds[1:]):
+            base = seed if at == 0 else out[at - 1]
+            for ident in mixes.get(at, ()):
+                base = mix_seed(base, b"mm", ident)
+            base = np.ascontiguousarray(base, dtype=np.uint64)
             part = np.ascontiguousarray(tokens[at * self.block_tokens:stop * self.block_tokens])
-            dest = np.empty((stop - at, 2), dtype=np.uint64)
-            got = _chain(part.ctypes.data, len(part), self.block_tokens, seed.ctypes.data,
-                         dest.ctypes.data, stop - at)
+            got = _chain(part.ctypes.data, len(part), self.block_tokens, base.ctypes.data,
+                         out[at:stop].ctypes.data, stop - at)
             if got != stop - at:
                 raise RuntimeError("tm_chain_keys gave %d keys for %d blocks" % (got, stop - at))
-            out[at:stop] = dest
-            at = stop
 
 
 def key_list(keys: np.ndarray) -> List[tuple]:

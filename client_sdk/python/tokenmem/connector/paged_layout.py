@@ -166,21 +166,22 @@ def _outer_indices(sizes: Sequence[int]) -> List[Tuple[int, ...]]:
     return out
 
 
-def analyse_layers(tensors: Sequence[object], spec: PageSpec) -> Tuple[List[List[object]], str]:
-    """Views per layer and the one descriptor they share; layers that
-    differ in layout are refused (one stored block size per pool)."""
+def analyse_layers(tensors: Sequence[object], spec: PageSpec) -> Tuple[List[List[object]], PagedTensor]:
+    """Views per layer, and layer 0's analysis (every layer shares its
+    layout; one that differs is refused: one stored block size per pool)."""
     views: List[List[object]] = []
-    descriptor: Optional[str] = None
+    first: Optional[PagedTensor] = None
     for n, t in enumerate(tensors):
         paged = analyse(t, spec)
-        if descriptor is not None and paged.descriptor != descriptor:
+        if first is not None and paged.descriptor != first.descriptor:
             raise LayoutError("layer %d's KV layout %s differs from layer 0's %s"
-                              % (n, paged.descriptor, descriptor))
-        descriptor = paged.descriptor
+                              % (n, paged.descriptor, first.descriptor))
+        if first is None:
+            first = paged
         views.append(paged.views)
-    if descriptor is None:
+    if first is None:
         raise LayoutError("no KV cache tensors")
-    return views, descriptor
+    return views, first
 
 
 __all__ = ["LayoutError", "PageSpec", "PagedTensor", "analyse", "analyse_layers"]

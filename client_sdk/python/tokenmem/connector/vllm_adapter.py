@@ -30,7 +30,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .config import ConnectorConfig
-from .paged_layout import PageSpec, analyse, analyse_layers, canonical_descriptor, recipe
+from .paged_layout import PageSpec, analyse_layers, canonical_descriptor, recipe
 from .request_extras import MultimodalInput, RequestExtras
 
 _EXTRA_KEYS = ("pool", "socket", "agent_address", "lease", "tenant_salt", "timeout_s",
@@ -53,8 +53,10 @@ class _Settings:
                     "serve a model whose layers all use full attention, or run without "
                     "the tokenmem connector" % ", ".join(kinds))
             spec = groups[0].kv_cache_spec
-        self.latent = bool(getattr(spec, "use_mla", None) if spec is not None and hasattr(spec, "use_mla")
-                           else getattr(mc, "use_mla", False)) or type(spec).__name__.startswith("MLA")
+        # The spec says whether the cache is a latent one; without a spec
+        # (older vLLM) the model config does.
+        self.latent = (_spec_is(spec, "MLAAttentionSpec") or bool(getattr(spec, "use_mla", False))
+                       if spec is not None else bool(getattr(mc, "use_mla", False)))
         self.block_size = int(spec.block_size if spec is not None else cc.block_size)
         self.head_size = int(spec.head_size if spec is not None else mc.get_head_size())
         self.num_kv_heads = 0 if self.latent else int(
@@ -83,9 +85,14 @@ class _Settings:
             block_tokens=self.block_tokens, **extra)
 
 
+def _spec_is(spec, *kinds: str) -> bool:
+    """Whether spec is (a subclass of) one of vLLM's KV cache spec classes,
+    by name: the classes themselves are not imported."""
+    return any(c.__name__ in kinds for c in type(spec).__mro__)
+
+
 def _full_attention(spec) -> bool:
-    names = [c.__name__ for c in type(spec).__mro__]
-    return "FullAttentionSpec" in names or "MLAAttentionSpec" in names
+    return _spec_is(spec, "FullAttentionSpec", "MLAAttentionSpec")
 
 
 def _total_layers(mc, pc) -> int:
@@ -235,8 +242,9 @@ def _make_class():
         def register_kv_caches(self, kv_caches: Dict[str, Any]):
             from vllm.distributed.parallel_state import get_tensor_model_parallel_rank
 
-            names = sorted(kv_caches, key=lambda n: layer_index(n, list(kv_caches).index(n)))
-            globals_ = [layer_index(n, i) for i, n in enumerate(names)]
+            index = {n: layer_index(n, i) for i, n in enumerate(kv_caches)}
+            names = sorted(kv_caches, key=index.__getitem__)
+            globals_ = [index[n] for n in names]
             if len(set(globals_)) != len(globals_):
                 raise ValueError("tokenmem: two KV cache layers share a layer index: %s" % names)
             first = kv_caches[names[0]]
@@ -247,8 +255,8 @@ def _make_class():
             self._ratio = self._s.block_size // kernel
             pages = self._pages(first)
             spec = PageSpec(pages, kernel, self._s.head_size, self._s.num_kv_heads, self._s.latent)
-            views, _ = analyse_layers([kv_caches[n] for n in names], spec)
-            rec = recipe(analyse(first, spec), self._s.block_tokens // kernel)
+            views, first_layer = analyse_layers([kv_caches[n] for n in names], spec)
+            rec = recipe(first_layer, self._s.block_tokens // kernel)
             layout = KVLayout(views, kernel, self._s.block_tokens, rec)
             rank = int(get_tensor_model_parallel_rank())
             columns = [rank * self._s.num_layers + g for g in globals_]
