@@ -20,6 +20,8 @@ Upstream files (github.com/vllm-project/vllm) and what is imitated:
   output for the request skipped) under kv_load_failure_policy "recompute";
   request_finished at finish, blocks freed when the workers report
   finished_sending.
+- vllm/v1/core/kv_cache_utils.py @ bbf906a88ba1a39104884c88c9811a4f968e4659:
+  prefix-cache block hashes and their extra keys (Request.block_hashes).
 - vllm/v1/core/sched/output.py @ a9b169409e5f3a8fa67b462c064c4080e93b82b7:
   NewRequestData (block_ids a tuple of lists, num_computed_tokens),
   CachedRequestData (resumed_req_ids: new_block_ids replace the blocks;
@@ -227,8 +229,13 @@ class Request:
         return len(self.prompt_token_ids) + len(self.output_token_ids)
 
     def block_hashes(self, block_size):
-        """Prefix-cache hashes of the full blocks: parent, tokens and what
-        else changes the KV (adapter, images; the salt on the first block)."""
+        """Prefix-cache hashes of the full blocks, as
+        vllm/v1/core/kv_cache_utils.py @ bbf906a88ba1a39104884c88c9811a4f968e4659
+        makes them: hash_block_tokens(parent, the block's tokens, extra
+        keys), where generate_block_hash_extra_keys adds the LoRA adapter
+        (its id there, its name in later versions), the hashes of the
+        multimodal inputs overlapping the block, and the cache salt on the
+        block that starts at token 0."""
         out, parent = [], None
         toks = self.all_token_ids
         for b in range(len(toks) // block_size):
@@ -315,7 +322,12 @@ class BlockManager:
         return KVCacheBlocks(self.blocks.get(request_id, []))
 
     def free_request(self, req):
-        # Freed tail first, so a prefix stays cached longest.
+        # Freed tail first, so a prefix stays cached longest: "Free blocks in
+        # reverse order so that the tail blocks are freed first"
+        # (vllm/v1/core/single_type_kv_cache_manager.py, free(); commit
+        # 129ab7c60cbb8eb11e875373e67f7e521b74aa30 as the index lists it,
+        # the passage read from excerpts). The free queue hands out its
+        # least recently freed block first.
         for b in reversed(self.blocks.pop(req.request_id, [])):
             self.ref[b] -= 1
             if self.ref[b] == 0:
