@@ -308,7 +308,9 @@ class BlockManager:
             self.ref[b] = 1
             have.append(b)
             self.handed_out.append(b)
-        # Blocks full after this step are cached now (their tokens are computed in it).
+        # Blocks full after this step are cached now (their tokens are computed
+        # in it): scheduler.py @ 00024d314514900f361ad072af6931e403b7f589 passes
+        # allocate_slots delay_cache_blocks only for asynchronous loads.
         if self.caching:
             hashes = req.block_hashes(self.block_size)
             for i in range(min(total // self.block_size, len(hashes), len(have))):
